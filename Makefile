@@ -1,0 +1,40 @@
+# The two commands in the README: `make demo` and `make test`. Everything else supports them.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+FP := $(BIN)/finance-pipeline
+export DAGSTER_HOME ?= $(CURDIR)/var/dagster_home
+DEMO_DAYS ?= 3
+DEMO_SEED ?= 7
+
+.PHONY: install demo dev test check-defs bench clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+## Seed a demo ledger on the embedded default (SQLite under ./var), start the sandboxes,
+## materialize the daily pipeline for a few days and print where the results are.
+demo: install $(DAGSTER_HOME)/dagster.yaml
+	$(FP) demo run --days $(DEMO_DAYS) --seed $(DEMO_SEED)
+
+## The Dagster UI on the demo data (sandboxes started alongside).
+dev: install $(DAGSTER_HOME)/dagster.yaml
+	$(FP) demo dev
+
+check-defs: install
+	$(BIN)/dagster definitions validate -m finance_pipeline.definitions
+
+test: install check-defs
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf var .pytest_cache

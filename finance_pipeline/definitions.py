@@ -1,0 +1,61 @@
+"""The Dagster code location: `dagster dev -m finance_pipeline.definitions`."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from finance_pipeline import settings
+from finance_pipeline.defs.io_managers import ParquetIOManager
+from finance_pipeline.defs.ledger import assets as ledger_assets
+from finance_pipeline.defs.partitions import daily_partitions
+from finance_pipeline.defs.providers import assets as provider_assets
+from finance_pipeline.defs.resources import (
+    LedgerResource,
+    PayoutProviderResource,
+    ReconciliationSettings,
+    StripeResource,
+    env_int_or,
+    env_or,
+)
+
+
+def build_resources() -> dict[str, object]:
+    """Resources wired to the environment; unset variables mean the embedded defaults."""
+    from dagster_aws.s3 import S3Resource
+
+    return {
+        "ledger": LedgerResource(database_url=env_or("DATABASE_URL", "")),
+        "stripe": StripeResource(
+            api_key=env_or("STRIPE_API_KEY", settings.DEFAULT_STRIPE_API_KEY),
+            api_base=env_or("STRIPE_API_BASE", ""),
+        ),
+        "payouts": PayoutProviderResource(
+            base_url=env_or("PAYOUT_API_BASE", ""),
+            token=env_or("PAYOUT_API_TOKEN", settings.DEFAULT_PAYOUT_TOKEN),
+        ),
+        "recon": ReconciliationSettings(
+            time_tolerance_s=env_int_or("RECON_TIME_TOLERANCE_S", settings.DEFAULT_TIME_TOLERANCE_S),
+            amount_tolerance_minor=env_int_or(
+                "RECON_AMOUNT_TOLERANCE_MINOR", settings.DEFAULT_AMOUNT_TOLERANCE_MINOR
+            ),
+        ),
+        "parquet_io_manager": ParquetIOManager(
+            base_dir=env_or("FP_STORAGE_DIR", ""),
+            s3_bucket=env_or("FP_STORAGE_S3_BUCKET", ""),
+            s3=S3Resource(endpoint_url=env_or("AWS_ENDPOINT_URL", None)),
+        ),
+    }
+
+
+def build_definitions(partitions_start: str | None = None) -> dg.Definitions:
+    start = partitions_start or os.environ.get("FP_PARTITIONS_START") or settings.DEFAULT_PARTITIONS_START
+    partitions = daily_partitions(start)
+    assets = [*ledger_assets.build_assets(partitions), *provider_assets.build_assets(partitions)]
+    return dg.Definitions(assets=assets, resources=build_resources())
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build_definitions()

@@ -1,0 +1,1 @@
+"""Dagster definitions, one folder per domain; thin wrappers over the plain modules."""

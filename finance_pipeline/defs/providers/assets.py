@@ -1,0 +1,79 @@
+"""What the providers say happened, pulled over HTTP for a day widened by the time tolerance."""
+
+
+import dagster as dg
+
+from finance_pipeline.defs.resources import (
+    PayoutProviderResource,
+    ReconciliationSettings,
+    StripeResource,
+)
+from finance_pipeline.domain.timeutil import day_bounds_us, format_ts_us
+
+_US = 1_000_000
+
+
+def pull_window_us(partition_key: str, tolerance_s: int) -> tuple[int, int]:
+    """The day widened by the tolerance on both sides, so boundary counterparts are seen."""
+    lo, hi = day_bounds_us(partition_key)
+    return lo - tolerance_s * _US, hi + tolerance_s * _US
+
+
+def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    @dg.asset(
+        name="stripe_balance_transactions",
+        group_name="providers",
+        partitions_def=partitions_def,
+        io_manager_key="parquet_io_manager",
+        kinds={"stripe", "pandas"},
+        description="Stripe balance transactions created in the day +- the time tolerance.",
+    )
+    def stripe_balance_transactions(
+        context: dg.AssetExecutionContext, stripe: StripeResource, recon: ReconciliationSettings
+    ) -> dg.Output:
+        from finance_pipeline.providers.stripe_pull import balance_transactions_frame
+
+        lo, hi = pull_window_us(context.partition_key, recon.time_tolerance_s)
+        records = stripe.pull_balance_transactions(lo // _US, hi // _US)
+        frame = balance_transactions_frame(records)
+        return dg.Output(
+            frame,
+            metadata={
+                "records": len(frame),
+                "window": f"[{format_ts_us(lo)}, {format_ts_us(hi)})",
+                "by_category": dg.MetadataValue.json(
+                    {str(k): int(v) for k, v in frame["reporting_category"].value_counts().sort_index().items()}
+                ),
+            },
+        )
+
+    @dg.asset(
+        name="payout_settlements",
+        group_name="providers",
+        partitions_def=partitions_def,
+        io_manager_key="parquet_io_manager",
+        kinds={"pandas"},
+        description="Payout-provider settlements in the day +- the time tolerance, and payouts still pending.",
+    )
+    def payout_settlements(
+        context: dg.AssetExecutionContext, payouts: PayoutProviderResource, recon: ReconciliationSettings
+    ) -> dg.Output:
+        from finance_pipeline.providers.payout_pull import settlements_frame
+
+        lo, hi = pull_window_us(context.partition_key, recon.time_tolerance_s)
+        records = payouts.pull_settlements(format_ts_us(lo), format_ts_us(hi))
+        settled_ids = {r["payout_id"] for r in records}
+        pending = [p for p in payouts.pull_pending_payouts(format_ts_us(hi)) if p["payout_id"] not in settled_ids]
+        frame = settlements_frame(records + pending)
+        return dg.Output(
+            frame,
+            metadata={
+                "records": len(frame),
+                "window": f"[{format_ts_us(lo)}, {format_ts_us(hi)})",
+                "by_status": dg.MetadataValue.json(
+                    {str(k): int(v) for k, v in frame["status"].value_counts().sort_index().items()}
+                ),
+            },
+        )
+
+    return [stripe_balance_transactions, payout_settlements]

@@ -1,0 +1,110 @@
+"""Resources: configuration plus a handle on the outside world, nothing more."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+import dagster as dg
+from pydantic import PrivateAttr
+
+from finance_pipeline import settings
+
+
+class LedgerResource(dg.ConfigurableResource):
+    """The ledger database (``DATABASE_URL``; embedded SQLite under ./var when unset)."""
+
+    database_url: str = ""
+
+    _engine: Any = PrivateAttr(default=None)
+
+    @property
+    def url(self) -> str:
+        return self.database_url or settings.default_database_url()
+
+    def engine(self):
+        if self._engine is None:
+            from finance_pipeline.ledger.engine import create_ledger_engine
+
+            self._engine = create_ledger_engine(self.url)
+        return self._engine
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+
+
+class StripeResource(dg.ConfigurableResource):
+    """Stripe, reached only through the official SDK (``STRIPE_API_KEY``, ``STRIPE_API_BASE``)."""
+
+    api_key: str = settings.DEFAULT_STRIPE_API_KEY
+    api_base: str = ""
+    page_size: int = 100
+    max_attempts: int = 6
+    max_retry_delay_s: float = 30.0
+
+    @property
+    def base(self) -> str:
+        return self.api_base or settings.default_stripe_api_base()
+
+    def pull_balance_transactions(self, created_gte: int, created_lt: int) -> list[dict]:
+        from finance_pipeline.providers.retry import RetryPolicy
+        from finance_pipeline.providers.stripe_pull import pull_balance_transactions
+
+        return pull_balance_transactions(
+            self.api_key, self.base, created_gte, created_lt,
+            retry=RetryPolicy(max_attempts=self.max_attempts, max_delay_s=self.max_retry_delay_s),
+            page_size=self.page_size,
+        )
+
+
+class PayoutProviderResource(dg.ConfigurableResource):
+    """The payout provider's HTTP API (``PAYOUT_API_BASE``, ``PAYOUT_API_TOKEN``)."""
+
+    base_url: str = ""
+    token: str = settings.DEFAULT_PAYOUT_TOKEN
+    max_attempts: int = 6
+    max_retry_delay_s: float = 30.0
+
+    @property
+    def base(self) -> str:
+        return self.base_url or settings.default_payout_api_base()
+
+    def _retry(self):
+        from finance_pipeline.providers.retry import RetryPolicy
+
+        return RetryPolicy(max_attempts=self.max_attempts, max_delay_s=self.max_retry_delay_s)
+
+    def pull_settlements(self, from_ts: str, to_ts: str) -> list[dict]:
+        from finance_pipeline.providers.payout_pull import pull_settlements
+
+        return pull_settlements(self.base, self.token, from_ts, to_ts, retry=self._retry())
+
+    def pull_pending_payouts(self, created_to: str) -> list[dict]:
+        from finance_pipeline.providers.payout_pull import pull_pending_payouts
+
+        return pull_pending_payouts(self.base, self.token, created_to, retry=self._retry())
+
+
+class ReconciliationSettings(dg.ConfigurableResource):
+    """Tolerances shared by the provider pulls and the reconciliation."""
+
+    time_tolerance_s: int = settings.DEFAULT_TIME_TOLERANCE_S
+    amount_tolerance_minor: int = settings.DEFAULT_AMOUNT_TOLERANCE_MINOR
+
+
+def env_or(name: str, default: Any) -> Any:
+    """``EnvVar(name)`` when the variable is set, else the embedded default.
+
+    Called while definitions load (never at import), so an unset variable falls back to the
+    embedded default instead of failing the run, and a set one shows as an EnvVar in the UI.
+    """
+    import os
+
+    return dg.EnvVar(name) if os.environ.get(name) else default
+
+
+def env_int_or(name: str, default: int) -> Any:
+    import os
+
+    return dg.EnvVar.int(name) if os.environ.get(name) else default

@@ -1,0 +1,1 @@
+"""A realistic, deterministic demo scenario and the commands that load it."""

@@ -1,0 +1,1 @@
+"""Pure domain logic (money, canonical JSON, journal rules). No Dagster imports here."""

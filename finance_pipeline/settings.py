@@ -1,0 +1,41 @@
+"""Embedded defaults: what runs when DATABASE_URL, STRIPE_API_BASE, ... are not set.
+
+Plain constants, read by nobody at import time except as defaults; the environment is
+consulted only when definitions are loaded or a command runs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_VAR_DIR = "var"
+DEFAULT_PARTITIONS_START = "2026-11-01"
+DEFAULT_STRIPE_PORT = 12111
+DEFAULT_PAYOUT_PORT = 12112
+DEFAULT_STRIPE_API_KEY = "sk_test_sandbox"
+DEFAULT_PAYOUT_TOKEN = "payout_sandbox_token"
+# Reconciliation tolerances (issue 3 documents them in full).
+DEFAULT_TIME_TOLERANCE_S = 2 * 3600
+DEFAULT_AMOUNT_TOLERANCE_MINOR = 0
+
+
+def var_dir() -> Path:
+    """Folder for the embedded default's files (ledger, storage, keys, sandboxes)."""
+    return Path(os.environ.get("FP_VAR_DIR", DEFAULT_VAR_DIR))
+
+
+def default_database_url() -> str:
+    return f"sqlite:///{var_dir() / 'ledger.sqlite3'}"
+
+
+def default_stripe_api_base() -> str:
+    return f"http://127.0.0.1:{DEFAULT_STRIPE_PORT}"
+
+
+def default_payout_api_base() -> str:
+    return f"http://127.0.0.1:{DEFAULT_PAYOUT_PORT}"
+
+
+def default_storage_dir() -> str:
+    return str(var_dir() / "storage")

@@ -1,0 +1,6 @@
+from __future__ import annotations
+
+pytest_plugins = [
+    "finance_pipeline_tests.fixtures.postgres",
+    "finance_pipeline_tests.fixtures.sandboxes",
+]
