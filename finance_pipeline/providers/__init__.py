@@ -1,0 +1,28 @@
+"""Pulls from the payment providers (Stripe, the payout provider). Plain Python, no Dagster."""
+
+from __future__ import annotations
+
+
+class ProviderError(RuntimeError):
+    """A provider call failed for good: auth refused, a bad request, or retries exhausted."""
+
+    def __init__(
+        self,
+        provider: str,
+        endpoint: str,
+        status: int | None,
+        message: str,
+        *,
+        attempts: int = 1,
+    ) -> None:
+        self.provider = provider
+        self.endpoint = endpoint
+        self.status = status
+        self.attempts = attempts
+        self.detail = message
+        where = f"HTTP {status}" if status is not None else "no HTTP response"
+        tries = f" after {attempts} attempts" if attempts > 1 else ""
+        super().__init__(f"{provider} {endpoint} failed with {where}{tries}: {message}")
+
+
+__all__ = ["ProviderError"]

@@ -1,0 +1,186 @@
+"""Pull settlements and pending payouts from the payout provider over HTTP (httpx)."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import httpx
+import pandas as pd
+
+from finance_pipeline.domain.canonical import canonical_str
+from finance_pipeline.domain.money import is_currency
+from finance_pipeline.domain.timeutil import TimestampError, format_ts_us, parse_ts_us
+from finance_pipeline.providers import ProviderError
+from finance_pipeline.providers.retry import (
+    RetryableFailure,
+    RetryPolicy,
+    call_with_retry,
+    is_retryable_status,
+    parse_retry_after,
+)
+
+PROVIDER = "payout_sandbox"
+
+SETTLEMENT_COLUMNS: dict[str, str] = {
+    "provider": "str",
+    "id": "str",
+    "payout_id": "str",
+    "status": "str",
+    "amount_minor": "int64",
+    "currency": "str",
+    "ts_us": "int64",
+    "raw": "str",
+}
+
+
+def _ts_text(value: str | int | None, name: str) -> str | None:
+    """RFC 3339 'Z' text for a bound given as text or as UTC microseconds."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise TypeError(f"{name} must be an RFC 3339 timestamp or UTC microseconds, got {value!r}")
+    try:
+        return format_ts_us(value if isinstance(value, int) else parse_ts_us(value))
+    except TimestampError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+
+
+def _error_message(resp: httpx.Response) -> str:
+    try:
+        err = resp.json()["error"]
+        text = str(err.get("message"))
+        return text + (f" (field {err['field']!r})" if err.get("field") else "")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return resp.text[:200] or resp.reason_phrase
+
+
+def _get_page(client: httpx.Client, path: str, params: dict[str, Any], retry: RetryPolicy) -> dict:
+    endpoint = f"GET {path}"
+
+    def attempt() -> dict:
+        try:
+            resp = client.get(path, params=params)
+        except httpx.TransportError as exc:
+            raise RetryableFailure(None, f"connection failed: {type(exc).__name__}: {exc}") from exc
+        if is_retryable_status(resp.status_code):
+            raise RetryableFailure(
+                resp.status_code, _error_message(resp), parse_retry_after(resp.headers.get("retry-after"))
+            )
+        if resp.status_code == 401:
+            raise ProviderError(
+                PROVIDER, endpoint, 401, f"{_error_message(resp)}; check the payout provider token"
+            )
+        if resp.status_code != 200:
+            raise ProviderError(
+                PROVIDER, endpoint, resp.status_code, f"{_error_message(resp)}; the request was rejected"
+            )
+        try:
+            body = resp.json()
+        except ValueError:
+            raise ProviderError(PROVIDER, endpoint, 200, "response is not JSON") from None
+        if (
+            not isinstance(body, dict)
+            or not isinstance(body.get("data"), list)
+            or not (body.get("next_cursor") is None or isinstance(body.get("next_cursor"), str))
+        ):
+            raise ProviderError(PROVIDER, endpoint, 200, "response lacks 'data' list / 'next_cursor'")
+        return body
+
+    return call_with_retry(attempt, retry, provider=PROVIDER, endpoint=endpoint)
+
+
+def _pull_all(
+    base_url: str, token: str, path: str, params: dict[str, Any], retry: RetryPolicy, page_size: int, timeout_s: float
+) -> list[dict]:
+    if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
+        raise ValueError(f"page_size must be a positive int, got {page_size!r}")
+    out: list[dict] = []
+    seen_cursors: set[str] = set()
+    params = {k: v for k, v in params.items() if v is not None}
+    with httpx.Client(
+        base_url=base_url.rstrip("/"), headers={"Authorization": f"Bearer {token}"}, timeout=timeout_s
+    ) as client:
+        cursor: str | None = None
+        while True:
+            page_params = {**params, "limit": page_size, **({"cursor": cursor} if cursor else {})}
+            body = _get_page(client, path, page_params, retry)
+            out.extend(body["data"])
+            cursor = body["next_cursor"]
+            if cursor is None:
+                return out
+            if cursor in seen_cursors:
+                raise ProviderError(PROVIDER, f"GET {path}", 200, "next_cursor repeated; paging would never end")
+            seen_cursors.add(cursor)
+
+
+def pull_settlements(
+    base_url: str,
+    token: str,
+    from_ts: str | int,
+    to_ts: str | int,
+    retry: RetryPolicy = RetryPolicy(),
+    page_size: int = 100,
+    *,
+    timeout_s: float = 30.0,
+) -> list[dict]:
+    """Settlements with settled_at in [from_ts, to_ts), ordered by (settled_at, id).
+
+    Bounds are RFC 3339 text (e.g. '2026-01-02T00:00:00Z') or UTC microseconds.
+    """
+    params = {"from": _ts_text(from_ts, "from_ts"), "to": _ts_text(to_ts, "to_ts")}
+    return _pull_all(base_url, token, "/settlements", params, retry, page_size, timeout_s)
+
+
+def pull_pending_payouts(
+    base_url: str,
+    token: str,
+    created_to: str | int,
+    retry: RetryPolicy = RetryPolicy(),
+    page_size: int = 100,
+    *,
+    created_from: str | int | None = None,
+    timeout_s: float = 30.0,
+) -> list[dict]:
+    """Payouts still pending that were created before ``created_to`` (exclusive)."""
+    params = {
+        "status": "pending",
+        "created_from": _ts_text(created_from, "created_from"),
+        "created_to": _ts_text(created_to, "created_to"),
+    }
+    return _pull_all(base_url, token, "/payouts", params, retry, page_size, timeout_s)
+
+
+def settlements_frame(records: list[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per settlement (or payout record), sorted by id.
+
+    ``ts_us`` is settled_at when present, else created_at (pending payouts), in UTC microseconds.
+    """
+    rows: dict[str, list[Any]] = {col: [] for col in SETTLEMENT_COLUMNS}
+    seen: set[str] = set()
+    for rec in sorted(records, key=lambda r: str(r.get("id"))):
+        rid = rec.get("id")
+        if not isinstance(rid, str) or not rid:
+            raise ValueError(f"settlement record without a string 'id': {rec!r}")
+        if rid in seen:
+            raise ValueError(f"settlement record {rid!r} appears twice; deduplicate the pull first")
+        seen.add(rid)
+        amount = rec.get("amount_minor")
+        if isinstance(amount, bool) or not isinstance(amount, int):
+            raise ValueError(f"settlement record {rid!r}: 'amount_minor' must be an integer, got {amount!r}")
+        currency = rec.get("currency")
+        if not is_currency(currency):
+            raise ValueError(f"settlement record {rid!r}: 'currency' {currency!r} is not an ISO 4217 code in capitals")
+        when_key = "settled_at" if rec.get("settled_at") is not None else "created_at"
+        try:
+            ts_us = parse_ts_us(rec.get(when_key))
+        except TimestampError as exc:
+            raise ValueError(f"settlement record {rid!r}: '{when_key}' {exc}") from None
+        rows["provider"].append(PROVIDER)
+        rows["id"].append(rid)
+        rows["payout_id"].append(rec.get("payout_id"))
+        rows["status"].append(rec.get("status"))
+        rows["amount_minor"].append(amount)
+        rows["currency"].append(currency)
+        rows["ts_us"].append(ts_us)
+        rows["raw"].append(canonical_str(dict(rec)))
+    return pd.DataFrame({col: pd.Series(rows[col], dtype=dtype) for col, dtype in SETTLEMENT_COLUMNS.items()})

@@ -1,0 +1,236 @@
+"""Pull balance transactions and payouts from Stripe (or the sandbox) through the official SDK.
+
+The SDK's own retries are switched off: stripe-python retries 5xx and 409 but never 429 and
+ignores ``Retry-After`` (see ``HTTPClient._should_retry`` in ``stripe/_http_client.py``), so
+our :mod:`retry` policy handles every transient failure instead. Pages are fetched one by one
+with ``starting_after`` so a failure costs one page, not the whole pull.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Callable, Mapping
+
+import pandas as pd
+import stripe
+
+from finance_pipeline.domain.canonical import canonical_str
+from finance_pipeline.domain.money import is_currency
+from finance_pipeline.providers import ProviderError
+from finance_pipeline.providers.retry import (
+    RetryableFailure,
+    RetryPolicy,
+    call_with_retry,
+    is_retryable_status,
+    parse_retry_after,
+)
+
+PROVIDER = "stripe"
+
+BALANCE_TRANSACTION_COLUMNS: dict[str, str] = {
+    "provider": "str",
+    "id": "str",
+    "type": "str",
+    "reporting_category": "str",
+    "source": "str",
+    "amount": "int64",
+    "fee": "int64",
+    "net": "int64",
+    "currency": "str",
+    "created": "int64",
+    "available_on": "int64",
+    "status": "str",
+    "raw": "str",
+}
+
+
+def _client(api_key: str, api_base: str, timeout_s: float) -> stripe.StripeClient:
+    return stripe.StripeClient(
+        api_key,
+        base_addresses={"api": api_base.rstrip("/")},
+        max_network_retries=0,
+        http_client=stripe.RequestsClient(timeout=timeout_s),
+    )
+
+
+def _header(headers: Any, name: str) -> str | None:
+    # Header mappings differ by HTTP backend; look the name up case-insensitively.
+    for key, value in (headers or {}).items():
+        if key.lower() == name:
+            return value
+    return None
+
+
+def _plain(value: Any, path: str = "$") -> Any:
+    """Recursively plain JSON values (dict, list, str, int, bool, None, float)."""
+    if isinstance(value, stripe.StripeObject):
+        value = value.to_dict()
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v, f"{path}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    if isinstance(value, Decimal):
+        # The SDK decodes decimal_string fields to Decimal; the wire form is the string.
+        return str(value)
+    raise ProviderError(PROVIDER, "response", None, f"unexpected {type(value).__name__} at {path} in a Stripe object")
+
+
+def _call(fn: Callable[[], Any], endpoint: str, retry: RetryPolicy) -> Any:
+    def attempt() -> Any:
+        try:
+            return fn()
+        except stripe.APIConnectionError as exc:
+            raise RetryableFailure(None, f"connection failed: {exc.user_message or exc}") from exc
+        except stripe.StripeError as exc:
+            status = exc.http_status
+            message = exc.user_message or str(exc)
+            if status is not None and is_retryable_status(status):
+                retry_after = parse_retry_after(_header(exc.headers, "retry-after"))
+                raise RetryableFailure(status, message, retry_after) from exc
+            if status == 401:
+                hint = "check the Stripe secret API key (sk_...) given to the pipeline"
+            elif status == 403:
+                hint = "the API key lacks permission for this endpoint; use a key with read access"
+            else:
+                param = getattr(exc, "param", None)
+                hint = "the request was rejected" + (f" (parameter {param!r})" if param else "")
+            raise ProviderError(PROVIDER, endpoint, status, f"{message}; {hint}") from exc
+
+    return call_with_retry(attempt, retry, provider=PROVIDER, endpoint=endpoint)
+
+
+def _check_window(created_gte: int, created_lt: int) -> None:
+    for name, value in (("created_gte", created_gte), ("created_lt", created_lt)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be unix seconds as an int, got {value!r}")
+    if created_lt < created_gte:
+        raise ValueError(f"created_lt ({created_lt}) is before created_gte ({created_gte}); swap them")
+
+
+def _pull_list(
+    list_fn: Callable[..., Any],
+    endpoint: str,
+    params: dict[str, Any],
+    retry: RetryPolicy,
+    page_size: int,
+) -> list[dict]:
+    if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= 100:
+        raise ValueError(f"page_size must be an int from 1 to 100 (Stripe's limit), got {page_size!r}")
+    out: list[dict] = []
+    seen: set[str] = set()
+    starting_after: str | None = None
+    while True:
+        page_params = {**params, "limit": page_size}
+        if starting_after is not None:
+            page_params["starting_after"] = starting_after
+        page = _call(lambda: list_fn(params=page_params), endpoint, retry)
+        records = [_plain(obj) for obj in page.data]
+        for rec in records:
+            if rec.get("id") in seen:
+                raise ProviderError(PROVIDER, endpoint, 200, f"paging returned {rec.get('id')!r} twice")
+            seen.add(rec.get("id"))
+        out.extend(records)
+        if not page.has_more:
+            return out
+        if not records:
+            raise ProviderError(PROVIDER, endpoint, 200, "has_more is true on an empty page; cannot page on")
+        starting_after = records[-1]["id"]
+
+
+def pull_balance_transactions(
+    api_key: str,
+    api_base: str,
+    created_gte: int,
+    created_lt: int,
+    retry: RetryPolicy = RetryPolicy(),
+    page_size: int = 100,
+    *,
+    payout: str | None = None,
+    type: str | None = None,
+    timeout_s: float = 60.0,
+) -> list[dict]:
+    """Every balance transaction created in [created_gte, created_lt) (unix seconds), as plain
+    dicts exactly as Stripe sent them, newest first. ``payout``/``type`` narrow the list.
+    """
+    _check_window(created_gte, created_lt)
+    params: dict[str, Any] = {"created": {"gte": created_gte, "lt": created_lt}}
+    if payout is not None:
+        params["payout"] = payout
+    if type is not None:
+        params["type"] = type
+    client = _client(api_key, api_base, timeout_s)
+    return _pull_list(
+        client.v1.balance_transactions.list, "GET /v1/balance_transactions", params, retry, page_size
+    )
+
+
+def pull_payouts(
+    api_key: str,
+    api_base: str,
+    created_gte: int,
+    created_lt: int,
+    retry: RetryPolicy = RetryPolicy(),
+    page_size: int = 100,
+    *,
+    status: str | None = None,
+    timeout_s: float = 60.0,
+) -> list[dict]:
+    """Every payout created in [created_gte, created_lt) as plain dicts, newest first."""
+    _check_window(created_gte, created_lt)
+    params: dict[str, Any] = {"created": {"gte": created_gte, "lt": created_lt}}
+    if status is not None:
+        params["status"] = status
+    client = _client(api_key, api_base, timeout_s)
+    return _pull_list(client.v1.payouts.list, "GET /v1/payouts", params, retry, page_size)
+
+
+def _json_safe(value: Any) -> Any:
+    # Canonical JSON refuses floats; the only float Stripe sends is exchange_rate (not money),
+    # so it is kept as its shortest round-trip decimal text.
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _int_field(rec: Mapping[str, Any], key: str) -> int:
+    value = rec.get(key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(
+            f"balance transaction {rec.get('id')!r}: '{key}' must be an integer "
+            f"(minor units or unix seconds), got {value!r}"
+        )
+    return value
+
+
+def balance_transactions_frame(records: list[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per balance transaction, sorted by id; money and times are int64, never float."""
+    rows: dict[str, list[Any]] = {col: [] for col in BALANCE_TRANSACTION_COLUMNS}
+    seen: set[str] = set()
+    for rec in sorted(records, key=lambda r: str(r.get("id"))):
+        rid = rec.get("id")
+        if not isinstance(rid, str) or not rid:
+            raise ValueError(f"balance transaction without a string 'id': {rec!r}")
+        if rid in seen:
+            raise ValueError(f"balance transaction {rid!r} appears twice; deduplicate the pull first")
+        seen.add(rid)
+        currency = rec.get("currency")
+        upper = currency.upper() if isinstance(currency, str) else currency
+        if not is_currency(upper):
+            raise ValueError(f"balance transaction {rid!r}: 'currency' {currency!r} is not an ISO 4217 code")
+        rows["provider"].append(PROVIDER)
+        rows["id"].append(rid)
+        rows["type"].append(rec.get("type"))
+        rows["reporting_category"].append(rec.get("reporting_category"))
+        rows["source"].append(rec.get("source"))
+        for key in ("amount", "fee", "net", "created", "available_on"):
+            rows[key].append(_int_field(rec, key))
+        rows["currency"].append(upper)
+        rows["status"].append(rec.get("status"))
+        rows["raw"].append(canonical_str(_json_safe(dict(rec))))
+    return pd.DataFrame({col: pd.Series(rows[col], dtype=dtype) for col, dtype in BALANCE_TRANSACTION_COLUMNS.items()})

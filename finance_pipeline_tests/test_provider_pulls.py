@@ -1,0 +1,321 @@
+"""Provider pulls against the sandboxes over real HTTP: paging, retries, frames."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pandas as pd
+import pytest
+
+from finance_pipeline.domain.canonical import canonical_str
+from finance_pipeline.providers import ProviderError
+from finance_pipeline.providers.payout_pull import (
+    SETTLEMENT_COLUMNS,
+    pull_pending_payouts,
+    pull_settlements,
+    settlements_frame,
+)
+from finance_pipeline.providers.retry import RetryPolicy, parse_retry_after
+from finance_pipeline.providers.stripe_pull import (
+    BALANCE_TRANSACTION_COLUMNS,
+    balance_transactions_frame,
+    pull_balance_transactions,
+    pull_payouts,
+)
+
+T0 = 1_767_225_600  # 2026-01-01T00:00:00Z
+DAY = 86_400
+
+
+class RecordingSleep:
+    """Records the waits instead of spending them; the delays still come from real headers."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+def policy(max_attempts: int = 5, base: float = 0.25, cap: float = 30.0) -> tuple[RetryPolicy, RecordingSleep]:
+    sleep = RecordingSleep()
+    return RetryPolicy(max_attempts=max_attempts, base_delay_s=base, max_delay_s=cap, sleep=sleep), sleep
+
+
+def stripe_day(n: int = 230) -> list[dict]:
+    """n transactions over 2026-01-01 plus a few either side of the window."""
+    out = []
+    for i in range(n):
+        kind = "refund" if i % 7 == 0 else "charge"
+        out.append(
+            {
+                "id": f"txn_{i:05d}",
+                "amount": -(500 + i) if kind == "refund" else 1000 + i,
+                "fee": 0 if kind == "refund" else 29 + i % 3,
+                "currency": "usd" if i % 5 else "EUR",
+                "created": T0 + (i * 373) % DAY,
+                "type": kind,
+                "source": f"{'re' if kind == 'refund' else 'ch'}_{i:05d}",
+            }
+        )
+    out.append({"id": "txn_before", "amount": 1, "currency": "usd", "created": T0 - 1, "type": "charge"})
+    out.append({"id": "txn_at_end", "amount": 1, "currency": "usd", "created": T0 + DAY, "type": "charge"})
+    return out
+
+
+def served(sandbox, txn_ids: list[str]) -> list[dict]:
+    """What the sandbox serves for each id, fetched without the SDK."""
+    with httpx.Client(base_url=sandbox.url, headers={"Authorization": f"Bearer {sandbox.api_key}"}) as c:
+        return [c.get(f"/v1/balance_transactions/{t}").json() for t in txn_ids]
+
+
+# --------------------------------------------------------------------------- retry policy
+
+
+def test_retry_delays():
+    p = RetryPolicy(base_delay_s=0.5, max_delay_s=3)
+    assert [p.delay_s(n) for n in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 3.0]
+    assert p.delay_s(1, retry_after_s=2.0) == 2.0
+    assert p.delay_s(1, retry_after_s=60.0) == 3.0
+    assert parse_retry_after("1") == 1.0 and parse_retry_after(" 0.5 ") == 0.5
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
+    assert parse_retry_after("soon") is None and parse_retry_after(None) is None
+    with pytest.raises(ValueError, match="max_attempts"):
+        RetryPolicy(max_attempts=0)
+
+
+# --------------------------------------------------------------------------- stripe
+
+
+def test_pull_balance_transactions_pages_the_whole_window(stripe_sandbox):
+    records = stripe_day()
+    stripe_sandbox.add_objects(balance_transactions=records)
+    retry, sleep = policy()
+    got = pull_balance_transactions(stripe_sandbox.api_key, stripe_sandbox.url, T0, T0 + DAY, retry=retry)
+
+    in_window = [r for r in records if T0 <= r["created"] < T0 + DAY]
+    assert len(got) == len(in_window) == 230
+    assert [g["id"] for g in got] == [
+        r["id"] for r in sorted(in_window, key=lambda r: (r["created"], r["id"]), reverse=True)
+    ]
+    log = stripe_sandbox.requests()
+    assert [e["params"].get("starting_after") for e in log] == [None, got[99]["id"], got[199]["id"]]
+    assert all(e["params"]["created[gte]"] == str(T0) and e["params"]["created[lt]"] == str(T0 + DAY) for e in log)
+    assert sleep.waits == []
+    # Plain dicts, equal to what the API serves: nothing dropped or coerced by the SDK.
+    assert got == served(stripe_sandbox, [g["id"] for g in got])
+    assert json.loads(json.dumps(got)) == got
+
+
+def test_pull_honours_retry_after_and_retries_server_errors(stripe_sandbox):
+    records = stripe_day(150)
+    stripe_sandbox.add_objects(balance_transactions=records)
+    clean = pull_balance_transactions(stripe_sandbox.api_key, stripe_sandbox.url, T0, T0 + DAY, page_size=50)
+    stripe_sandbox.clear_requests()
+
+    # First page goes through; the second page meets two 429s (Retry-After: 1) and a 500.
+    stripe_sandbox.set_faults(after=1, rate_limit=2, retry_after=1, server_error=1)
+    retry, sleep = policy(base=0.25)
+    got = pull_balance_transactions(
+        stripe_sandbox.api_key, stripe_sandbox.url, T0, T0 + DAY, retry=retry, page_size=50
+    )
+
+    assert got == clean and len(got) == 150
+    assert sleep.waits == [1.0, 1.0, 1.0]  # Retry-After twice, then backoff for attempt 3 (0.25 * 2**2)
+    log = stripe_sandbox.requests()
+    assert [e["status"] for e in log] == [200, 429, 429, 500, 200, 200]
+    second_page = {e["params"].get("starting_after") for e in log[1:5]}
+    assert second_page == {clean[49]["id"]}  # only the failed page was retried
+
+
+def test_backoff_without_retry_after_and_cap(stripe_sandbox):
+    retry, sleep = policy(base=0.1, cap=0.3)
+    stripe_sandbox.set_faults(server_error=3, server_error_status=503)
+    assert pull_balance_transactions(stripe_sandbox.api_key, stripe_sandbox.url, T0, T0 + DAY, retry=retry) == []
+    assert sleep.waits == [0.1, 0.2, 0.3]
+    stripe_sandbox.set_faults(rate_limit=1, retry_after=7)
+    pull_balance_transactions(stripe_sandbox.api_key, stripe_sandbox.url, T0, T0 + DAY, retry=retry)
+    assert sleep.waits[-1] == 0.3  # Retry-After: 7 capped by max_delay_s
+
+
+def test_retries_exhausted_is_a_provider_error(stripe_sandbox):
+    stripe_sandbox.set_faults(rate_limit=10, retry_after=1)
+    retry, sleep = policy(max_attempts=3)
+    with pytest.raises(ProviderError) as exc:
+        pull_balance_transactions(stripe_sandbox.api_key, stripe_sandbox.url, T0, T0 + DAY, retry=retry)
+    err = exc.value
+    assert (err.provider, err.endpoint, err.status, err.attempts) == ("stripe", "GET /v1/balance_transactions", 429, 3)
+    assert "stripe GET /v1/balance_transactions failed with HTTP 429 after 3 attempts" in str(err)
+    assert len(stripe_sandbox.requests()) == 3 and sleep.waits == [1.0, 1.0]
+
+
+def test_connection_errors_are_retried_then_reported(stripe_sandbox):
+    stripe_sandbox.add_objects(balance_transactions=stripe_day(3))
+    retry, sleep = policy(base=0.01)
+    stripe_sandbox.set_faults(disconnect=2)
+    assert len(pull_balance_transactions(stripe_sandbox.api_key, stripe_sandbox.url, T0, T0 + DAY, retry=retry)) == 3
+    assert sleep.waits == [0.01, 0.02]
+    stripe_sandbox.set_faults(disconnect=5)
+    with pytest.raises(ProviderError) as exc:
+        pull_balance_transactions(stripe_sandbox.api_key, stripe_sandbox.url, T0, T0 + DAY, retry=policy(3, 0.01)[0])
+    assert exc.value.status is None and "connection" in str(exc.value)
+
+
+def test_bad_key_fails_at_once(stripe_sandbox):
+    retry, sleep = policy()
+    with pytest.raises(ProviderError) as exc:
+        pull_balance_transactions("sk_test_wrong", stripe_sandbox.url, T0, T0 + DAY, retry=retry)
+    assert exc.value.status == 401 and "API key" in str(exc.value)
+    assert len(stripe_sandbox.requests()) == 1 and sleep.waits == []
+
+
+def test_pull_filters_and_payouts(stripe_sandbox):
+    stripe_sandbox.add_objects(
+        balance_transactions=stripe_day(20),
+        payouts=[
+            {"id": "po_1", "amount": 5000, "currency": "usd", "created": T0 + 3600,
+             "balance_transactions": ["txn_00001", "txn_00002"]},
+            {"id": "po_2", "amount": 10, "currency": "usd", "created": T0 + 7200, "status": "pending"},
+            {"id": "po_3", "amount": 10, "currency": "usd", "created": T0 + DAY, "status": "pending"},
+        ],
+    )
+    key, url = stripe_sandbox.api_key, stripe_sandbox.url
+    by_payout = pull_balance_transactions(key, url, T0, T0 + DAY, payout="po_1")
+    assert sorted(t["id"] for t in by_payout) == ["txn_00001", "txn_00002"]
+    refunds = pull_balance_transactions(key, url, T0, T0 + DAY, type="refund", page_size=2)
+    assert sorted(t["id"] for t in refunds) == ["txn_00000", "txn_00007", "txn_00014"]
+    assert [p["id"] for p in pull_payouts(key, url, T0, T0 + DAY, page_size=1)] == ["po_2", "po_1"]
+    assert [p["id"] for p in pull_payouts(key, url, T0, T0 + 2 * DAY, status="pending")] == ["po_3", "po_2"]
+
+
+def test_balance_transactions_frame(stripe_sandbox):
+    stripe_sandbox.add_objects(balance_transactions=stripe_day(12))
+    records = pull_balance_transactions(stripe_sandbox.api_key, stripe_sandbox.url, T0, T0 + DAY)
+    frame = balance_transactions_frame(records)
+
+    assert list(frame.columns) == list(BALANCE_TRANSACTION_COLUMNS)
+    for col in ("amount", "fee", "net", "created", "available_on"):
+        assert frame[col].dtype == "int64"
+    assert not any(pd.api.types.is_float_dtype(t) for t in frame.dtypes)
+    assert list(frame["id"]) == sorted(r["id"] for r in records)
+    assert set(frame["currency"]) == {"USD", "EUR"}
+    assert set(frame["provider"]) == {"stripe"}
+    row = frame.set_index("id").loc["txn_00003"]
+    assert (row["amount"], row["fee"], row["net"], row["type"], row["source"]) == (1003, 29, 974, "charge", "ch_00003")
+    original = next(r for r in records if r["id"] == "txn_00003")
+    assert row["raw"] == canonical_str(original) and json.loads(row["raw"]) == original
+    # Same records in another order give an identical frame.
+    pd.testing.assert_frame_equal(frame, balance_transactions_frame(list(reversed(records))))
+
+
+def test_empty_frames_keep_columns_and_dtypes():
+    assert balance_transactions_frame([]).dtypes.to_dict() == balance_transactions_frame(
+        [{"id": "txn_1", "type": "charge", "reporting_category": "charge", "source": "ch_1", "amount": 1, "fee": 0,
+          "net": 1, "currency": "usd", "created": 1, "available_on": 1, "status": "available"}]
+    ).dtypes.to_dict()
+    empty = settlements_frame([])
+    assert list(empty.columns) == list(SETTLEMENT_COLUMNS) and len(empty) == 0
+    assert empty["amount_minor"].dtype == "int64" and empty["ts_us"].dtype == "int64"
+
+
+def test_frames_reject_float_money_and_keep_exchange_rate_exact():
+    base = {"id": "txn_1", "type": "charge", "amount": 100, "fee": 0, "net": 100, "currency": "usd",
+            "created": 1, "available_on": 1, "status": "available", "exchange_rate": 1.234}
+    raw = json.loads(balance_transactions_frame([base])["raw"][0])
+    assert raw["exchange_rate"] == "1.234"  # canonical JSON has no floats; the text is exact
+    with pytest.raises(ValueError, match="'amount' must be an integer"):
+        balance_transactions_frame([{**base, "amount": 100.0}])
+    with pytest.raises(ValueError, match="'net' must be an integer"):
+        balance_transactions_frame([{**base, "net": True}])
+    with pytest.raises(ValueError, match="appears twice"):
+        balance_transactions_frame([base, base])
+    with pytest.raises(ValueError, match="amount_minor"):
+        settlements_frame([{"id": "stl_1", "payout_id": "1", "amount_minor": 1.0, "currency": "USD",
+                            "status": "settled", "settled_at": "2026-01-01T00:00:00Z"}])
+
+
+# --------------------------------------------------------------------------- payout provider
+
+
+def seed_settlements(sandbox, n: int) -> None:
+    payouts = [
+        {"payout_id": f"p{i:02d}", "amount_minor": 100 + i, "currency": "USD", "destination": "acct_1",
+         "created_at": "2025-12-31T00:00:00Z", "status": "settled",
+         "settled_at": f"2026-01-01T{i % 24:02d}:00:00Z"}
+        for i in range(n)
+    ]
+    payouts.append({"payout_id": "late", "amount_minor": 1, "currency": "USD", "destination": "acct_1",
+                    "created_at": "2025-12-31T00:00:00Z", "status": "settled", "settled_at": "2026-01-02T00:00:00Z"})
+    payouts.append({"payout_id": "waiting", "amount_minor": 5, "currency": "GBP", "destination": "acct_1",
+                    "created_at": "2026-01-01T12:00:00Z"})
+    payouts.append({"payout_id": "waiting_new", "amount_minor": 5, "currency": "GBP", "destination": "acct_1",
+                    "created_at": "2026-01-02T00:00:00Z"})
+    sandbox.add_objects(payouts=payouts)
+
+
+def test_pull_settlements_follows_the_cursor(payout_sandbox):
+    seed_settlements(payout_sandbox, 30)
+    got = pull_settlements(
+        payout_sandbox.url, payout_sandbox.token, "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z", page_size=7
+    )
+    assert len(got) == 30
+    assert [s["id"] for s in got] == [
+        s["id"] for s in sorted(got, key=lambda s: (s["settled_at"], s["id"]))
+    ]
+    assert "stl_late" not in {s["id"] for s in got}
+    log = payout_sandbox.requests()
+    assert len(log) == 5 and [("cursor" in e["params"]) for e in log] == [False, True, True, True, True]
+    # Microsecond bounds mean the same window.
+    same = pull_settlements(payout_sandbox.url, payout_sandbox.token, T0 * 10**6, (T0 + DAY) * 10**6)
+    assert same == got
+
+
+def test_pull_settlements_retries_with_retry_after(payout_sandbox):
+    seed_settlements(payout_sandbox, 9)
+    clean = pull_settlements(payout_sandbox.url, payout_sandbox.token, "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z")
+    payout_sandbox.clear_requests()
+    payout_sandbox.set_faults(after=1, rate_limit=1, retry_after=1, server_error=2, disconnect=1)
+    retry, sleep = policy(base=0.05)
+    got = pull_settlements(
+        payout_sandbox.url, payout_sandbox.token, "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z",
+        retry=retry, page_size=4,
+    )
+    assert got == clean
+    assert sleep.waits == [1.0, 0.1, 0.2, 0.4]
+    assert [e["status"] for e in payout_sandbox.requests()] == [200, 429, 500, 500, 0, 200, 200]
+
+
+def test_pull_settlements_errors(payout_sandbox):
+    with pytest.raises(ProviderError) as exc:
+        pull_settlements(payout_sandbox.url, "wrong", "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z")
+    assert exc.value.status == 401 and exc.value.provider == "payout_sandbox"
+    assert "GET /settlements" in str(exc.value) and "token" in str(exc.value)
+
+    payout_sandbox.set_faults(server_error=4)
+    retry, sleep = policy(max_attempts=4, base=0.01)
+    with pytest.raises(ProviderError) as exc:
+        pull_settlements(payout_sandbox.url, payout_sandbox.token, "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z",
+                         retry=retry)
+    assert (exc.value.status, exc.value.attempts) == (500, 4)
+    with pytest.raises(ValueError, match="from_ts"):
+        pull_settlements(payout_sandbox.url, payout_sandbox.token, "2026-01-01", "2026-01-02T00:00:00Z")
+
+
+def test_pending_payouts_and_settlements_frame(payout_sandbox):
+    seed_settlements(payout_sandbox, 3)
+    pending = pull_pending_payouts(payout_sandbox.url, payout_sandbox.token, "2026-01-02T00:00:00Z")
+    assert [p["id"] for p in pending] == ["waiting"]
+    settled = pull_settlements(payout_sandbox.url, payout_sandbox.token, "2026-01-01T00:00:00Z", "2026-01-03T00:00:00Z")
+
+    frame = settlements_frame(settled + pending)
+    assert list(frame.columns) == list(SETTLEMENT_COLUMNS)
+    assert list(frame["id"]) == ["stl_late", "stl_p00", "stl_p01", "stl_p02", "waiting"]
+    assert frame["amount_minor"].dtype == "int64" and frame["ts_us"].dtype == "int64"
+    assert not any(pd.api.types.is_float_dtype(t) for t in frame.dtypes)
+    rows = frame.set_index("id")
+    assert rows.loc["stl_p02", "ts_us"] == (T0 + 2 * 3600) * 10**6  # settled_at
+    assert rows.loc["waiting", "ts_us"] == (T0 + 12 * 3600) * 10**6  # created_at of a pending payout
+    assert rows.loc["waiting", "currency"] == "GBP" and rows.loc["waiting", "status"] == "pending"
+    assert json.loads(rows.loc["stl_p01", "raw"]) == next(s for s in settled if s["id"] == "stl_p01")
+    pd.testing.assert_frame_equal(frame, settlements_frame(list(reversed(settled + pending))))
