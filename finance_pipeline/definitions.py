@@ -11,6 +11,7 @@ from finance_pipeline.defs.io_managers import ParquetIOManager
 from finance_pipeline.defs.ledger import assets as ledger_assets
 from finance_pipeline.defs.partitions import daily_partitions
 from finance_pipeline.defs.providers import assets as provider_assets
+from finance_pipeline.defs.reconciliation import assets as reconciliation_assets
 from finance_pipeline.defs.resources import (
     LedgerResource,
     PayoutProviderResource,
@@ -52,7 +53,11 @@ def build_resources() -> dict[str, object]:
 def build_definitions(partitions_start: str | None = None) -> dg.Definitions:
     start = partitions_start or os.environ.get("FP_PARTITIONS_START") or settings.DEFAULT_PARTITIONS_START
     partitions = daily_partitions(start)
-    assets = [*ledger_assets.build_assets(partitions), *provider_assets.build_assets(partitions)]
+    assets = [
+        *ledger_assets.build_assets(partitions),
+        *provider_assets.build_assets(partitions),
+        *reconciliation_assets.build_assets(partitions),
+    ]
     return dg.Definitions(assets=assets, resources=build_resources())
 
 

@@ -16,7 +16,8 @@ DEFAULT_PAYOUT_PORT = 12112
 DEFAULT_STRIPE_API_KEY = "sk_test_sandbox"
 DEFAULT_PAYOUT_TOKEN = "payout_sandbox_token"
 # Reconciliation tolerances (issue 3 documents them in full).
-DEFAULT_TIME_TOLERANCE_S = 2 * 3600
+# One hour: the 02:00 UTC export of yesterday then sees every boundary counterpart.
+DEFAULT_TIME_TOLERANCE_S = 3600
 DEFAULT_AMOUNT_TOLERANCE_MINOR = 0
 
 

@@ -1,12 +1,14 @@
-"""Parquet storage for intermediate DataFrames: a local folder, or S3 when a bucket is set.
+"""Storage for intermediate results: a local folder, or S3 when a bucket is set.
 
-Pickles are avoided on purpose: Parquet keeps integer money columns typed and can be read
-by any tool an auditor or analyst has.
+DataFrames are Parquet (pickles are avoided on purpose: Parquet keeps integer money columns
+typed and any analyst's tool can read it); dicts such as the reconciliation report are stored
+as their canonical JSON bytes, exactly as they would be published.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -16,20 +18,26 @@ import pandas as pd
 from dagster_aws.s3 import S3Resource
 
 from finance_pipeline import settings
+from finance_pipeline.domain.canonical import canonical_bytes
+
+_SUFFIXES = (".parquet", ".json")
 
 
 class ParquetIOManager(dg.ConfigurableIOManager):
-    """Stores each (asset, partition) as ``<root>/<asset path>/<partition>.parquet``."""
+    """Stores each (asset, partition) as ``<root>/<asset path>/<partition>.parquet|.json``."""
 
     base_dir: str = ""
     s3_bucket: str = ""
     s3_prefix: str = "finance-pipeline/storage"
     s3: S3Resource = S3Resource()
 
-    def _relpath(self, context: dg.InputContext | dg.OutputContext) -> str:
+    def _stem(self, context: dg.InputContext | dg.OutputContext) -> str:
         key = "/".join(context.asset_key.path)
         part = context.asset_partition_key if context.has_asset_partitions else "__all__"
-        return f"{key}/{part}.parquet"
+        return f"{key}/{part}"
+
+    def _s3_key(self, rel: str) -> str:
+        return f"{self.s3_prefix.strip('/')}/{rel}"
 
     def _local(self, rel: str) -> Path:
         return Path(self.base_dir or settings.default_storage_dir()) / rel
@@ -37,31 +45,53 @@ class ParquetIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         if obj is None:
             return
-        if not isinstance(obj, pd.DataFrame):
+        if isinstance(obj, pd.DataFrame):
+            buf = io.BytesIO()
+            obj.to_parquet(buf, index=False, engine="pyarrow")
+            data, suffix = buf.getvalue(), ".parquet"
+        elif isinstance(obj, dict):
+            data, suffix = canonical_bytes(obj), ".json"
+        else:
             raise TypeError(
-                f"{context.asset_key.to_user_string()}: ParquetIOManager stores pandas DataFrames, "
-                f"got {type(obj).__name__}"
+                f"{context.asset_key.to_user_string()}: the storage IO manager keeps DataFrames "
+                f"(Parquet) and dicts (canonical JSON), got {type(obj).__name__}"
             )
-        buf = io.BytesIO()
-        obj.to_parquet(buf, index=False, engine="pyarrow")
-        rel = self._relpath(context)
+        rel = self._stem(context) + suffix
         if self.s3_bucket:
-            key = f"{self.s3_prefix.strip('/')}/{rel}"
-            self.s3.get_client().put_object(Bucket=self.s3_bucket, Key=key, Body=buf.getvalue())
+            key = self._s3_key(rel)
+            self.s3.get_client().put_object(Bucket=self.s3_bucket, Key=key, Body=data)
             uri = f"s3://{self.s3_bucket}/{key}"
         else:
             path = self._local(rel)
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".parquet.tmp")
-            tmp.write_bytes(buf.getvalue())
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_bytes(data)
             os.replace(tmp, path)  # readers never see a half-written file
             uri = str(path)
-        context.add_output_metadata({"storage": dg.MetadataValue.path(uri), "rows": len(obj)})
+        meta: dict[str, Any] = {"storage": dg.MetadataValue.path(uri)}
+        if isinstance(obj, pd.DataFrame):
+            meta["rows"] = len(obj)
+        context.add_output_metadata(meta)
 
-    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
-        rel = self._relpath(context)
+    def _read(self, rel: str) -> bytes | None:
         if self.s3_bucket:
-            key = f"{self.s3_prefix.strip('/')}/{rel}"
-            body = self.s3.get_client().get_object(Bucket=self.s3_bucket, Key=key)["Body"].read()
-            return pd.read_parquet(io.BytesIO(body), engine="pyarrow")
-        return pd.read_parquet(self._local(rel), engine="pyarrow")
+            client = self.s3.get_client()
+            try:
+                return client.get_object(Bucket=self.s3_bucket, Key=self._s3_key(rel))["Body"].read()
+            except client.exceptions.NoSuchKey:
+                return None
+        path = self._local(rel)
+        return path.read_bytes() if path.exists() else None
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        stem = self._stem(context)
+        for suffix in _SUFFIXES:
+            data = self._read(stem + suffix)
+            if data is not None:
+                if suffix == ".json":
+                    return json.loads(data)
+                return pd.read_parquet(io.BytesIO(data), engine="pyarrow")
+        raise FileNotFoundError(
+            f"no stored value for {context.asset_key.to_user_string()} partition "
+            f"{context.asset_partition_key if context.has_asset_partitions else '-'}: materialize it first"
+        )

@@ -87,10 +87,37 @@ class PayoutProviderResource(dg.ConfigurableResource):
 
 
 class ReconciliationSettings(dg.ConfigurableResource):
-    """Tolerances shared by the provider pulls and the reconciliation."""
+    """Tolerances and the parity policy shared by the pulls, the reconciliation and its gate.
+
+    ``blocking_classes`` empty means the default: every class but TIMING_WINDOW blocks.
+    ``class_tolerance_minor`` overrides the amount tolerance per class (e.g. FEE_MISMATCH: 1);
+    ``max_allowed`` tolerates that many discrepancies of a class before it blocks.
+    """
 
     time_tolerance_s: int = settings.DEFAULT_TIME_TOLERANCE_S
     amount_tolerance_minor: int = settings.DEFAULT_AMOUNT_TOLERANCE_MINOR
+    class_tolerance_minor: dict[str, int] = {}
+    blocking_classes: list[str] = []
+    max_allowed: dict[str, int] = {}
+
+    def tolerances(self):
+        from finance_pipeline.reconciliation.engine import CLASSES, Tolerances
+
+        unknown = sorted(set(self.class_tolerance_minor) - set(CLASSES))
+        if unknown:
+            raise ValueError(
+                f"class_tolerance_minor names unknown classes {unknown}; use some of {', '.join(CLASSES)}"
+            )
+        return Tolerances(
+            time_s=self.time_tolerance_s,
+            amount_minor=self.amount_tolerance_minor,
+            per_class_minor=dict(self.class_tolerance_minor),
+        )
+
+    def parity_policy(self):
+        from finance_pipeline.quality.gates import ParityPolicy
+
+        return ParityPolicy.from_config(self.blocking_classes or None, self.max_allowed or None)
 
 
 def env_or(name: str, default: Any) -> Any:

@@ -27,6 +27,10 @@ ACTOR_SYSTEM = "system:demo-seed"
 ACTOR_REVIEWER = "ops:rita"
 
 
+def batch_id_for(day: str) -> str:
+    return f"demo-{day}"
+
+
 def account_id(role: str, currency: str) -> str:
     return f"{role}_{currency.lower()}"
 
@@ -39,7 +43,7 @@ ACCOUNT_ROLES = (
     ("revenue", "revenue", "Marketplace revenue"),
     ("refunds", "revenue", "Refunds (contra revenue)"),
     ("creator_payable", "liability", "Payable to creators"),
-    ("creator_costs", "expense", "Creator share of revenue"),
+    ("creator_costs", "expense", "Creator share of revenue"),  # no reconciliation role
     ("payout_clearing", "asset", "Payout provider clearing"),
 )
 
@@ -131,7 +135,8 @@ def build_scenario(start: date, days: int, seed: int, *, charges_per_day: int = 
     for currency in CURRENCIES:
         for role, typ, name in ACCOUNT_ROLES:
             sc.accounts.append({"account_id": account_id(role, currency), "name": f"{name} ({currency})",
-                                "type": typ, "currency": currency, "role": role})
+                                "type": typ, "currency": currency,
+                                "role": None if role == "creator_costs" else role})
 
     # Which day and which currency carries each injected discrepancy (spread over the days).
     plan = [(cls, k) for k in range(inject) for cls in DISCREPANCY_CLASSES]
@@ -146,6 +151,7 @@ def build_scenario(start: date, days: int, seed: int, *, charges_per_day: int = 
         lo, hi = day_bounds_us(day)
         lo_s = lo // _US
         todo = list(injected_on.get(day, []))
+        first_of_day = len(sc.entries)
         # Keep the first and last two hours free of ordinary records so only the injected
         # timing cases sit near the day's boundary.
         def when() -> int:
@@ -231,6 +237,9 @@ def build_scenario(start: date, days: int, seed: int, *, charges_per_day: int = 
 
         for cls in todo:
             _inject(cls, day, sc, ids, rng, day_charges)
+        # Each day's bookings arrive as one import batch.
+        for e in sc.entries[first_of_day:]:
+            e["batch_id"] = batch_id_for(day)
         previous_charges = day_charges
     return sc
 
@@ -310,12 +319,12 @@ def _inject(cls: str, day: str, sc: Scenario, ids: _Ids, rng: random.Random,
         inj.provider, inj.provider_id, inj.journal_id = "payout_sandbox", payout_id, pjid
         inj.note = "ledger books the payout settled; the provider still has it pending"
     elif cls == "TIMING_WINDOW":
-        # Stripe saw it 30 s before midnight; the ledger booked it 40 s after.
-        txn = charge_txn(ch, ts_s=hi_s - 30)
+        # The ledger booked it 40 s before midnight; Stripe created it 30 s after.
+        txn = charge_txn(ch, ts_s=hi_s + 30)
         sc.stripe_balance_transactions.append(txn)
-        sc.entries.append(charge_entry(jid, ch, ts_s=hi_s + 40))
+        sc.entries.append(charge_entry(jid, ch, ts_s=hi_s - 40))
         inj.provider_id, inj.journal_id = txn["id"], jid
-        inj.note = "charge on the day's last minute booked in the ledger just after midnight"
+        inj.note = "ledger booked the charge 40 s before midnight, Stripe created it 30 s after"
     else:  # pragma: no cover - DISCREPANCY_CLASSES is exhaustive
         raise ValueError(cls)
     sc.injections.append(inj)

@@ -8,8 +8,10 @@ annotation types of `context` and resources.
 import dagster as dg
 import pandas as pd
 
-from finance_pipeline.defs.resources import LedgerResource
-from finance_pipeline.domain.timeutil import day_bounds_us
+from finance_pipeline.defs.resources import LedgerResource, ReconciliationSettings
+from finance_pipeline.domain.timeutil import day_bounds_us, format_ts_us
+
+_US = 1_000_000
 
 
 def totals_by_currency(lines: pd.DataFrame) -> pd.DataFrame:
@@ -33,19 +35,29 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
         partitions_def=partitions_def,
         io_manager_key="parquet_io_manager",
         kinds={"sql", "pandas"},
-        description="Every journal line whose entry's ts lies in the UTC day, money as integer minor units.",
+        description=(
+            "Every journal line whose entry's ts lies in the UTC day, widened by the reconciliation "
+            "time tolerance on both sides (the widening only serves as boundary counterparts). "
+            "Money as integer minor units."
+        ),
     )
-    def ledger_extract(context: dg.AssetExecutionContext, ledger: LedgerResource) -> dg.Output:
+    def ledger_extract(
+        context: dg.AssetExecutionContext, ledger: LedgerResource, recon: ReconciliationSettings
+    ) -> dg.Output:
         from finance_pipeline.ledger.extract import extract_day_lines
 
         lo, hi = day_bounds_us(context.partition_key)
-        lines = extract_day_lines(ledger.engine(), lo, hi)
-        totals = totals_by_currency(lines)
+        margin = recon.time_tolerance_s * _US
+        lines = extract_day_lines(ledger.engine(), lo - margin, hi + margin)
+        in_day = lines[(lines["ts_us"] >= lo) & (lines["ts_us"] < hi)]
+        totals = totals_by_currency(in_day)
         return dg.Output(
             lines,
             metadata={
-                "entries": int(lines["journal_id"].nunique()),
-                "lines": len(lines),
+                "entries": int(in_day["journal_id"].nunique()),
+                "lines": len(in_day),
+                "boundary_lines": len(lines) - len(in_day),
+                "window": f"[{format_ts_us(lo - margin)}, {format_ts_us(hi + margin)})",
                 "totals": dg.MetadataValue.md(
                     totals.to_markdown(index=False) if not totals.empty else "_no entries_"
                 ),

@@ -1,0 +1,48 @@
+import dagster as dg
+
+from finance_pipeline.definitions import build_definitions, defs
+
+EXPECTED_ASSETS = {
+    "ledger_extract", "stripe_balance_transactions", "payout_settlements", "reconciliation",
+    "reconciliation_report",
+}
+
+
+def test_code_location_loads_with_one_lineage_graph():
+    d = defs()
+    graph = d.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert EXPECTED_ASSETS <= keys
+    report = dg.AssetKey("reconciliation_report")
+    parents = {k.to_user_string() for k in graph.get(dg.AssetKey("reconciliation")).parent_keys}
+    assert parents == {"ledger_extract", "stripe_balance_transactions", "payout_settlements"}
+    checks = {c.name for c in graph.get(report).check_keys}
+    assert checks == {"ledger_suite", "provider_suites", "parity"}
+
+
+def test_every_asset_is_daily_partitioned_in_utc_from_the_configured_start(monkeypatch):
+    monkeypatch.setenv("FP_PARTITIONS_START", "2026-10-15")
+    d = build_definitions()
+    for key in EXPECTED_ASSETS:
+        pd = d.resolve_assets_def(key).partitions_def
+        assert isinstance(pd, dg.DailyPartitionsDefinition)
+        assert pd.timezone == "UTC"
+        assert pd.get_first_partition_key() == "2026-10-15"
+
+
+def test_unset_environment_means_embedded_defaults_and_set_means_envvar(monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    ledger = build_definitions().resources["ledger"]
+    assert ledger.database_url == ""
+    assert ledger.url.startswith("sqlite:///") and ledger.url.endswith("ledger.sqlite3")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u@h/db")
+    ledger = build_definitions().resources["ledger"]
+    assert isinstance(ledger.database_url, dg.EnvVar)
+
+
+def test_bad_partition_start_is_a_clear_error(monkeypatch):
+    import pytest
+
+    monkeypatch.setenv("FP_PARTITIONS_START", "01/11/2026")
+    with pytest.raises(ValueError):
+        build_definitions()
