@@ -68,61 +68,74 @@ class Reconciliation:
 
 
 def ledger_claims(lines: pd.DataFrame) -> pd.DataFrame:
-    """One row per journal entry that names a provider, with amounts read off its roles.
+    """One row per ledger *claim* on a provider record, with amounts read off account roles.
+
+    Entries naming the same (provider, provider_reference) form one claim, so corrections add
+    up: an adjustment with the record's reference amends it, and a reversal of an entry with
+    the same reference cancels that entry. ``live`` counts the standing bookings in the claim
+    (standard entries not reversed, plus reversals of entries outside the claim, such as a
+    refund reversing its charge); two or more is a DUPLICATE_LEDGER. Entries with a provider
+    but no reference are claims of their own, matched later by amount.
 
     Stripe: net = movement of the stripe_clearing account, fee = movement of stripe_fees,
-    gross = net + fee (all signed, debit positive, as Stripe signs its balance transactions).
+    gross = net + fee (signed debit-positive, as Stripe signs its balance transactions).
     Payouts: amount = what left payout_clearing (credits minus debits).
     """
-    cols = ["journal_id", "ts_us", "kind", "provider", "ref", "reverses", "currency",
-            "gross", "fee", "net", "ledger_status"]
+    cols = ["journal_id", "journals", "ts_us", "provider", "ref", "currency", "gross", "fee", "net",
+            "ledger_status", "live"]
     df = lines[lines["provider"].notna()]
     if df.empty:
-        return _empty(cols, ints=("ts_us", "gross", "fee", "net"))
+        return _empty(cols, ints=("ts_us", "gross", "fee", "net", "live"))
+    entries = df.drop_duplicates("journal_id")[
+        ["journal_id", "ts_us", "kind", "provider", "provider_reference", "reverses", "currency"]
+    ].rename(columns={"provider_reference": "ref", "currency": "first_currency"})
+    has_ref = entries["ref"].notna()
+    # \x1f cannot occur in ids we accept, so keys never collide.
+    entries["gkey"] = np.where(has_ref, entries["provider"] + "\x1f" + entries["ref"].fillna(""),
+                               "\x1e" + entries["journal_id"])
+    gkey_of = entries.set_index("journal_id")["gkey"]
+    is_rev = entries["kind"] == "reversal"
+    internal_rev = is_rev & (entries["reverses"].map(gkey_of) == entries["gkey"])
+    reversed_ids = set(entries.loc[internal_rev, "reverses"])
+    entries["live"] = (((entries["kind"] == "standard") & ~entries["journal_id"].isin(reversed_ids))
+                       | (is_rev & ~internal_rev)).astype(np.int64)
+    entries["adjust"] = (entries["kind"] == "adjustment").astype(np.int64)
+    # Representative entry of a claim: its first standing booking, else its first entry.
+    entries = entries.sort_values(["gkey", "live", "ts_us", "journal_id"], ascending=[True, False, True, True])
+    live_ids = entries[entries["live"] == 1].groupby("gkey", sort=False)["journal_id"].agg(
+        lambda s: ", ".join(sorted(s)))
+    groups = entries.groupby("gkey", sort=False).agg(
+        journal_id=("journal_id", "first"), ts_us=("ts_us", "first"), provider=("provider", "first"),
+        ref=("ref", "first"), first_currency=("first_currency", "first"), live=("live", "sum"),
+        adjust=("adjust", "sum"),
+    )
+    groups["journals"] = live_ids.reindex(groups.index).fillna(groups["journal_id"])
+
     amount = df["amount_minor"].to_numpy(dtype=np.int64)
     signed = np.where(df["direction"].to_numpy() == "debit", amount, -amount)
     role = df["account_role"].fillna("").to_numpy()
-    is_clearing = (role == "stripe_clearing") | (role == "payout_clearing")
-    work = pd.DataFrame({
-        "journal_id": df["journal_id"].to_numpy(),
+    moves = pd.DataFrame({
+        "gkey": df["journal_id"].map(gkey_of).to_numpy(),
+        "currency": df["currency"].to_numpy(),
         "stripe_net": np.where(role == "stripe_clearing", signed, 0),
         "fee": np.where(role == "stripe_fees", signed, 0),
         "payout_out": np.where(role == "payout_clearing", -signed, 0),
-        # Currency of the clearing lines decides; an entry without one falls back to its first line.
-        "clearing_currency": np.where(is_clearing, df["currency"].to_numpy(), None),
-    })
-    agg = work.groupby("journal_id", sort=False).agg(
-        stripe_net=("stripe_net", "sum"), fee=("fee", "sum"), payout_out=("payout_out", "sum"),
-        clearing_currency=("clearing_currency", "first"),
-    )
-    head = df.drop_duplicates("journal_id").set_index("journal_id")
-    out = head[["ts_us", "kind", "provider", "provider_reference", "reverses", "currency"]].join(agg)
-    out = out.rename(columns={"provider_reference": "ref"})
-    out["currency"] = out["clearing_currency"].where(out["clearing_currency"].notna(), out["currency"])
+    }).groupby(["gkey", "currency"], sort=True).sum()
+    moves = moves[(moves != 0).any(axis=1)].reset_index()
+    # A claim moves money in one currency; where corrections leave several, the representative's wins.
+    moves = moves.merge(groups[["first_currency"]], left_on="gkey", right_index=True)
+    moves["pref"] = (moves["currency"] != moves["first_currency"]).astype(np.int64)
+    moves = moves.sort_values(["gkey", "pref", "currency"]).drop_duplicates("gkey")
+    out = groups.join(moves.set_index("gkey")[["currency", "stripe_net", "fee", "payout_out"]])
+    out["currency"] = out["currency"].fillna(out["first_currency"])
+    for c in ("stripe_net", "fee", "payout_out"):
+        out[c] = out[c].fillna(0).astype(np.int64)
     is_stripe = out["provider"] == "stripe"
     out["net"] = np.where(is_stripe, out["stripe_net"], out["payout_out"]).astype(np.int64)
     out["fee"] = np.where(is_stripe, out["fee"], 0).astype(np.int64)
     out["gross"] = (out["net"] + out["fee"]).astype(np.int64)
-    out["ledger_status"] = np.where(out["kind"] == "reversal", "reversed", "settled")
-    out = out.reset_index()[cols]
-    return _fold_reversals(out)
-
-
-def _fold_reversals(claims: pd.DataFrame) -> pd.DataFrame:
-    """A reversal naming an entry with the same provider reference cancels it: the pair is
-    one claim whose ledger status is 'reversed' (a returned payout, say), not two claims."""
-    rev = claims[(claims["kind"] == "reversal") & claims["reverses"].notna() & claims["ref"].notna()]
-    if rev.empty:
-        return claims
-    target = rev.merge(
-        claims[["journal_id", "provider", "ref"]], left_on=["reverses", "provider", "ref"],
-        right_on=["journal_id", "provider", "ref"], suffixes=("", "_target"),
-    )
-    if target.empty:
-        return claims
-    out = claims[~claims["journal_id"].isin(target["journal_id"])].copy()
-    out.loc[out["journal_id"].isin(target["journal_id_target"]), "ledger_status"] = "reversed"
-    return out
+    out["ledger_status"] = np.where((out["live"] + out["adjust"]) > 0, "settled", "reversed")
+    return out.reset_index(drop=True)[cols]
 
 
 def provider_records(stripe: pd.DataFrame, payouts: pd.DataFrame) -> pd.DataFrame:
@@ -167,13 +180,17 @@ def reconcile(lines: pd.DataFrame, stripe: pd.DataFrame, payouts: pd.DataFrame, 
     claims["c"] = np.arange(len(claims))
     recs["r"] = np.arange(len(recs))
 
-    # 1. By reference. A Stripe record answers to its source and to its own id.
+    # 1. By reference. A Stripe record answers to its source and to its own id; where some
+    #    claim names a record by its own id, that claim is the record's and source claims yield.
     keys = pd.concat([
-        recs[["provider", "key_source", "r"]].rename(columns={"key_source": "key"}),
-        recs.loc[recs["provider"] == "stripe", ["provider", "id", "r"]].rename(columns={"id": "key"}),
-    ]).dropna(subset=["key"]).drop_duplicates()
+        recs[["provider", "key_source", "r"]].rename(columns={"key_source": "key"}).assign(by_id=False),
+        recs.loc[recs["provider"] == "stripe", ["provider", "id", "r"]].rename(columns={"id": "key"})
+        .assign(by_id=True),
+    ]).dropna(subset=["key"]).drop_duplicates(["provider", "key", "r"])
     pairs = claims[claims["ref"].notna()][["c", "provider", "ref"]].merge(
-        keys, left_on=["provider", "ref"], right_on=["provider", "key"])[["c", "r"]].drop_duplicates()
+        keys, left_on=["provider", "ref"], right_on=["provider", "key"])[["c", "r", "by_id"]]
+    named_by_id = set(pairs.loc[pairs["by_id"], "r"])
+    pairs = pairs[pairs["by_id"] | ~pairs["r"].isin(named_by_id)][["c", "r"]].drop_duplicates()
     pairs["by"] = "reference"
 
     # 2. By amount, for what reference matching left.
@@ -188,9 +205,11 @@ def reconcile(lines: pd.DataFrame, stripe: pd.DataFrame, payouts: pd.DataFrame, 
 
     n_r = pairs.groupby("c")["r"].transform("size")
     n_c = pairs.groupby("r")["c"].transform("size")
-    one_to_one = pairs[(n_r == 1) & (n_c == 1)]
-    dup_ledger = pairs[n_c > 1]
-    dup_provider = pairs[(n_r > 1) & (n_c == 1)]
+    multi_live = pairs["c"].map(claims["live"]) > 1
+    one_to_one = pairs[(n_r == 1) & (n_c == 1) & ~multi_live]
+    # Several claims on one record, or one claim standing on several bookings of it.
+    dup_ledger = pairs[(n_c > 1) | ((n_r == 1) & multi_live)]
+    dup_provider = pairs[(n_r > 1) & (n_c == 1) & ~multi_live]
 
     found = []
     found.append(_compare(one_to_one, claims, recs, lo_us, hi_us, tol))
@@ -199,7 +218,9 @@ def reconcile(lines: pd.DataFrame, stripe: pd.DataFrame, payouts: pd.DataFrame, 
 
     # 3. Leftovers, each on its own day.
     paired_c, paired_r = set(pairs["c"]), set(pairs["r"])
-    lc = claims[~claims["c"].isin(paired_c) & _inside(claims["ts_us"], lo_us, hi_us)]
+    # A claim whose bookings were all reversed says nothing happened: nothing to miss.
+    void = (claims["live"] == 0) & (claims["ledger_status"] == "reversed")
+    lc = claims[~claims["c"].isin(paired_c) & ~void & _inside(claims["ts_us"], lo_us, hi_us)]
     found.append(pd.DataFrame({
         "class": "PROVIDER_MISSING", "provider": lc["provider"], "provider_id": None,
         "journal_id": lc["journal_id"], "currency": lc["currency"], "provider_amount_minor": None,
@@ -253,25 +274,6 @@ def _compare(pairs, claims, recs, lo_us, hi_us, tol: Tolerances) -> pd.DataFrame
     detail[cur] = ref_text + ": provider currency " + j["currency_p"] + ", ledger booked " + j["currency_l"] \
         + "; post an adjustment moving it to the right currency's accounts"
 
-    gross_off = cls.isna() & ((j["gross_l"] - j["gross_p"]).abs() > tol.amount_for("AMOUNT_MISMATCH"))
-    cls[gross_off] = "AMOUNT_MISMATCH"
-    detail[gross_off] = ref_text + ": gross differs by " + (j["gross_l"] - j["gross_p"]).astype(str) \
-        + " minor units (ledger minus provider); post an adjusting entry for the difference"
-
-    fee_off = cls.isna() & ((j["fee_l"] - j["fee_p"]).abs() > tol.amount_for("FEE_MISMATCH"))
-    cls[fee_off] = "FEE_MISMATCH"
-    p_amt[fee_off], l_amt[fee_off] = j["fee_p"][fee_off], j["fee_l"][fee_off]
-    detail[fee_off] = ref_text + ": fee differs by " + (j["fee_l"] - j["fee_p"]).astype(str) \
-        + " minor units (ledger minus provider); adjust the fee and clearing lines"
-
-    # Net = gross - fee on both sides, so a tolerated fee difference may show in the net too.
-    net_tol = tol.amount_for("AMOUNT_MISMATCH") + tol.amount_for("FEE_MISMATCH")
-    net_off = cls.isna() & ((j["net_l"] - j["net_p"]).abs() > net_tol)
-    cls[net_off] = "AMOUNT_MISMATCH"
-    p_amt[net_off], l_amt[net_off] = j["net_p"][net_off], j["net_l"][net_off]
-    detail[net_off] = ref_text + ": net differs by " + (j["net_l"] - j["net_p"]).astype(str) \
-        + " minor units (ledger minus provider); post an adjusting entry for the difference"
-
     # Only payouts have a settlement status to disagree on; a Stripe refund is its own record.
     status_off = cls.isna() & (j["provider"] == "payout_sandbox") & (
         ((j["ledger_status"] == "settled") & (j["status"] != "settled"))
@@ -280,6 +282,28 @@ def _compare(pairs, claims, recs, lo_us, hi_us, tol: Tolerances) -> pd.DataFrame
     cls[status_off] = "STATUS_MISMATCH"
     detail[status_off] = ref_text + ": ledger books it " + j["ledger_status"] + ", provider says " + j["status"] \
         + "; settle or re-trigger the payout, or reverse the ledger entry"
+
+    # Both sides agree no money moved (reversed in the ledger, failed or pending at the
+    # provider): the amounts have nothing left to agree on.
+    no_money = (j["provider"] == "payout_sandbox") & (j["ledger_status"] == "reversed") & (j["status"] != "settled")
+    gross_off = cls.isna() & ~no_money & ((j["gross_l"] - j["gross_p"]).abs() > tol.amount_for("AMOUNT_MISMATCH"))
+    cls[gross_off] = "AMOUNT_MISMATCH"
+    detail[gross_off] = ref_text + ": gross differs by " + (j["gross_l"] - j["gross_p"]).astype(str) \
+        + " minor units (ledger minus provider); post an adjusting entry for the difference"
+
+    fee_off = cls.isna() & ~no_money & ((j["fee_l"] - j["fee_p"]).abs() > tol.amount_for("FEE_MISMATCH"))
+    cls[fee_off] = "FEE_MISMATCH"
+    p_amt[fee_off], l_amt[fee_off] = j["fee_p"][fee_off], j["fee_l"][fee_off]
+    detail[fee_off] = ref_text + ": fee differs by " + (j["fee_l"] - j["fee_p"]).astype(str) \
+        + " minor units (ledger minus provider); adjust the fee and clearing lines"
+
+    # Net = gross - fee on both sides, so a tolerated fee difference may show in the net too.
+    net_tol = tol.amount_for("AMOUNT_MISMATCH") + tol.amount_for("FEE_MISMATCH")
+    net_off = cls.isna() & ~no_money & ((j["net_l"] - j["net_p"]).abs() > net_tol)
+    cls[net_off] = "AMOUNT_MISMATCH"
+    p_amt[net_off], l_amt[net_off] = j["net_p"][net_off], j["net_l"][net_off]
+    detail[net_off] = ref_text + ": net differs by " + (j["net_l"] - j["net_p"]).astype(str) \
+        + " minor units (ledger minus provider); post an adjusting entry for the difference"
 
     timing = cls.isna() & ~_inside(j["ts_us_p"], lo_us, hi_us)
     cls[timing] = "TIMING_WINDOW"
@@ -307,7 +331,7 @@ def _duplicates(pairs, claims, recs, lo_us, hi_us, cls: str) -> pd.DataFrame:
         provider=("provider", "first"), provider_id=("id", "first"), journal_id=("journal_id", "first"),
         currency=("currency_p", "first"), provider_amount_minor=("gross_p", "first"),
         ledger_amount_minor=("gross_l", "first"), anchor=("ts_us_l", "min"),
-        journals=("journal_id", lambda s: ", ".join(sorted(set(s)))),
+        journals=("journals", lambda s: ", ".join(sorted({j for v in s for j in v.split(", ")}))),
         records=("id", lambda s: ", ".join(sorted(set(s)))),
     )
     g = g[_inside(g["anchor"], lo_us, hi_us)]

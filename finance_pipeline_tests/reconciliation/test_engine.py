@@ -209,3 +209,58 @@ def test_shuffling_inputs_leaves_the_report_bytes_unchanged(rnd: random.Random, 
     for seq in (entries, txns, payouts):
         rnd.shuffle(seq)
     assert report_bytes(run(entries, txns, payouts)[1]) == baseline
+
+
+def _adjust(ref, at_s, lines, kind="adjustment", reverses=None, jid=None):
+    from finance_pipeline.domain.timeutil import format_ts_us
+
+    return {
+        "journal_id": jid or f"adj-{ref}-{len(lines)}-{kind}", "ts": format_ts_us(at_s * 10**6), "kind": kind,
+        "memo": "correction", "batch_id": None, "provider": "stripe" if not ref.startswith("pay") else "payout_sandbox",
+        "provider_reference": ref, "reverses": reverses, "posted_by": "ops:ana",
+        "reviewed_by": "fin:lena" if kind == "adjustment" else None,
+        "lines": [{"account_id": a, "direction": d, "amount_minor": m, "currency": c} for a, d, m, c in lines],
+    }
+
+
+def _reverse(entry, jid):
+    rev = dict(entry, journal_id=jid, kind="reversal", reverses=entry["journal_id"])
+    rev["lines"] = [dict(l, direction="credit" if l["direction"] == "debit" else "debit") for l in entry["lines"]]
+    return rev
+
+
+@pytest.mark.parametrize("cls", [c for c in CLASSES if c != "TIMING_WINDOW"])
+def test_each_blocking_class_is_resolved_by_correcting_entries(cls):
+    entries, txns, payouts, _ = _case(cls)
+    at = LO_S + 50000
+    fee = fee_for(4200)
+    if cls == "LEDGER_MISSING":
+        entries.append(_adjust("ch_x", at, [("stripe_clearing_usd", "debit", 4200 - fee, "USD"),
+                                            ("stripe_fees_usd", "debit", fee, "USD"),
+                                            ("revenue_usd", "credit", 4200, "USD")]))
+    elif cls == "PROVIDER_MISSING":
+        entries.append(_reverse(entries[-1], "rev-x"))
+    elif cls == "AMOUNT_MISMATCH":
+        entries.append(_adjust("ch_x", at, [("revenue_usd", "debit", 100, "USD"),
+                                            ("stripe_clearing_usd", "credit", 100, "USD")]))
+    elif cls == "FEE_MISMATCH":
+        entries.append(_adjust("ch_x", at, [("stripe_fees_usd", "debit", 7, "USD"),
+                                            ("stripe_clearing_usd", "credit", 7, "USD")]))
+    elif cls == "CURRENCY_MISMATCH":
+        entries += [_reverse(entries[-1], "rev-x"), charge_entry("ch_x", at + 10, 4200, jid="je-ch_x-usd")]
+    elif cls == "DUPLICATE_PROVIDER":
+        entries.append(charge_entry("txn_x2", at + 5, 4200, jid="je-txn_x2"))
+    elif cls == "DUPLICATE_LEDGER":
+        dup = next(e for e in entries if e["journal_id"] == "je-ch_x-dup")
+        entries.append(_reverse(dup, "rev-dup"))
+    elif cls == "STATUS_MISMATCH":
+        payouts[-1] = settlement("pay_x", at + 300, 150_000)
+    _, report = run(entries, txns, payouts)
+    assert report["discrepancies"] == [], report["discrepancies"]
+
+
+def test_reversing_a_stuck_payouts_booking_agrees_with_the_pending_provider():
+    entries, txns, payouts, _ = _case("STATUS_MISMATCH")
+    entries.append(_reverse(entries[-1], "rev-pay"))
+    _, report = run(entries, txns, payouts)
+    assert report["discrepancies"] == []
