@@ -1,0 +1,447 @@
+"""Run the data-quality suites with Great Expectations 1.x and reduce the results to a GateResult.
+
+GX is imported lazily (it takes seconds) and configured quietly: analytics off, no progress
+bars, its loggers at WARNING unless the application set a level, no data-docs temp directory.
+One ephemeral context per process is built on first use and cached; validations are serialised
+by a process-wide lock (GX's context and stores are not thread-safe), so concurrent callers in
+threads are safe but do not run in parallel. Validation results are dropped from the context's
+in-memory store after each run, so a long-lived process does not accumulate them.
+
+Samples in failures are at most five offending rows, the first ones in frame order (the frame's
+index is replaced by positions before validation), restricted to identifying columns and
+converted to plain JSON values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import threading
+import warnings
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from finance_pipeline.quality.suites import (
+    JOURNAL_TOTALS_NEED,
+    LEDGER,
+    PARITY,
+    PAYOUT,
+    STRIPE,
+    ParityPolicy,
+    SuitePart,
+    SuiteSpec,
+    class_counts,
+    journal_totals,
+    stripe_frame,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from great_expectations.core import ExpectationSuiteValidationResult
+
+MAX_SAMPLES = 5
+_MAX_TEXT = 200
+# SUMMARY, not COMPLETE: we only need counts and the first few offending indices; COMPLETE
+# materialises every unexpected value and index as Python lists (millions on a bad day).
+RESULT_FORMAT: dict[str, Any] = {
+    "result_format": "SUMMARY",
+    "partial_unexpected_count": MAX_SAMPLES,
+    "return_unexpected_index_query": False,
+}
+_DATASOURCE = "finance_pipeline_quality"
+
+__all__ = [
+    "Failure", "GateResult", "ParityPolicy", "import_gx", "run_ledger_checks",
+    "run_parity_checks", "run_payout_checks", "run_stripe_checks",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One failed expectation."""
+
+    expectation: str
+    column: str | None
+    description: str
+    unexpected_count: int | None
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "expectation": self.expectation,
+            "column": self.column,
+            "description": self.description,
+            "unexpected_count": self.unexpected_count,
+            "samples": [dict(s) for s in self.samples],
+        }
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """The outcome of one gate: which suite and version, how many expectations, which failed."""
+
+    name: str
+    suite_version: str
+    success: bool
+    evaluated: int
+    failures: list[Failure]
+    rows: int = 0
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+    def to_metadata(self) -> dict[str, Any]:
+        """JSON-safe summary for Dagster metadata (plain str/int/bool/None/list/dict)."""
+        meta: dict[str, Any] = {
+            "suite": self.name,
+            "suite_version": self.suite_version,
+            "success": self.success,
+            "rows": self.rows,
+            "evaluated": self.evaluated,
+            "failed": self.failed,
+            "failures": [f.to_dict() for f in self.failures],
+        }
+        if self.params:
+            meta["params"] = self.params
+        return meta
+
+    def markdown(self) -> str:
+        """A short Markdown summary: one table row per failed expectation."""
+        head = f"**{self.name}** v{self.suite_version} ({self.rows} rows): "
+        if self.success:
+            return head + f"passed, {self.evaluated} expectations."
+        lines = [
+            head + f"**failed** {self.failed} of {self.evaluated} expectations.",
+            "",
+            "| expectation | column | unexpected | description |",
+            "|---|---|---:|---|",
+        ]
+        for f in self.failures:
+            count = "" if f.unexpected_count is None else str(f.unexpected_count)
+            lines.append(
+                f"| {_md(f.expectation)} | {_md(f.column or '')} | {count} | {_md(f.description)} |"
+            )
+        return "\n".join(lines)
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+# ---------------------------------------------------------------------------------------------
+# GX, lazily and quietly
+
+_LOCK = threading.RLock()
+_RUNNER: _Runner | None = None
+_GX: Any = None
+
+
+def import_gx():
+    """Import great_expectations quietly (analytics off, loggers at WARNING) and return it."""
+    global _GX
+    with _LOCK:
+        if _GX is None:
+            os.environ["GX_ANALYTICS_ENABLED"] = "false"
+            gx_logger = logging.getLogger("great_expectations")
+            if gx_logger.level == logging.NOTSET:
+                gx_logger.setLevel(logging.WARNING)
+            with warnings.catch_warnings():
+                # GX's own imports of deprecated stdlib modules (sre_constants, ...).
+                warnings.simplefilter("ignore", DeprecationWarning)
+                import great_expectations as gx
+                from great_expectations.execution_engine import pandas_execution_engine as engine
+            # GX fingerprints every in-memory frame under 1 GB (md5 of pandas' row hashes) only
+            # to label the batch; on a 3M-line extract that alone takes seconds. Unused here.
+            if getattr(engine, "HASH_THRESHOLD", 0) > 0:
+                engine.HASH_THRESHOLD = 0
+            _GX = gx
+        return _GX
+
+
+class _Runner:
+    """The process's ephemeral GX context with one validation definition per suite."""
+
+    def __init__(self) -> None:
+        gx = import_gx()
+        from great_expectations.data_context.types.base import (
+            DataContextConfig,
+            InMemoryStoreBackendDefaults,
+            ProgressBarsConfig,
+        )
+
+        self.gx = gx
+        config = DataContextConfig(
+            store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+            analytics_enabled=False,
+            progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
+        )
+        self.context = gx.get_context(mode="ephemeral", project_config=config)
+        self.datasource = self.context.data_sources.add_pandas(name=_DATASOURCE)
+        self._validations: dict[str, Any] = {}
+
+    def validation(self, spec: SuiteSpec, part: SuitePart, *args: Any, suffix: str = ""):
+        name = spec.suite_name(part, suffix)
+        vd = self._validations.get(name)
+        if vd is None:
+            gx = self.gx
+            batch = self.datasource.add_dataframe_asset(name=name).add_batch_definition_whole_dataframe(
+                name="whole"
+            )
+            suite = self.context.suites.add(gx.ExpectationSuite(
+                name=name,
+                expectations=part.build(*args),
+                meta={"gate": spec.name, "suite_version": spec.version, "part": part.key},
+            ))
+            vd = self.context.validation_definitions.add(
+                gx.ValidationDefinition(name=name, data=batch, suite=suite)
+            )
+            self._validations[name] = vd
+        return vd
+
+    def run(self, vd, frame: pd.DataFrame) -> ExpectationSuiteValidationResult:
+        try:
+            return vd.run(batch_parameters={"dataframe": frame}, result_format=RESULT_FORMAT)
+        finally:
+            store = self.context.validation_results_store
+            for key in store.list_keys():
+                store.remove_key(key)
+
+
+def _runner() -> _Runner:
+    global _RUNNER
+    with _LOCK:
+        if _RUNNER is None:
+            _RUNNER = _Runner()
+        return _RUNNER
+
+
+# ---------------------------------------------------------------------------------------------
+# Running a gate
+
+
+@dataclass
+class _PartRun:
+    part: SuitePart
+    frame: pd.DataFrame | None  # what GX validates; None when it cannot be derived
+    samples_from: pd.DataFrame | None  # where sample rows come from (same positions)
+    missing: list[str] = field(default_factory=list)  # why frame is None
+    args: tuple[Any, ...] = ()
+    suffix: str = ""
+
+
+def _positional(df: pd.DataFrame) -> pd.DataFrame:
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"expected a pandas DataFrame, got {type(df).__name__}")
+    # Copy-on-write makes this cheap; positions make GX's indices positions.
+    return df.reset_index(drop=True)
+
+
+def _run_gate(spec: SuiteSpec, runs: list[_PartRun], rows: int, source: pd.DataFrame,
+              params: dict[str, Any] | None = None) -> GateResult:
+    evaluated = 0
+    failures: list[tuple[Failure, list[str] | None]] = []
+    with _LOCK:
+        runner = _runner()
+        for run in runs:
+            vd = runner.validation(spec, run.part, *run.args, suffix=run.suffix)
+            expectations = vd.suite.expectations
+            if not expectations:
+                continue
+            if run.frame is None:
+                evaluated += len(expectations)
+                failures += [_not_evaluated(exp.configuration, run.missing) for exp in expectations]
+                continue
+            result = runner.run(vd, run.frame)
+            by_id = {r.expectation_config.id: r for r in result.results}
+            evaluated += len(result.results)
+            for exp in expectations:
+                r = by_id.get(exp.id)
+                if r is None:  # GX yields one result per expectation; be strict if it did not
+                    cfg = exp.configuration
+                    failures.append((Failure(cfg.type, None, f"{cfg.description or cfg.type}: "
+                                             "no result", None, []), None))
+                elif not r.success:
+                    failures.append(_failure(r, run, source))
+    return GateResult(
+        name=spec.name,
+        suite_version=spec.version,
+        success=not failures,
+        evaluated=evaluated,
+        failures=_fold_missing(failures),
+        rows=int(rows),
+        params=params or {},
+    )
+
+
+def _fold_missing(failures: list[tuple[Failure, list[str] | None]]) -> list[Failure]:
+    """Fold failures that were not evaluated for want of a column into that column's
+    ``expect_column_to_exist`` failure, so one missing column is one line, not five."""
+    absent = {f.column for f, _ in failures
+              if f.expectation == "expect_column_to_exist" and f.unexpected_count is None}
+    folded: dict[str, int] = {}
+    kept: list[Failure] = []
+    for f, missing in failures:
+        if missing and set(missing) <= absent:
+            for col in missing:
+                folded[col] = folded.get(col, 0) + 1
+            continue
+        kept.append(f)
+    out = []
+    for f in kept:
+        n = folded.get(f.column or "", 0) if f.expectation == "expect_column_to_exist" else 0
+        if n:
+            f = replace(f, description=f"{f.description} ({n} dependent "
+                                       f"expectation{'s' if n > 1 else ''} not evaluated)")
+        out.append(f)
+    return out
+
+
+def _columns_of(kwargs: dict[str, Any]) -> list[str]:
+    if kwargs.get("column") is not None:
+        return [kwargs["column"]]
+    if kwargs.get("column_A") is not None:
+        return [kwargs["column_A"], kwargs["column_B"]]
+    return list(kwargs.get("column_list") or [])
+
+
+def _not_evaluated(config, missing: list[str]) -> tuple[Failure, list[str]]:
+    cols = _columns_of(config.kwargs)
+    return Failure(
+        expectation=config.type,
+        column=cols[0] if len(cols) == 1 else None,
+        description=f"{config.description or config.type}: not evaluated, "
+                    f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}",
+        unexpected_count=None,
+        samples=[],
+    ), missing
+
+
+def _failure(r, run: _PartRun, source: pd.DataFrame) -> tuple[Failure, list[str] | None]:
+    """The Failure of a failed result, and the missing input columns when it was not evaluated."""
+    config = r.expectation_config
+    kwargs = config.kwargs
+    meta = config.meta or {}
+    cols = _columns_of(kwargs)
+    column = cols[0] if len(cols) == 1 else None
+    desc = config.description or config.type
+    result = r.result or {}
+    frame = run.frame
+    assert frame is not None
+
+    absent = [c for c in cols if c not in frame.columns]
+    if absent:
+        needs = [c for c in meta.get("needs", cols) if c not in source.columns] or absent
+        if config.type == "expect_column_to_exist":
+            return Failure(config.type, column, f"{desc}: missing", None, []), None
+        text = (f"{desc}: not evaluated, missing column{'s' if len(needs) > 1 else ''} "
+                f"{', '.join(needs)}")
+        return Failure(config.type, column, text, None, []), needs
+
+    exc = r.exception_info or {}
+    if exc.get("raised_exception"):
+        msg = str(exc.get("exception_message") or "error").splitlines()[0][:_MAX_TEXT]
+        return Failure(config.type, column, f"{desc}: could not be evaluated ({msg})", None, []), None
+
+    if "parity_class" in meta:
+        cls = meta["parity_class"]
+        count = int(frame[cls].iloc[0]) if len(frame) else 0
+        samples_from = run.samples_from
+        picked: list[int] = []
+        if samples_from is not None and "class" in samples_from.columns:
+            hits = np.flatnonzero(samples_from["class"].eq(cls).fillna(False).to_numpy(dtype=bool))
+            picked = hits[:MAX_SAMPLES].tolist()
+        samples = _samples(samples_from, picked, list(PARITY.part("discrepancies").id_columns)
+                           + ["provider_amount_minor", "ledger_amount_minor", "detail"])
+        return Failure(config.type, "class", f"{desc}: {count} found", count, samples), None
+
+    if "unexpected_count" in result:
+        count = int(result["unexpected_count"])
+        total = int(result.get("element_count") or 0)
+        positions = sorted(int(i) for i in (result.get("partial_unexpected_index_list") or [])
+                           if isinstance(i, (int, np.integer)))[:MAX_SAMPLES]
+        show = list(run.part.id_columns) + cols + list(meta.get("show", []))
+        samples = _samples(run.samples_from, positions, show)
+        return Failure(config.type, column, f"{desc}: {count} of {total} {run.part.unit} fail",
+                       count, samples), None
+
+    observed = result.get("observed_value")
+    text = desc if observed is None else f"{desc}: found {_plain(observed)}"
+    return Failure(config.type, column, text, None, []), None
+
+
+def _samples(frame: pd.DataFrame | None, positions: list[int], columns: list[str]) -> list[dict]:
+    if frame is None or not positions:
+        return []
+    cols = [c for c in dict.fromkeys(columns) if c in frame.columns]
+    picked = frame.iloc[positions][cols]
+    data = {c: picked[c].to_numpy(dtype=object).tolist() for c in cols}
+    return [{c: _plain(data[c][i]) for c in cols} for i in range(len(positions))]
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-safe plain Python value: int/float/bool/str/None (NaN and NA become None)."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return None if not math.isfinite(float(value)) else float(value)
+    if isinstance(value, str):
+        return value if len(value) <= _MAX_TEXT else value[:_MAX_TEXT] + "..."
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return _plain(str(value))
+
+
+# ---------------------------------------------------------------------------------------------
+# Public gates
+
+
+def run_ledger_checks(df: pd.DataFrame) -> GateResult:
+    """Ledger extract: schema, keys, amounts, currencies, directions, kinds, balance per journal."""
+    lines = _positional(df)
+    missing = [c for c in JOURNAL_TOTALS_NEED if c not in lines.columns]
+    totals = None if missing else journal_totals(lines)
+    return _run_gate(LEDGER, [
+        _PartRun(LEDGER.part("lines"), lines, lines),
+        _PartRun(LEDGER.part("journals"), totals, totals, missing),
+    ], rows=len(lines), source=lines)
+
+
+def run_stripe_checks(df: pd.DataFrame) -> GateResult:
+    """Stripe balance transactions: schema, ids, currencies, ``net == amount - fee``, fee >= 0."""
+    records = _positional(df)
+    return _run_gate(STRIPE, [_PartRun(STRIPE.parts[0], stripe_frame(records), records)],
+                     rows=len(records), source=records)
+
+
+def run_payout_checks(df: pd.DataFrame) -> GateResult:
+    """Payout-provider records: schema, ids, currencies, amount > 0, status."""
+    records = _positional(df)
+    return _run_gate(PAYOUT, [_PartRun(PAYOUT.parts[0], records, records)],
+                     rows=len(records), source=records)
+
+
+def run_parity_checks(discrepancies_df: pd.DataFrame,
+                      policy: ParityPolicy | None = None) -> GateResult:
+    """Reconciliation parity: per blocking class, count <= the policy's max_allowed."""
+    policy = policy or ParityPolicy()
+    disc = _positional(discrepancies_df)
+    counts = class_counts(disc, policy)
+    return _run_gate(PARITY, [
+        _PartRun(PARITY.part("discrepancies"), disc, disc),
+        _PartRun(PARITY.part("counts"), counts, disc, args=(policy,),
+                 suffix="." + hashlib.sha256(policy.key().encode()).hexdigest()[:16]),
+    ], rows=len(disc), source=disc, params=policy.to_dict())
