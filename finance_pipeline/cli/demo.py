@@ -137,7 +137,8 @@ def run_cmd(start, days, seed_value, inject, database_url) -> None:
             click.echo(f"{day}  run {run.run_id[:8]}  matched={report.get('matched', '?')}  "
                        f"discrepancies={json.dumps(counts, sort_keys=True)}  {gates}")
             if run.failed:
-                click.echo(f"  failed steps: {', '.join(run.failed)}", err=True)
+                for step in run.failed:
+                    click.echo(f"  step {step} failed: {run.errors.get(step, '')}", err=True)
                 sys.exit(1)
             if not run.gates_passed:
                 blocked.append(day)

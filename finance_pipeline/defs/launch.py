@@ -34,18 +34,20 @@ class DayRun:
     checks: dict[str, bool] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
     metadata: dict[str, dict] = field(default_factory=dict)
 
     @property
     def gates_passed(self) -> bool:
-        return all(self.checks.values())
+        return all(self.checks.values()) and not self.blocked
 
 
 def materialize_day(defs: dg.Definitions, day: str, inst: dg.DagsterInstance,
-                    tags: dict[str, str] | None = None, log_level: str = "WARNING") -> DayRun:
+                    tags: dict[str, str] | None = None, log_level: str = "CRITICAL") -> DayRun:
     """Run every asset of one partition in process; failures are reported, not raised.
 
-    The full event log goes to the instance (the UI shows it); the console gets warnings only.
+    The full event log goes to the instance (the UI shows it); the caller prints the outcome.
     """
     job = defs.resolve_implicit_global_asset_job_def()
     result = job.execute_in_process(
@@ -56,7 +58,15 @@ def materialize_day(defs: dg.Definitions, day: str, inst: dg.DagsterInstance,
     for ev in result.get_asset_check_evaluations():
         run.checks[ev.check_name] = ev.passed
     run.skipped = sorted(e.step_key for e in result.get_step_skipped_events())
-    run.failed = sorted(result.get_failed_step_keys())
+    # A blocking check that fails also fails its step; that is a gate doing its job, not an error.
+    for ev in result.get_step_failure_events():
+        error = ev.step_failure_data.error
+        if error is not None and error.cls_name == "DagsterAssetCheckFailedError":
+            run.blocked.append(ev.step_key)
+        else:
+            run.failed.append(ev.step_key)
+            run.errors[ev.step_key] = error.message.strip() if error is not None else "unknown error"
+    run.failed.sort()
     for ev in result.get_asset_materialization_events():
         mat = ev.event_specific_data.materialization
         run.metadata[mat.asset_key.to_user_string()] = {k: v.value for k, v in mat.metadata.items()}
