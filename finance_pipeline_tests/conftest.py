@@ -3,4 +3,5 @@ from __future__ import annotations
 pytest_plugins = [
     "finance_pipeline_tests.fixtures.postgres",
     "finance_pipeline_tests.fixtures.sandboxes",
+    "finance_pipeline_tests.fixtures.aws",
 ]
