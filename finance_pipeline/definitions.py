@@ -10,12 +10,15 @@ from finance_pipeline import settings
 from finance_pipeline.defs.io_managers import ParquetIOManager
 from finance_pipeline.defs.ledger import assets as ledger_assets
 from finance_pipeline.defs.partitions import daily_partitions
+from finance_pipeline.defs.proofs import assets as proof_assets
 from finance_pipeline.defs.providers import assets as provider_assets
 from finance_pipeline.defs.reconciliation import assets as reconciliation_assets
 from finance_pipeline.defs.resources import (
     LedgerResource,
     PayoutProviderResource,
+    PublicationResource,
     ReconciliationSettings,
+    SigningResource,
     StripeResource,
     env_int_or,
     env_or,
@@ -42,6 +45,23 @@ def build_resources() -> dict[str, object]:
                 "RECON_AMOUNT_TOLERANCE_MINOR", settings.DEFAULT_AMOUNT_TOLERANCE_MINOR
             ),
         ),
+        "signing": SigningResource(
+            signing_keys_json=env_or("FP_SIGNING_KEYS", ""),
+            kms_key_id=env_or("KMS_KEY_ID", ""),
+            kms_key_role=env_or("KMS_KEY_ROLE", ""),
+            quorum_json=env_or("FP_SIGNING_QUORUM", ""),
+            aws_endpoint_url=env_or("AWS_ENDPOINT_URL", ""),
+            aws_region=env_or("AWS_REGION", ""),
+        ),
+        "publication": PublicationResource(
+            s3_audit_bucket=env_or("S3_AUDIT_BUCKET", ""),
+            sse_kms_key_id=env_or("S3_SSE_KMS_KEY_ID", env_or("KMS_KEY_ID", "")),
+            object_lock_mode=env_or("S3_OBJECT_LOCK_MODE", "COMPLIANCE"),
+            retention_days=env_int_or("S3_RETENTION_DAYS", 2555),
+            local_dir=env_or("FP_PUBLISH_DIR", ""),
+            aws_endpoint_url=env_or("AWS_ENDPOINT_URL", ""),
+            aws_region=env_or("AWS_REGION", ""),
+        ),
         "parquet_io_manager": ParquetIOManager(
             base_dir=env_or("FP_STORAGE_DIR", ""),
             s3_bucket=env_or("FP_STORAGE_S3_BUCKET", ""),
@@ -57,6 +77,7 @@ def build_definitions(partitions_start: str | None = None) -> dg.Definitions:
         *ledger_assets.build_assets(partitions),
         *provider_assets.build_assets(partitions),
         *reconciliation_assets.build_assets(partitions),
+        *proof_assets.build_assets(partitions),
     ]
     return dg.Definitions(assets=assets, resources=build_resources())
 

@@ -113,40 +113,103 @@ def seed_cmd(start, days, seed_value, inject, database_url) -> None:
 @_inject_opt
 @_db_opt
 def run_cmd(start, days, seed_value, inject, database_url) -> None:
-    """Seed, start the sandboxes, materialize every asset for each day, print where results are."""
-    from finance_pipeline.defs.launch import instance, materialize_day, storage_dir
-    from finance_pipeline.definitions import build_definitions
+    """The runbook end to end on the embedded default: seed, export (the gates block the days
+    with injected discrepancies), post the reviewed corrections, export again (signed packages
+    published to ./var/published), then verify every package offline and replay its report."""
+    from finance_pipeline.cli.export import export_days
+    from finance_pipeline.signing.local_keys import init_keys
 
     db = _database_url(database_url)
-    if database_url:
-        os.environ["DATABASE_URL"] = db  # the Dagster ledger resource reads it when definitions load
+    os.environ["DATABASE_URL"] = db  # the Dagster ledger resource reads it when definitions load
+    os.environ["FP_PARTITIONS_START"] = start.date().isoformat()
     res = _do_seed(db, start.date(), days, seed_value, inject)
-    click.echo(f"ledger: {db}  ({len(res.scenario.entries)} demo entries)")
-    inst = instance()
+    click.echo(f"ledger: {db}  ({len(res.scenario.entries)} demo entries, "
+               f"{len(res.scenario.injections)} injected discrepancies)")
+    _, keyring_path = init_keys(settings.var_dir() / "keys")
+    click.echo(f"signing keys: {keyring_path.parent} (public keyring {keyring_path})")
+    day_keys = res.scenario.day_keys
     ports = [p if _port_free(p) else 0 for p in (settings.DEFAULT_STRIPE_PORT, settings.DEFAULT_PAYOUT_PORT)]
-    blocked = []
     with _sandboxes(*ports) as (stripe, payout):
-        click.echo(f"sandboxes: stripe {stripe.url}  payouts {payout.url}")
-        defs = build_definitions(partitions_start=start.date().isoformat())
-        for i in range(days):
-            day = (start.date() + timedelta(days=i)).isoformat()
-            run = materialize_day(defs, day, inst, tags={"finance_pipeline/launched_by": "demo"})
-            report = run.metadata.get("reconciliation_report", {})
-            counts = {k.split("/", 1)[1]: v for k, v in report.items() if k.startswith("discrepancies/") and v}
-            gates = " ".join(f"{k}={'pass' if v else 'FAIL'}" for k, v in sorted(run.checks.items()))
-            click.echo(f"{day}  run {run.run_id[:8]}  matched={report.get('matched', '?')}  "
-                       f"discrepancies={json.dumps(counts, sort_keys=True)}  {gates}")
-            if run.failed:
-                for step in run.failed:
-                    click.echo(f"  step {step} failed: {run.errors.get(step, '')}", err=True)
+        click.echo(f"sandboxes: stripe {stripe.url}  payouts {payout.url}\n")
+        click.echo("1. export: reconcile, gate, prove and publish each day")
+        first = export_days(day_keys, progress=False)
+        blocked = {o["day"] for o in first if o["status"] == "blocked"}
+        failed = [o for o in first if o["status"] == "failed"]
+        if failed:
+            sys.exit(1)
+        if blocked:
+            click.echo("\n2. resolve the discrepancies the way the runbook says (two-person review)")
+            _apply_fixes(db, res.scenario, blocked, payout)
+            click.echo("\n3. export again")
+            second = export_days(sorted(blocked), progress=False)
+            if any(o["status"] not in ("published", "unchanged") for o in second):
                 sys.exit(1)
-            if not run.gates_passed:
-                blocked.append(day)
-    click.echo(f"\nreports: {storage_dir() / 'reconciliation_report'}/<day>.json")
+    click.echo("\n4. verify every package offline against the public keyring, and replay its report")
+    ok = _verify_published(db, day_keys, keyring_path)
+    click.echo(f"\nreports: {settings.var_dir() / 'storage' / 'reconciliation_report'}/<day>.json")
     click.echo(f"Dagster runs: {os.environ['DAGSTER_HOME']} (open with `make dev`)")
-    if blocked:
-        click.echo(f"gates blocked publication for {', '.join(blocked)}: the demo injects discrepancies "
-                   "on purpose; fix them with adjusting entries (`finance-pipeline journal post -`) and re-run.")
+    if not ok:
+        sys.exit(1)
+
+
+def _apply_fixes(db: str, scenario, days: set[str], payout) -> None:
+    import httpx
+
+    from finance_pipeline.demo.corrections import corrections
+    from finance_pipeline.ledger.engine import create_ledger_engine
+    from finance_pipeline.ledger.posting import post_entries
+
+    engine = create_ledger_engine(db)
+    try:
+        for fix in corrections(scenario):
+            if fix.injection.day not in days:
+                continue
+            if fix.entries:
+                post_entries(engine, fix.entries, actor="ops:ana")
+            if fix.settle_payout:
+                # Re-trigger the stuck payout's settlement at the provider.
+                httpx.post(f"{payout.url}/_sandbox/stuck",
+                           json={"payout_ids": [fix.settle_payout], "stuck": False}).raise_for_status()
+                httpx.post(f"{payout.url}/payouts/{fix.settle_payout}/settle",
+                           headers={"Authorization": f"Bearer {payout.token}"},
+                           json={"settled_at": fix.settle_at}).raise_for_status()
+            click.echo(f"   {fix.describe()}")
+    finally:
+        engine.dispose()
+
+
+def _verify_published(db: str, day_keys: list[str], keyring_path: Path) -> bool:
+    from finance_pipeline.export import registry
+    from finance_pipeline.export.replay import replay_files
+    from finance_pipeline.ledger.engine import create_ledger_engine
+    from finance_pipeline.proof.keyring import Keyring
+    from finance_pipeline.proof.package import Package
+    from finance_pipeline.proof.verify import verify_package
+
+    keyring = Keyring.load(keyring_path)
+    engine = create_ledger_engine(db)
+    ok, previous = True, None
+    try:
+        for day in day_keys:
+            records = registry.published_for_day(engine, day)
+            if not records:
+                click.echo(f"   {day}  not published")
+                ok, previous = False, None
+                continue
+            path = records[0].location
+            pkg = Package.load_dir(path)
+            result = verify_package(pkg, keyring, previous_package=previous)
+            replay = replay_files(pkg.files())
+            link = pkg.statement()["previous"]
+            click.echo(f"   {day}  {'VALID' if result.ok else 'INVALID'}  {records[0].proof_id}  "
+                       f"previous={link['proof_id'] if link else None}  "
+                       f"replay={'identical' if replay.identical else 'DIFFERENT'}")
+            click.echo(f"          finance-pipeline verify {path} --keyring {keyring_path}")
+            ok = ok and result.ok and replay.identical
+            previous = pkg
+    finally:
+        engine.dispose()
+    return ok
 
 
 @demo.command("dev")

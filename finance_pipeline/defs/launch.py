@@ -65,12 +65,21 @@ def materialize_day(defs: dg.Definitions, day: str, inst: dg.DagsterInstance,
             run.blocked.append(ev.step_key)
         else:
             run.failed.append(ev.step_key)
-            run.errors[ev.step_key] = error.message.strip() if error is not None else "unknown error"
+            run.errors[ev.step_key] = _root_message(error)
     run.failed.sort()
     for ev in result.get_asset_materialization_events():
         mat = ev.event_specific_data.materialization
         run.metadata[mat.asset_key.to_user_string()] = {k: v.value for k, v in mat.metadata.items()}
     return run
+
+
+def _root_message(error) -> str:
+    """The user's exception message, not Dagster's 'Error occurred while executing op' wrapper."""
+    if error is None:
+        return "unknown error"
+    while error.cause is not None:
+        error = error.cause
+    return error.message.strip()
 
 
 def storage_dir() -> Path:

@@ -135,3 +135,53 @@ def env_int_or(name: str, default: int) -> Any:
     import os
 
     return dg.EnvVar.int(name) if os.environ.get(name) else default
+
+
+class SigningResource(dg.ConfigurableResource):
+    """Who signs proofs: ``FP_SIGNING_KEYS`` (JSON list), else ``KMS_KEY_ID`` alone, else the
+    two local keys under ./var/keys (`finance-pipeline keys init`)."""
+
+    signing_keys_json: str = ""
+    kms_key_id: str = ""
+    kms_key_role: str = ""
+    quorum_json: str = ""
+    aws_endpoint_url: str = ""
+    aws_region: str = ""
+
+    def config(self):
+        from finance_pipeline.signing.config import SigningConfig
+
+        env = {
+            "FP_SIGNING_KEYS": self.signing_keys_json, "KMS_KEY_ID": self.kms_key_id,
+            "KMS_KEY_ROLE": self.kms_key_role, "FP_SIGNING_QUORUM": self.quorum_json,
+            "AWS_ENDPOINT_URL": self.aws_endpoint_url, "AWS_REGION": self.aws_region,
+            "FP_VAR_DIR": str(settings.var_dir()),
+        }
+        return SigningConfig.from_env({k: v for k, v in env.items() if v})
+
+    def signers(self):
+        from finance_pipeline.signing.config import build_signers
+
+        config = self.config()
+        return build_signers(config), config.quorum
+
+
+class PublicationResource(dg.ConfigurableResource):
+    """Where proofs go: ``S3_AUDIT_BUCKET`` under Object Lock with SSE-KMS, else ./var/published."""
+
+    s3_audit_bucket: str = ""
+    sse_kms_key_id: str = ""
+    object_lock_mode: str = "COMPLIANCE"
+    retention_days: int = 2555
+    local_dir: str = ""
+    aws_endpoint_url: str = ""
+    aws_region: str = ""
+
+    def publisher(self):
+        from finance_pipeline.export.exporter import build_publisher
+
+        return build_publisher(
+            bucket=self.s3_audit_bucket, kms_key_id=self.sse_kms_key_id, lock_mode=self.object_lock_mode,
+            retention_days=self.retention_days, local_dir=self.local_dir,
+            endpoint_url=self.aws_endpoint_url or None, region=self.aws_region or None,
+        )

@@ -1,0 +1,81 @@
+"""The signed proof package of a day, published write-once.
+
+No `from __future__ import annotations`: Dagster inspects the annotation types.
+Runs only when the reconciliation report's blocking gates passed in the same run.
+"""
+
+import json
+import time
+
+import dagster as dg
+import pandas as pd
+
+from finance_pipeline.defs.resources import (
+    LedgerResource,
+    PublicationResource,
+    ReconciliationSettings,
+    SigningResource,
+)
+
+
+def _run_started_s(context: dg.AssetExecutionContext) -> float:
+    stats = context.instance.get_run_stats(context.run_id)
+    return stats.start_time or time.time()
+
+
+def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    @dg.asset(
+        name="proof_package",
+        group_name="proofs",
+        partitions_def=partitions_def,
+        kinds={"s3"},
+        description=(
+            "finance-proof/1 package of the day: ledger_entries.jsonl (RFC 8785 leaves), "
+            "provider_records.jsonl, reconciliation_report.json and the signed proof_package.json, "
+            "verified against the public keyring, then published write-once."
+        ),
+    )
+    def proof_package(
+        context: dg.AssetExecutionContext,
+        ledger: LedgerResource,
+        signing: SigningResource,
+        publication: PublicationResource,
+        recon: ReconciliationSettings,
+        reconciliation_report: dict,
+        ledger_extract: pd.DataFrame,
+        stripe_balance_transactions: pd.DataFrame,
+        payout_settlements: pd.DataFrame,
+    ) -> dg.MaterializeResult:
+        from finance_pipeline.export import registry
+        from finance_pipeline.export.bundle import build_bundle
+        from finance_pipeline.export.exporter import already_published, publish, seal
+
+        day = context.partition_key
+        engine = ledger.engine()
+        previous = registry.previous_link(engine, day, partitions_def.get_first_partition_key())
+        bundle = build_bundle(day, ledger_extract, stripe_balance_transactions, payout_settlements,
+                              reconciliation_report, recon.tolerances(), previous)
+        publisher = publication.publisher()
+        published = already_published(engine, bundle, publisher)
+        if published is None:
+            signers, quorum = signing.signers()
+            files = seal(bundle, signers, quorum)
+            published = publish(engine, bundle, files, publisher)
+        duration_ms = int((time.time() - _run_started_s(context)) * 1000)
+        context.log.info(json.dumps({
+            "event": "proof.published", "day": day, "proofId": published.proof_id,
+            "location": published.location, "created": published.created,
+            "exports.duration_ms": duration_ms,
+        }, sort_keys=True))
+        return dg.MaterializeResult(metadata={
+            "proofId": published.proof_id,
+            "location": dg.MetadataValue.path(published.location),
+            "merkle_root": published.merkle_root,
+            "statement_sha256": published.statement_sha256,
+            "previous": json.dumps(previous),
+            "created": published.created,
+            "ledger_entries": dg.MetadataValue.int(bundle.statement["ledger"]["entries"]),
+            "exports.duration_ms": dg.MetadataValue.int(duration_ms),
+        })
+
+    return [proof_package]

@@ -1,0 +1,1 @@
+"""Turning a reconciled day into a signed proof package: bundle, sign, verify, publish, register."""

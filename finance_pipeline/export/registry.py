@@ -1,0 +1,110 @@
+"""The proof registry in the ledger database: what was published, where, and the chain.
+
+A row here also closes its day: the posting core refuses entries dated in it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import sqlalchemy as sa
+
+from finance_pipeline.ledger.audit import now_us, record_event
+from finance_pipeline.ledger.engine import begin_write
+from finance_pipeline.ledger.schema import proofs
+
+
+@dataclass(frozen=True)
+class ProofRecord:
+    proof_id: str
+    day: str
+    merkle_root: str
+    statement_sha256: str
+    location: str
+    published_at_us: int
+    format: str
+
+
+class ChainError(RuntimeError):
+    """The day before has no published proof, so this day cannot link to it."""
+
+
+class LedgerChangedError(RuntimeError):
+    """A day already has a published proof and the ledger now gives a different one."""
+
+
+def published_for_day(engine: sa.Engine, day: str) -> list[ProofRecord]:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(proofs).where(proofs.c.day == day).order_by(proofs.c.published_at_us))
+        return [ProofRecord(**r._mapping) for r in rows]
+
+
+def get(engine: sa.Engine, proof_id: str) -> ProofRecord | None:
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(proofs).where(proofs.c.proof_id == proof_id)).first()
+    return ProofRecord(**row._mapping) if row else None
+
+
+def previous_link(engine: sa.Engine, day: str, first_day: str) -> dict | None:
+    """The `previous` member for ``day``: the proof of the day before, or null on the first day.
+
+    Refuses to skip a day: a gap would let a deleted day go unnoticed in the chain.
+    """
+    if day <= first_day:
+        return None
+    before = (date.fromisoformat(day) - timedelta(days=1)).isoformat()
+    records = published_for_day(engine, before)
+    if not records:
+        with engine.connect() as conn:
+            earlier = conn.execute(sa.select(sa.func.count()).select_from(proofs).where(proofs.c.day < day)).scalar()
+        if not earlier:
+            return None  # nothing published before: this day starts the chain
+        raise ChainError(
+            f"{before} has no published proof, so {day} cannot link to it; export {before} first "
+            f"(finance-pipeline export {before} {day})"
+        )
+    return {"proof_id": records[0].proof_id, "statement_sha256": records[0].statement_sha256}
+
+
+def check_unchanged(engine: sa.Engine, day: str, proof_id: str, merkle_root: str, actor: str) -> ProofRecord | None:
+    """The existing record when ``proof_id`` is already published for ``day`` (a no-op);
+    raises LedgerChangedError, after recording an audit event, when another proof is."""
+    records = published_for_day(engine, day)
+    same = [r for r in records if r.proof_id == proof_id]
+    if same:
+        return same[0]
+    if records:
+        first = records[0]
+        record_conflict(engine, day, first.proof_id, first.merkle_root, proof_id, merkle_root, actor)
+        raise LedgerChangedError(
+            f"ledger changed since proof {first.proof_id} was published for {day} "
+            f"(published root {first.merkle_root}, now {merkle_root}); published days are closed, "
+            "so the ledger was altered outside the posting core: investigate before anything else"
+        )
+    return None
+
+
+def record_conflict(engine: sa.Engine, day: str, published_id: str, published_root: str | None,
+                    new_id: str, new_root: str, actor: str) -> None:
+    with begin_write(engine) as conn:
+        record_event(conn, actor, "proof.conflict", "proof", published_id, {
+            "day": day, "published_root": published_root, "new_root": new_root, "new_proof_id": new_id,
+        })
+
+
+def register(engine: sa.Engine, *, proof_id: str, day: str, merkle_root: str, statement_sha256: str,
+             location: str, fmt: str, actor: str) -> ProofRecord:
+    """Record a publication (idempotent) and the audit event that goes with it."""
+    now = now_us()
+    with begin_write(engine) as conn:
+        existing = conn.execute(sa.select(proofs).where(proofs.c.proof_id == proof_id)).first()
+        if existing:
+            return ProofRecord(**existing._mapping)
+        conn.execute(proofs.insert().values(
+            proof_id=proof_id, day=day, merkle_root=merkle_root, statement_sha256=statement_sha256,
+            location=location, published_at_us=now, format=fmt,
+        ))
+        record_event(conn, actor, "proof.publish", "proof", proof_id,
+                     {"day": day, "merkle_root": merkle_root, "location": location}, ts_us=now)
+    return ProofRecord(proof_id, day, merkle_root, statement_sha256, location, now, fmt)
