@@ -57,7 +57,11 @@ def materialize_day(defs: dg.Definitions, day: str, inst: dg.DagsterInstance,
     run = DayRun(day=day, run_id=result.run_id, success=result.success)
     for ev in result.get_asset_check_evaluations():
         run.checks[ev.check_name] = ev.passed
-    run.skipped = sorted(e.step_key for e in result.get_step_skipped_events())
+    # Steps that never ran: skipped, or held back by a failed upstream step or blocking check.
+    run.skipped = sorted(
+        n.name for n in job.graph.nodes
+        if result.is_node_untouched(n.name) or result.is_node_skipped(n.name)
+    )
     # A blocking check that fails also fails its step; that is a gate doing its job, not an error.
     for ev in result.get_step_failure_events():
         error = ev.step_failure_data.error

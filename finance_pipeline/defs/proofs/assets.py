@@ -19,7 +19,7 @@ from finance_pipeline.defs.resources import (
 
 
 def _run_started_s(context: dg.AssetExecutionContext) -> float:
-    stats = context.instance.get_run_stats(context.run_id)
+    stats = context.instance.get_run_stats(context.run.run_id)
     return stats.start_time or time.time()
 
 
