@@ -1,0 +1,144 @@
+"""`finance-pipeline verify | prove-entry | verify-entry`: offline checks of proof packages.
+
+Exit status, as `proof-package.md` requires: 0 valid, 1 invalid (the failing check is named),
+2 could not run (bad arguments, missing or unreadable files, bad keyring).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, NoReturn
+
+import click
+
+from finance_pipeline.proof.inclusion import InclusionError, prove_entry, verify_entry
+from finance_pipeline.proof.keyring import Keyring, KeyringError
+from finance_pipeline.proof.package import Package, PackageLoadError, load_package, loads_strict
+from finance_pipeline.proof.verify import VerifyResult, verify_package
+
+EXIT_VALID, EXIT_INVALID, EXIT_ERROR = 0, 1, 2
+
+
+def _cannot_run(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    raise click.exceptions.Exit(EXIT_ERROR)
+
+
+def build_keyring(keyring_path: str) -> Keyring:
+    """The trusted keys for a verification. Only ``--keyring`` for now; the place to add
+    keys fetched from KMS (``--kms ARN``) is here, so every command gets them."""
+    try:
+        return Keyring.load(keyring_path)
+    except KeyringError as exc:
+        _cannot_run(str(exc))
+
+
+def open_package(location: str, *, previous: bool = False) -> Package:
+    """A package folder (or a URI scheme registered with `package.register_loader`)."""
+    try:
+        if previous and "://" not in location:
+            return Package.load_dir(location, require_all=False)  # only its statement is needed
+        return load_package(location)
+    except PackageLoadError as exc:
+        _cannot_run(str(exc))
+    except OSError as exc:
+        _cannot_run(f"{location}: cannot read ({exc.strerror or exc})")
+
+
+def _report(result: VerifyResult, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        click.echo(result.text())
+
+
+keyring_option = click.option(
+    "--keyring", "keyring_path", required=True, metavar="FILE",
+    help="Trusted keys and quorum (JSON, see proof-package.md). Keys named by the package are never trusted.")
+
+
+@click.command("verify")
+@click.argument("path", metavar="PACKAGE")
+@keyring_option
+@click.option("--previous", "previous_path", metavar="PACKAGE", default=None,
+              help="The previous day's package: also check the chain link (statement.previous).")
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+def verify_cmd(path: str, keyring_path: str, previous_path: str | None, as_json: bool) -> None:
+    """Verify the proof package in folder PACKAGE offline.
+
+    Exit 0 valid, 1 invalid (the failed checks are named), 2 could not run.
+    """
+    keyring = build_keyring(keyring_path)
+    pkg = open_package(path)
+    prev = open_package(previous_path, previous=True) if previous_path else None
+    result = verify_package(pkg, keyring, previous_package=prev)
+    _report(result, as_json)
+    raise click.exceptions.Exit(EXIT_VALID if result.ok else EXIT_INVALID)
+
+
+@click.command("prove-entry")
+@click.option("--package", "package_path", required=True, metavar="PACKAGE", help="Package folder.")
+@click.option("--journal-id", "journal_id", required=True, help="The entry to prove.")
+def prove_entry_cmd(package_path: str, journal_id: str) -> None:
+    """Print the inclusion proof (finance-inclusion/1) of one journal entry.
+
+    Exit 0 printed, 1 the entry is not in the package, 2 could not run.
+    """
+    pkg = open_package(package_path)
+    try:
+        proof = prove_entry(pkg, journal_id)
+    except LookupError as exc:
+        click.echo(f"not found: {exc}", err=True)
+        raise click.exceptions.Exit(EXIT_INVALID)
+    except InclusionError as exc:
+        click.echo(f"invalid package: {exc}", err=True)
+        raise click.exceptions.Exit(EXIT_INVALID)
+    except (ValueError, KeyError, TypeError) as exc:
+        click.echo(f"invalid package: proof_package.json is unusable ({exc}); run `verify` on it", err=True)
+        raise click.exceptions.Exit(EXIT_INVALID)
+    click.echo(json.dumps(proof, indent=2, ensure_ascii=False))
+
+
+def _read_proof(path: str) -> Any:
+    try:
+        with open(path, "rb") as fh:
+            return loads_strict(fh.read())
+    except OSError as exc:
+        _cannot_run(f"{path}: cannot read ({exc.strerror or exc})")
+    except (ValueError, UnicodeDecodeError) as exc:
+        _cannot_run(f"{path}: not a JSON inclusion proof ({exc})")
+
+
+@click.command("verify-entry")
+@click.option("--package", "package_path", required=True, metavar="PACKAGE", help="Package folder.")
+@click.option("--proof", "proof_path", required=True, metavar="FILE", help="Inclusion proof JSON.")
+@keyring_option
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def verify_entry_cmd(package_path: str, proof_path: str, keyring_path: str, as_json: bool) -> None:
+    """Verify PACKAGE, then the inclusion proof FILE against its signed Merkle root.
+
+    Exit 0 the entry is in the signed ledger, 1 it is not or the package is invalid, 2 could not run.
+    """
+    keyring = build_keyring(keyring_path)
+    proof = _read_proof(proof_path)
+    pkg = open_package(package_path)
+    result = verify_package(pkg, keyring)
+    if not result.ok:
+        if as_json:
+            click.echo(json.dumps({"ok": False, "package": result.to_dict(), "inclusion": None}, indent=2))
+        else:
+            click.echo(result.text())
+            click.echo("inclusion proof not checked: the package itself is invalid")
+        raise click.exceptions.Exit(EXIT_INVALID)
+    incl = verify_entry(proof, result.statement or {})
+    if as_json:
+        click.echo(json.dumps({"ok": incl.ok, "package": result.to_dict(),
+                               "inclusion": {"ok": incl.ok, "journal_id": incl.journal_id,
+                                             "detail": incl.detail}}, indent=2, ensure_ascii=False))
+    else:
+        click.echo(f"package {result.proof_id}: VALID")
+        click.echo(f"inclusion: {'ok' if incl.ok else 'FAIL'}  {incl.detail}")
+    raise click.exceptions.Exit(EXIT_VALID if incl.ok else EXIT_INVALID)
+
+
+COMMANDS: list[click.Command] = [verify_cmd, prove_entry_cmd, verify_entry_cmd]
