@@ -24,17 +24,66 @@ def _cannot_run(message: str) -> NoReturn:
     raise click.exceptions.Exit(EXIT_ERROR)
 
 
-def build_keyring(keyring_path: str) -> Keyring:
-    """The trusted keys for a verification. Only ``--keyring`` for now; the place to add
-    keys fetched from KMS (``--kms ARN``) is here, so every command gets them."""
+KMS_ROLE_TAG = "finance-proof-role"
+
+
+def build_keyring(keyring_path: str | None, kms: tuple[str, ...] = (), min_signatures: int | None = None) -> Keyring:
+    """The trusted keys: a keyring file, or the public keys of the named KMS keys
+    (``--kms ARN=ROLE``; without ``=ROLE`` the key's ``finance-proof-role`` tag). Never the keys
+    a package names."""
+    if bool(keyring_path) == bool(kms):
+        _cannot_run("give either --keyring FILE or one or more --kms ARN[=ROLE]")
     try:
-        return Keyring.load(keyring_path)
+        if keyring_path:
+            return Keyring.load(keyring_path)
+        return _kms_keyring(kms, min_signatures)
     except KeyringError as exc:
         _cannot_run(str(exc))
 
 
+def _kms_keyring(kms: tuple[str, ...], min_signatures: int | None) -> Keyring:
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+    from cryptography.hazmat.primitives import serialization
+
+    from finance_pipeline.proof.keyring import KeyringKey, QuorumPolicy
+
+    client = boto3.client("kms")
+    keys = []
+    for item in kms:
+        arn, _, role = item.rpartition("=") if "=" in item else (item, "", "")
+        try:
+            if not role:
+                tags = client.list_resource_tags(KeyId=arn).get("Tags", [])
+                role = next((t["TagValue"] for t in tags if t["TagKey"] == KMS_ROLE_TAG), "")
+                if not role:
+                    _cannot_run(f"{arn}: no role given and no '{KMS_ROLE_TAG}' tag on the key; "
+                                f"write --kms {arn}=finance-lead")
+            der = client.get_public_key(KeyId=arn)["PublicKey"]
+        except (BotoCoreError, ClientError) as exc:
+            _cannot_run(f"cannot fetch the public key of {arn} from KMS: {exc}")
+        pem = serialization.load_der_public_key(der).public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+        keys.append(KeyringKey(key_id=arn, role=role, public_key_pem=pem))
+    quorum = QuorumPolicy(min_signatures=min_signatures or len(keys), distinct_roles=True)
+    return Keyring(keys=keys, quorum=quorum)
+
+
+def _load_s3(uri: str) -> Package:
+    import boto3
+
+    from finance_pipeline.publication import load_s3_package
+
+    return Package.from_files(load_s3_package(uri, boto3.client("s3")))
+
+
 def open_package(location: str, *, previous: bool = False) -> Package:
     """A package folder (or a URI scheme registered with `package.register_loader`)."""
+    if location.startswith("s3://"):
+        try:
+            return _load_s3(location)
+        except Exception as exc:  # noqa: BLE001 - any failure to fetch is "could not run"
+            _cannot_run(f"{location}: cannot read the package from S3 ({exc})")
     try:
         if previous and "://" not in location:
             return Package.load_dir(location, require_all=False)  # only its statement is needed
@@ -52,9 +101,15 @@ def _report(result: VerifyResult, as_json: bool) -> None:
         click.echo(result.text())
 
 
-keyring_option = click.option(
-    "--keyring", "keyring_path", required=True, metavar="FILE",
-    help="Trusted keys and quorum (JSON, see proof-package.md). Keys named by the package are never trusted.")
+def keyring_option(fn):
+    fn = click.option("--min-signatures", type=click.IntRange(1), default=None,
+                      help="With --kms: the quorum (default: every named key, distinct roles).")(fn)
+    fn = click.option("--kms", "kms", multiple=True, metavar="ARN[=ROLE]",
+                      help="Trust the public keys of these KMS keys instead of a keyring file.")(fn)
+    return click.option(
+        "--keyring", "keyring_path", default=None, metavar="FILE",
+        help="Trusted keys and quorum (JSON, see proof-package.md). Keys named by the package are never trusted.",
+    )(fn)
 
 
 @click.command("verify")
@@ -63,12 +118,13 @@ keyring_option = click.option(
 @click.option("--previous", "previous_path", metavar="PACKAGE", default=None,
               help="The previous day's package: also check the chain link (statement.previous).")
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
-def verify_cmd(path: str, keyring_path: str, previous_path: str | None, as_json: bool) -> None:
-    """Verify the proof package in folder PACKAGE offline.
+def verify_cmd(path: str, keyring_path: str | None, kms: tuple[str, ...], min_signatures: int | None,
+               previous_path: str | None, as_json: bool) -> None:
+    """Verify the proof package PACKAGE (a folder or s3://bucket/prefix/) offline.
 
     Exit 0 valid, 1 invalid (the failed checks are named), 2 could not run.
     """
-    keyring = build_keyring(keyring_path)
+    keyring = build_keyring(keyring_path, kms, min_signatures)
     pkg = open_package(path)
     prev = open_package(previous_path, previous=True) if previous_path else None
     result = verify_package(pkg, keyring, previous_package=prev)
@@ -114,12 +170,13 @@ def _read_proof(path: str) -> Any:
 @click.option("--proof", "proof_path", required=True, metavar="FILE", help="Inclusion proof JSON.")
 @keyring_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def verify_entry_cmd(package_path: str, proof_path: str, keyring_path: str, as_json: bool) -> None:
+def verify_entry_cmd(package_path: str, proof_path: str, keyring_path: str | None, kms: tuple[str, ...],
+                     min_signatures: int | None, as_json: bool) -> None:
     """Verify PACKAGE, then the inclusion proof FILE against its signed Merkle root.
 
     Exit 0 the entry is in the signed ledger, 1 it is not or the package is invalid, 2 could not run.
     """
-    keyring = build_keyring(keyring_path)
+    keyring = build_keyring(keyring_path, kms, min_signatures)
     proof = _read_proof(proof_path)
     pkg = open_package(package_path)
     result = verify_package(pkg, keyring)

@@ -97,3 +97,26 @@ def test_signing_failure_fails_the_run_with_a_diagnosis_and_publishes_nothing(
     ]))
     run = materialize_day(aws_env.definitions(), "2026-11-01", inst)
     assert not run.failed and run.metadata["proof_package"]["created"]
+
+
+def test_verify_cli_reads_s3_and_trusts_only_the_named_kms_keys(aws_env, s3_client, kms_keys, audit_bucket):
+    from click.testing import CliRunner
+
+    from finance_pipeline.cli import main
+
+    run = materialize_day(aws_env.definitions(), "2026-11-01", dg.DagsterInstance.ephemeral())
+    location = run.metadata["proof_package"]["location"]
+    kms = ["--kms", f"{kms_keys[0]['Arn']}=finance-lead", "--kms", f"{kms_keys[1]['Arn']}=security-engineer"]
+    ok = CliRunner().invoke(main, ["verify", location, *kms])
+    assert ok.exit_code == 0, ok.output
+    # One KMS key alone cannot reach a quorum of two distinct roles.
+    alone = CliRunner().invoke(main, ["verify", location, *kms[:2], "--min-signatures", "2"])
+    assert alone.exit_code in (1, 2)
+    # Object Lock keeps every version, but a new version under the same key is what a reader
+    # fetches: the verifier must catch it.
+    key = location.split(f"s3://{audit_bucket}/", 1)[1] + "ledger_entries.jsonl"
+    body = s3_client.get_object(Bucket=audit_bucket, Key=key)["Body"].read()
+    s3_client.put_object(Bucket=audit_bucket, Key=key, Body=body.replace(b'"memo":"', b'"memo":"X', 1))
+    bad = CliRunner().invoke(main, ["verify", location, *kms])
+    assert bad.exit_code == 1
+    assert "ledger.file_sha256" in bad.output
