@@ -1,0 +1,169 @@
+"""`finance-pipeline journal ...` commands (exit statuses: see `finance_pipeline.cli.db`)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from datetime import date
+from typing import Any
+
+import click
+
+from finance_pipeline.cli.db import (
+    EXIT_REJECTED,
+    database_url_option,
+    exit_for_ledger_error,
+    fail,
+    ledger_engine,
+)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _no_duplicate_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            # json.loads would silently keep the last one; in a ledger that hides a mistake.
+            raise ValueError(f"member {key!r} appears twice")
+        out[key] = value
+    return out
+
+
+def loads_strict(text: str) -> Any:
+    """JSON without NaN/Infinity and without repeated member names."""
+    return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_members)
+
+
+@click.group("journal")
+def journal_group() -> None:
+    """Post, import and list journal entries (finance-journal/1)."""
+
+
+@journal_group.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, readable=True))
+@click.option("--batch-id", default=None,
+              help="Batch id [default: import-<hash of the file>, so re-importing is a no-op].")
+@click.option("--actor", default="cli", show_default=True, help="Who is importing (audit trail).")
+@database_url_option
+def import_cmd(file: str, batch_id: str | None, actor: str, database_url: str | None) -> None:
+    """Import FILE (JSON Lines, one entry per line) as one batch, all or nothing.
+
+    Problems print as `line N: field: message`; then nothing is written and the exit status is 1.
+    """
+    from finance_pipeline.ledger.batches import stage_batch
+    from finance_pipeline.ledger.errors import LedgerError
+    from finance_pipeline.domain.journal import JournalValidationError
+
+    with open(file, "rb") as fh:
+        data = fh.read()
+    entries: list[Any] = []
+    line_of: list[int] = []
+    problems: list[str] = []
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            problems.append(f"line {number}: $: is not UTF-8 ({exc.reason} at byte {exc.start})")
+            continue
+        if not text.strip():
+            continue
+        try:
+            entries.append(loads_strict(text))
+        except ValueError as exc:
+            problems.append(f"line {number}: $: is not valid JSON ({exc})")
+            continue
+        line_of.append(number)
+    if problems:
+        fail(EXIT_REJECTED, *problems, f"{file}: nothing imported")
+    if not entries:
+        fail(EXIT_REJECTED, f"{file}: no entries (expected one JSON entry per line)")
+
+    batch = batch_id or "import-" + hashlib.sha256(data).hexdigest()[:20]
+    with ledger_engine(database_url) as engine:
+        try:
+            result = stage_batch(engine, batch, entries, os.path.basename(file), actor=actor)
+        except (LedgerError, JournalValidationError) as exc:
+            click.echo(f"{file}: nothing imported", err=True)
+            exit_for_ledger_error(exc, where=lambda i: f"line {line_of[i]}")
+    click.echo(f"batch {batch}: {result.created} entries created, "
+               f"{result.already_present} already present ({len(entries)} in {os.path.basename(file)})")
+
+
+@journal_group.command("post")
+@click.argument("source", type=click.File("r", encoding="utf-8"), default="-")
+@database_url_option
+def post_cmd(source, database_url: str | None) -> None:
+    """Post one entry: a JSON object read from SOURCE ('-' for stdin).
+
+    Prints `created ID` or `already present ID`. Exit 1 when rejected, 3 when the journal_id is
+    already posted with a different body.
+    """
+    from finance_pipeline.ledger.errors import LedgerError
+    from finance_pipeline.ledger.posting import post_entries
+    from finance_pipeline.domain.journal import JournalValidationError
+
+    try:
+        entry = loads_strict(source.read())
+    except ValueError as exc:
+        fail(EXIT_REJECTED, f"$: is not valid JSON ({exc})")
+    with ledger_engine(database_url) as engine:
+        try:
+            result = post_entries(engine, [entry])
+        except (LedgerError, JournalValidationError) as exc:
+            exit_for_ledger_error(exc, where=lambda i: "")
+    if result.created:
+        click.echo(f"created {result.created_ids[0]}")
+    else:
+        click.echo(f"already present {result.present_ids[0]}")
+
+
+def _day(ctx, param, value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a day; write it as YYYY-MM-DD") from None
+
+
+@journal_group.command("list")
+@click.option("--from", "from_day", required=True, callback=_day, metavar="DAY",
+              help="First UTC day (YYYY-MM-DD).")
+@click.option("--to", "to_day", default=None, callback=_day, metavar="DAY",
+              help="Last UTC day, inclusive [default: --from].")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print each entry as its canonical JSON leaf, one per line (importable).")
+@database_url_option
+def list_cmd(from_day: date, to_day: date | None, as_json: bool, database_url: str | None) -> None:
+    """List the entries dated in the UTC days FROM..TO, by ts then journal_id."""
+    from finance_pipeline.domain.canonical import canonical_str
+    from finance_pipeline.domain.money import Money
+    from finance_pipeline.domain.timeutil import day_bounds_us
+    from finance_pipeline.ledger.extract import entries_from_lines, extract_day_lines
+
+    to_day = to_day or from_day
+    if to_day < from_day:
+        raise click.BadParameter(f"--to {to_day} is before --from {from_day}", param_hint="--to")
+    lo, _ = day_bounds_us(from_day)
+    _, hi = day_bounds_us(to_day)
+    with ledger_engine(database_url) as engine:
+        leaves = entries_from_lines(extract_day_lines(engine, lo, hi))
+    for leaf in leaves:
+        if as_json:
+            click.echo(canonical_str(leaf))
+            continue
+        debits: dict[str, int] = {}
+        for line in leaf["lines"]:
+            if line["direction"] == "debit":
+                debits[line["currency"]] = debits.get(line["currency"], 0) + line["amount_minor"]
+        amounts = ", ".join(Money(v, c).format() for c, v in sorted(debits.items()))
+        click.echo(f"{leaf['ts']}  {leaf['journal_id']}  {leaf['kind']}  {amounts}  {leaf['memo']}")
+    if not as_json and not leaves:
+        click.echo(f"no entries from {from_day} to {to_day}", err=True)
+
+
+COMMANDS: list[click.Command] = [journal_group]

@@ -1,0 +1,172 @@
+"""The day extract and the leaves rebuilt from it, on both backends."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import uuid
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from finance_pipeline.domain.canonical import MAX_SAFE_INT, canonical_bytes
+from finance_pipeline.domain.journal import parse_entry
+from finance_pipeline.domain.timeutil import day_bounds_us, format_ts_us
+from finance_pipeline.ledger.batches import stage_batch
+from finance_pipeline.ledger.extract import COLUMN_NAMES, DTYPES, entries_from_lines, extract_day_lines
+from finance_pipeline.ledger.posting import post_entries
+from finance_pipeline.ledger.schema import journal_entries
+from finance_pipeline_tests.fixtures.postgres import ADMIN_URL, drop_database
+from finance_pipeline_tests.ledger import (  # noqa: F401  (fixtures)
+    DAY,
+    entry,
+    ledger,
+    line,
+    make_ledger,
+    pg_ledger_template,
+    sqlite_ledger,
+)
+
+LO, HI = day_bounds_us(DAY)
+
+
+def _methods(engine) -> list[str]:
+    return ["rows", "copy"] if engine.dialect.name == "postgresql" else ["rows", "json"]
+
+
+def _assert_shape(frame: pd.DataFrame) -> None:
+    assert tuple(frame.columns) == COLUMN_NAMES
+    assert {c: frame[c].dtype for c in frame.columns} == DTYPES
+
+
+def test_day_is_half_open_and_ordered(ledger):
+    stamps = {
+        "before": LO - 1, "first": LO, "noon": LO + 43_200_000_000, "last": HI - 1, "next-day": HI,
+    }
+    post_entries(ledger, [entry(jid, ts=format_ts_us(ts)) for jid, ts in stamps.items()])
+    for method in _methods(ledger):
+        frame = extract_day_lines(ledger, LO, HI, method=method)
+        _assert_shape(frame)
+        assert frame["journal_id"].tolist() == ["first", "first", "noon", "noon", "last", "last"]
+        assert frame["ts_us"].tolist() == [LO, LO, LO + 43_200_000_000, LO + 43_200_000_000, HI - 1, HI - 1]
+        assert frame["line_no"].tolist() == [0, 1] * 3
+
+
+def test_same_instant_orders_by_journal_id_in_code_point_order(ledger):
+    ids = ["b", "a", "B", "é", "Z", "a-2", "a_2", "10", "9"]
+    post_entries(ledger, [entry(jid) for jid in ids])
+    expected = sorted(ids)  # Python compares code points
+    assert expected[:4] == ["10", "9", "B", "Z"]
+    for method in _methods(ledger):
+        frame = extract_day_lines(ledger, LO, HI, method=method)
+        assert frame["journal_id"].drop_duplicates().tolist() == expected
+    assert [leaf["journal_id"] for leaf in entries_from_lines(frame)] == expected
+
+
+@pytest.fixture
+def icu_pg_ledger(pg_ledger_template):
+    """A Postgres ledger whose default collation is linguistic (en-US), where 'a' < 'B'."""
+    name = f"fp_test_icu_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(
+            f"CREATE DATABASE \"{name}\" TEMPLATE template0 LOCALE_PROVIDER icu "
+            "ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"))
+    admin.dispose()
+    url = sa.engine.make_url(pg_ledger_template).set(database=name).render_as_string(hide_password=False)
+    engine = make_ledger(url)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT 'a' < 'B'").scalar() is True
+    yield engine
+    engine.dispose()
+    drop_database(url)
+
+
+@pytest.mark.postgres
+def test_code_point_order_holds_under_a_linguistic_collation(icu_pg_ledger):
+    ids = ["b", "a", "B", "Z", "é"]
+    post_entries(icu_pg_ledger, [entry(jid) for jid in ids])
+    for method in ("rows", "copy"):
+        frame = extract_day_lines(icu_pg_ledger, LO, HI, method=method)
+        assert frame["journal_id"].drop_duplicates().tolist() == ["B", "Z", "a", "b", "é"]
+
+
+def test_empty_day_has_the_same_columns_and_dtypes(ledger):
+    post_entries(ledger, [entry("other-day", ts="2026-11-03T00:00:00Z")])
+    for method in _methods(ledger):
+        frame = extract_day_lines(ledger, LO, HI, method=method)
+        assert frame.empty
+        _assert_shape(frame)
+    assert entries_from_lines(frame) == []
+
+
+TRICKY_MEMOS = ["", 'quote " and comma , here', "two\nlines\r\nand\ttab", "naïve – 日本 🧾", "\\N", "NULL"]
+
+
+def _tricky_entries() -> list[dict]:
+    out = []
+    for i, memo in enumerate(TRICKY_MEMOS):
+        out.append(entry(f"T-{i}", memo=memo, ts=f"2026-11-02T0{i}:00:00.00000{i + 1}Z",
+                         provider="stripe" if i % 2 else None,
+                         provider_reference=f"txn_{i}" if i % 2 else None))
+    out.append(entry("T-adj", kind="adjustment", reviewed_by="bob", ts="2026-11-02T09:00:00Z",
+                     lines=[line("cash", "debit", MAX_SAFE_INT), line("fees", "debit", 1),
+                            line("revenue", "credit", MAX_SAFE_INT - 1), line("revenue", "credit", 2)]))
+    out.append(entry("T-rev", kind="reversal", reverses="T-0", ts="2026-11-02T09:00:00Z",
+                     lines=[line("revenue", "debit", 1250), line("cash", "credit", 1250),
+                            line("eur_cash", "debit", 7, "EUR"), line("eur_revenue", "credit", 7, "EUR")]))
+    return out
+
+
+def test_every_reader_returns_the_same_frame_for_tricky_content(ledger):
+    stage_batch(ledger, "batch-x", _tricky_entries()[:3], "x.jsonl")
+    post_entries(ledger, _tricky_entries()[3:])
+    reference = extract_day_lines(ledger, LO, HI, method="rows")
+    _assert_shape(reference)
+    assert len(reference) == 2 * len(TRICKY_MEMOS) + 8
+    assert reference.loc[reference["journal_id"] == "T-0", "memo"].tolist() == ["", ""]
+    assert reference["batch_id"].isna().sum() == len(reference) - 6
+    assert reference.loc[reference["journal_id"] == "T-adj", "amount_minor"].max() == MAX_SAFE_INT
+    assert reference.loc[reference["account_id"] == "fees", "account_role"].tolist() == ["stripe_fees"]
+    assert reference.loc[reference["account_id"] == "eur_cash", "account_role"].isna().all()
+    for method in _methods(ledger)[1:] + ["auto"]:
+        for chunk_rows in (1, 3, 200_000):
+            frame = extract_day_lines(ledger, LO, HI, chunk_rows=chunk_rows, method=method)
+            pd.testing.assert_frame_equal(frame, reference)
+
+
+def test_leaves_rebuilt_from_the_extract_are_the_posted_bodies(ledger):
+    entries = _tricky_entries()
+    stage_batch(ledger, "batch-x", entries[:3], "x.jsonl")
+    post_entries(ledger, entries[3:])
+    frame = extract_day_lines(ledger, LO, HI)
+    leaves = entries_from_lines(frame)
+
+    with ledger.connect() as conn:
+        stored = {jid: sha for jid, sha in conn.execute(
+            sa.select(journal_entries.c.journal_id, journal_entries.c.body_sha256))}
+    # Each leaf hashes to the body_sha256 recorded when it was posted.
+    assert {leaf["journal_id"]: hashlib.sha256(canonical_bytes(leaf)).hexdigest() for leaf in leaves} == stored
+    expected = sorted(
+        (parse_entry({**e, "batch_id": "batch-x"} if i < 3 else e).to_leaf() for i, e in enumerate(entries)),
+        key=lambda leaf: (parse_entry(leaf).ts_us, leaf["journal_id"]),
+    )
+    assert leaves == expected
+    assert list(leaves[0]) == ["journal_id", "ts", "kind", "memo", "batch_id", "provider",
+                               "provider_reference", "reverses", "posted_by", "reviewed_by", "lines"]
+    assert leaves[0]["ts"] == "2026-11-02T00:00:00.000001Z"
+    assert all(type(line["amount_minor"]) is int for leaf in leaves for line in leaf["lines"])
+
+    # Row order in the frame does not matter; line order comes from line_no.
+    shuffled = frame.sample(frac=1, random_state=random.Random(7).randint(0, 999)).reset_index(drop=True)
+    assert entries_from_lines(shuffled) == leaves
+
+
+def test_bad_arguments(sqlite_ledger):
+    with pytest.raises(ValueError, match="chunk_rows"):
+        extract_day_lines(sqlite_ledger, LO, HI, chunk_rows=0)
+    with pytest.raises(ValueError, match="method"):
+        extract_day_lines(sqlite_ledger, LO, HI, method="fast")
+    with pytest.raises(ValueError, match="needs PostgreSQL"):
+        extract_day_lines(sqlite_ledger, LO, HI, method="copy")
