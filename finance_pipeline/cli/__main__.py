@@ -1,0 +1,3 @@
+from finance_pipeline.cli import main
+
+main()
