@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import dagster as dg
@@ -25,6 +26,23 @@ from finance_pipeline.defs.resources import (
 )
 
 
+def _env_list(name: str) -> list[str]:
+    return [part.strip() for part in os.environ.get(name, "").split(",") if part.strip()]
+
+
+def _env_json_dict(name: str) -> dict:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a JSON object such as '{{\"FEE_MISMATCH\": 1}}': {exc}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{name} must be a JSON object such as '{{\"FEE_MISMATCH\": 1}}'")
+    return value
+
+
 def build_resources() -> dict[str, object]:
     """Resources wired to the environment; unset variables mean the embedded defaults."""
     from dagster_aws.s3 import S3Resource
@@ -44,6 +62,9 @@ def build_resources() -> dict[str, object]:
             amount_tolerance_minor=env_int_or(
                 "RECON_AMOUNT_TOLERANCE_MINOR", settings.DEFAULT_AMOUNT_TOLERANCE_MINOR
             ),
+            class_tolerance_minor=_env_json_dict("RECON_CLASS_TOLERANCE_MINOR"),
+            blocking_classes=_env_list("RECON_BLOCKING_CLASSES"),
+            max_allowed=_env_json_dict("RECON_MAX_ALLOWED"),
         ),
         "signing": SigningResource(
             signing_keys_json=env_or("FP_SIGNING_KEYS", ""),

@@ -46,3 +46,23 @@ def test_bad_partition_start_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("FP_PARTITIONS_START", "01/11/2026")
     with pytest.raises(ValueError):
         build_definitions()
+
+
+def test_parity_policy_and_tolerances_come_from_the_environment(monkeypatch):
+    import pytest
+
+    monkeypatch.setenv("RECON_BLOCKING_CLASSES", "LEDGER_MISSING, PROVIDER_MISSING")
+    monkeypatch.setenv("RECON_MAX_ALLOWED", '{"LEDGER_MISSING": 2}')
+    monkeypatch.setenv("RECON_CLASS_TOLERANCE_MINOR", '{"FEE_MISMATCH": 1}')
+    recon = build_definitions().resources["recon"]
+    assert recon.tolerances().amount_for("FEE_MISMATCH") == 1
+    policy = recon.parity_policy()
+    assert set(policy.blocking_classes) == {"LEDGER_MISSING", "PROVIDER_MISSING"}
+    assert policy.max_allowed["LEDGER_MISSING"] == 2
+    monkeypatch.setenv("RECON_MAX_ALLOWED", "[1]")
+    with pytest.raises(ValueError, match="RECON_MAX_ALLOWED must be a JSON object"):
+        build_definitions()
+    monkeypatch.setenv("RECON_MAX_ALLOWED", "{}")
+    monkeypatch.setenv("RECON_BLOCKING_CLASSES", "LEDGER_MISING")
+    with pytest.raises(ValueError, match="did you mean 'LEDGER_MISSING'"):
+        build_definitions().resources["recon"].parity_policy()
