@@ -122,6 +122,17 @@ class _Collector:
         self.errors.append(FieldError(f"{self.prefix}{name}", message))
 
 
+def _bad_text(value: str) -> str | None:
+    """Text no database stores faithfully: NUL, or a lone UTF-16 surrogate."""
+    if "\x00" in value:
+        return "must not contain the NUL character (\\u0000)"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be valid Unicode text (a lone surrogate such as \\ud800 is not)"
+    return None
+
+
 def _text(obj: dict, name: str, err: _Collector, *, nullable: bool, max_len: int | None = None,
           allow_empty: bool = False) -> str | None:
     value = obj.get(name)
@@ -134,6 +145,10 @@ def _text(obj: dict, name: str, err: _Collector, *, nullable: bool, max_len: int
         return None
     if not value and not allow_empty:
         err.add(name, "must not be empty" + ("; use null instead" if nullable else ""))
+        return None
+    problem = _bad_text(value)
+    if problem:
+        err.add(name, problem)
         return None
     if max_len is not None and len(value) > max_len:
         err.add(name, f"must be at most {max_len} characters, got {len(value)}")
@@ -228,6 +243,9 @@ def _parse_lines(raw: Any, err: _Collector) -> list[JournalLine]:
         account_id = line.get("account_id")
         if not isinstance(account_id, str) or not account_id:
             err.add(f"{at}.account_id", "is required (the id of an existing account)")
+            ok = False
+        elif _bad_text(account_id):
+            err.add(f"{at}.account_id", _bad_text(account_id))
             ok = False
         direction = line.get("direction")
         if direction not in DIRECTIONS:

@@ -9,7 +9,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _US = 1_000_000
 # RFC 3339 date-time with a mandatory offset ('Z' or +hh:mm); fraction up to 9 digits.
 _TS_RE = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$"
+    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})",
+    re.ASCII,  # \d must not accept other scripts' digits
 )
 
 
@@ -25,7 +26,7 @@ def parse_ts_us(text: object) -> int:
     """
     if not isinstance(text, str):
         raise TimestampError("must be a string such as '2026-11-02T10:15:00Z'")
-    m = _TS_RE.match(text)
+    m = _TS_RE.fullmatch(text)
     if not m:
         raise TimestampError(
             f"{text!r} is not a UTC timestamp; write it as 'YYYY-MM-DDTHH:MM:SSZ' "

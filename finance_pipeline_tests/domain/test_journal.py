@@ -111,3 +111,19 @@ def test_all_problems_are_reported_at_once_with_a_prefix():
 def test_not_an_object():
     with pytest.raises(JournalValidationError, match="JSON object"):
         parse_entry([1, 2])
+
+
+@pytest.mark.parametrize("bad", ["a\x00b", "a\ud800b"])
+@pytest.mark.parametrize("field", ["memo", "journal_id", "posted_by"])
+def test_text_a_database_cannot_store_is_rejected(field, bad):
+    errors = errors_of(entry(**{field: bad}))
+    assert field in errors
+
+
+def test_line_account_id_with_nul_is_rejected():
+    assert "lines[0].account_id" in errors_of(line(0, account_id="bank\x00"))
+
+
+@pytest.mark.parametrize("bad", ["２０２６-11-02T10:15:00Z", "2026-11-02T10:15:00Z\n"])
+def test_only_ascii_timestamps_without_trailing_text(bad):
+    assert "ts" in errors_of(entry(ts=bad))

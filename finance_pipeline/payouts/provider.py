@@ -1,0 +1,131 @@
+"""Client for the payout provider's mutating calls (create, settle) and a single-payout read.
+
+Both POSTs are idempotent at the provider (create on ``payout_id``, settle on the payout), so
+they are retried like the pulls: on 429, 5xx and connection failures, even when the request may
+already have been processed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from finance_pipeline import settings
+from finance_pipeline.providers import ProviderError
+from finance_pipeline.providers.retry import (
+    RetryableFailure,
+    RetryPolicy,
+    call_with_retry,
+    is_retryable_status,
+    parse_retry_after,
+)
+
+PROVIDER = "payout_sandbox"
+
+
+@dataclass(frozen=True)
+class SettleResult:
+    """The provider's answer to a settle: ``status`` settled/failed (HTTP 200) or pending (202)."""
+
+    http_status: int
+    status: str
+    body: dict[str, Any]
+
+    @property
+    def pending(self) -> bool:
+        return self.status == "pending"
+
+
+def _error_message(resp: httpx.Response) -> str:
+    try:
+        err = resp.json()["error"]
+        text = str(err.get("message"))
+        return text + (f" (field {err['field']!r})" if err.get("field") else "")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return resp.text[:200] or resp.reason_phrase
+
+
+class PayoutProviderClient:
+    """``create``, ``get`` and ``settle`` on the payout provider, with ``retry`` between tries."""
+
+    def __init__(self, base_url: str, token: str, retry: RetryPolicy = RetryPolicy(), *,
+                 timeout_s: float = 30.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.retry = retry
+        self._client = httpx.Client(base_url=self.base_url, timeout=timeout_s,
+                                    headers={"Authorization": f"Bearer {token}"})
+
+    @classmethod
+    def from_env(cls, retry: RetryPolicy = RetryPolicy()) -> PayoutProviderClient:
+        """``PAYOUT_API_BASE`` and ``PAYOUT_API_TOKEN``, else the local sandbox defaults."""
+        return cls(os.environ.get("PAYOUT_API_BASE") or settings.default_payout_api_base(),
+                   os.environ.get("PAYOUT_API_TOKEN") or settings.DEFAULT_PAYOUT_TOKEN, retry)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> PayoutProviderClient:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, ok: tuple[int, ...], json_body: Any = None) -> httpx.Response:
+        endpoint = f"{method} {path}"
+
+        def attempt() -> httpx.Response:
+            try:
+                resp = self._client.request(method, path, json=json_body)
+            except httpx.TransportError as exc:
+                raise RetryableFailure(None, f"connection failed: {type(exc).__name__}: {exc}") from exc
+            if is_retryable_status(resp.status_code):
+                raise RetryableFailure(resp.status_code, _error_message(resp),
+                                       parse_retry_after(resp.headers.get("retry-after")))
+            if resp.status_code == 401:
+                raise ProviderError(PROVIDER, endpoint, 401,
+                                    f"{_error_message(resp)}; check PAYOUT_API_TOKEN")
+            if resp.status_code not in ok:
+                raise ProviderError(PROVIDER, endpoint, resp.status_code,
+                                    f"{_error_message(resp)}; the request was rejected")
+            return resp
+
+        return call_with_retry(attempt, self.retry, provider=PROVIDER, endpoint=endpoint)
+
+    @staticmethod
+    def _json(resp: httpx.Response, endpoint: str) -> dict[str, Any]:
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise ProviderError(PROVIDER, endpoint, resp.status_code, "response is not a JSON object")
+        return body
+
+    def create(self, payout_id: str, amount_minor: int, currency: str, destination: str,
+               metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Create the payout (or get the existing identical one); 409 if it exists differently."""
+        body = {"payout_id": payout_id, "amount_minor": amount_minor, "currency": currency,
+                "destination": destination, "metadata": metadata or {}}
+        resp = self._call("POST", "/payouts", (200, 201), body)
+        return self._json(resp, "POST /payouts")
+
+    def get(self, payout_id: str) -> dict[str, Any]:
+        path = f"/payouts/{quote(payout_id, safe='')}"
+        return self._json(self._call("GET", path, (200,)), f"GET {path}")
+
+    def settle(self, payout_id: str) -> SettleResult:
+        """Ask the provider to settle; 200 carries the settlement, 202 the still-pending payout."""
+        path = f"/payouts/{quote(payout_id, safe='')}/settle"
+        resp = self._call("POST", path, (200, 202))
+        body = self._json(resp, f"POST {path}")
+        status = body.get("status")
+        if resp.status_code == 202:
+            status = "pending"
+        if status not in ("settled", "failed", "pending"):
+            raise ProviderError(PROVIDER, f"POST {path}", resp.status_code,
+                                f"unexpected payout status {status!r} in the answer")
+        return SettleResult(resp.status_code, status, body)

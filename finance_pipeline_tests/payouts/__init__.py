@@ -1,0 +1,1 @@
+"""Tests of the payouts domain: policy, approvals and quorum, settlement at the payout sandbox."""
