@@ -10,6 +10,7 @@ import dagster as dg
 from finance_pipeline import settings
 from finance_pipeline.defs.io_managers import ParquetIOManager
 from finance_pipeline.defs.ledger import assets as ledger_assets
+from finance_pipeline.defs.ops import build_defs as build_ops_defs
 from finance_pipeline.defs.partitions import daily_partitions
 from finance_pipeline.defs.proofs import assets as proof_assets
 from finance_pipeline.defs.providers import assets as provider_assets
@@ -100,7 +101,8 @@ def build_definitions(partitions_start: str | None = None) -> dg.Definitions:
         *reconciliation_assets.build_assets(partitions),
         *proof_assets.build_assets(partitions),
     ]
-    return dg.Definitions(assets=assets, resources=build_resources())
+    core = dg.Definitions(assets=assets, resources=build_resources())
+    return dg.Definitions.merge(core, build_ops_defs(partitions))
 
 
 @dg.definitions
