@@ -8,6 +8,7 @@ import os
 import dagster as dg
 
 from finance_pipeline import settings
+from finance_pipeline.defs.drill.jobs import build_jobs as build_drill_jobs
 from finance_pipeline.defs.io_managers import ParquetIOManager
 from finance_pipeline.defs.ledger import assets as ledger_assets
 from finance_pipeline.defs.ops import build_defs as build_ops_defs
@@ -101,7 +102,7 @@ def build_definitions(partitions_start: str | None = None) -> dg.Definitions:
         *reconciliation_assets.build_assets(partitions),
         *proof_assets.build_assets(partitions),
     ]
-    core = dg.Definitions(assets=assets, resources=build_resources())
+    core = dg.Definitions(assets=assets, jobs=build_drill_jobs(), resources=build_resources())
     return dg.Definitions.merge(core, build_ops_defs(partitions))
 
 

@@ -20,7 +20,10 @@ class LedgerResource(dg.ConfigurableResource):
 
     @property
     def url(self) -> str:
-        return self.database_url or settings.default_database_url()
+        """The URL, with an ``aws-sm://`` reference resolved (once per run: the engine is cached)."""
+        from finance_pipeline.secrets import resolve_secret
+
+        return resolve_secret(self.database_url) or settings.default_database_url()
 
     def engine(self):
         if self._engine is None:
@@ -50,9 +53,10 @@ class StripeResource(dg.ConfigurableResource):
     def pull_balance_transactions(self, created_gte: int, created_lt: int) -> list[dict]:
         from finance_pipeline.providers.retry import RetryPolicy
         from finance_pipeline.providers.stripe_pull import pull_balance_transactions
+        from finance_pipeline.secrets import resolve_secret
 
         return pull_balance_transactions(
-            self.api_key, self.base, created_gte, created_lt,
+            resolve_secret(self.api_key), self.base, created_gte, created_lt,
             retry=RetryPolicy(max_attempts=self.max_attempts, max_delay_s=self.max_retry_delay_s),
             page_size=self.page_size,
         )
@@ -70,6 +74,11 @@ class PayoutProviderResource(dg.ConfigurableResource):
     def base(self) -> str:
         return self.base_url or settings.default_payout_api_base()
 
+    def _token(self) -> str:
+        from finance_pipeline.secrets import resolve_secret
+
+        return resolve_secret(self.token)
+
     def _retry(self):
         from finance_pipeline.providers.retry import RetryPolicy
 
@@ -78,12 +87,12 @@ class PayoutProviderResource(dg.ConfigurableResource):
     def pull_settlements(self, from_ts: str, to_ts: str) -> list[dict]:
         from finance_pipeline.providers.payout_pull import pull_settlements
 
-        return pull_settlements(self.base, self.token, from_ts, to_ts, retry=self._retry())
+        return pull_settlements(self.base, self._token(), from_ts, to_ts, retry=self._retry())
 
     def pull_pending_payouts(self, created_to: str) -> list[dict]:
         from finance_pipeline.providers.payout_pull import pull_pending_payouts
 
-        return pull_pending_payouts(self.base, self.token, created_to, retry=self._retry())
+        return pull_pending_payouts(self.base, self._token(), created_to, retry=self._retry())
 
 
 class ReconciliationSettings(dg.ConfigurableResource):
