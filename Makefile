@@ -30,7 +30,7 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(FP) demo dev
 
-check-defs: install
+check-defs: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster definitions validate -m finance_pipeline.definitions
 
 test: install check-defs
