@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from finance_pipeline.domain.canonical import canonical_bytes
+from finance_pipeline.domain.canonical import canonical_bytes, canonical_str
 from finance_pipeline.domain.timeutil import day_bounds_us, format_ts_us
 from finance_pipeline.reconciliation.engine import Tolerances
 
@@ -65,47 +65,169 @@ def provider_records(stripe: pd.DataFrame, payouts: pd.DataFrame) -> list[dict]:
     return out
 
 
-def context_document(day: str, lines: pd.DataFrame, tol: Tolerances) -> dict:
-    """What the reconciliation read besides the two published data files."""
-    from finance_pipeline.ledger.extract import entries_from_lines
-
+def _context_parts(day: str, lines: pd.DataFrame, tol: Tolerances) -> tuple[dict, pd.DataFrame]:
     lo, hi = day_bounds_us(day)
     outside = lines[((lines["ts_us"] < lo) | (lines["ts_us"] >= hi)) & lines["provider"].notna()]
     roles = (lines[["account_id", "account_role"]].drop_duplicates("account_id")
              .sort_values("account_id"))
-    return {
+    doc = {
         "format": CONTEXT_FORMAT,
         "interval": {"from": format_ts_us(lo), "to": format_ts_us(hi)},
         "tolerances": {"time_s": tol.time_s, "amount_minor": tol.amount_minor,
                        "per_class_minor": dict(sorted(tol.per_class_minor.items()))},
         "account_roles": {str(a): (None if pd.isna(r) else str(r))
                           for a, r in zip(roles["account_id"], roles["account_role"])},
-        "boundary_entries": entries_from_lines(outside),
     }
+    return doc, outside
+
+
+def context_document(day: str, lines: pd.DataFrame, tol: Tolerances) -> dict:
+    """What the reconciliation read besides the two published data files."""
+    from finance_pipeline.ledger.extract import entries_from_lines
+
+    doc, outside = _context_parts(day, lines, tol)
+    return {**doc, "boundary_entries": entries_from_lines(outside)}
+
+
+def context_bytes(day: str, lines: pd.DataFrame, tol: Tolerances) -> bytes:
+    """``canonical_bytes(context_document(day, lines, tol))``, with the boundary entries written
+    by the columnar leaf encoder: members sort as account_roles < boundary_entries < format <
+    interval < tolerances, so the entries' array goes right after the roles."""
+    from finance_pipeline.ledger.extract import entry_leaves
+
+    doc, outside = _context_parts(day, lines, tol)
+    names = sorted([*doc, "boundary_entries"], key=lambda k: k.encode("utf-16-be"))
+    assert names[:2] == ["account_roles", "boundary_entries"], names
+    roles = canonical_str({"account_roles": doc.pop("account_roles")})
+    entries = ",".join(entry_leaves(outside).to_pylist())
+    return (roles[:-1] + ',"boundary_entries":[' + entries + "]," + canonical_str(doc)[1:]).encode("utf-8")
+
+
+def _frame_records(frame: pd.DataFrame):
+    """(texts, providers, ids) of one pull frame's records with their provider member, written
+    column-wise; None when that cannot be proven equal to the per-record path."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from finance_pipeline.domain.canonical import canonical_object_lines
+
+    def column(name: str):
+        arr = pa.array(frame[name])
+        return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+    raw, provider = column("raw"), column("provider")
+    for arr in (raw, provider):
+        if arr.null_count or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+            return None
+    if pc.any(pc.equal(pc.utf8_length(provider), 0)).as_py():
+        return None
+    ls = pa.large_string()
+    joined = pc.binary_join_element_wise(raw.cast(ls), pa.scalar("\n", ls), pa.scalar("", ls))
+    offsets = np.frombuffer(joined.buffers()[1], dtype=np.int64)[joined.offset:joined.offset + len(joined) + 1]
+    data = joined.buffers()[2].slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
+    parsed = canonical_object_lines(data, len(raw), add={"provider": provider})
+    if parsed is None:
+        return None
+    table, texts = parsed
+    if "id" not in table.column_names:
+        return None
+    ids = table.column("id").combine_chunks()
+    if not pa.types.is_string(ids.type) or ids.null_count or pc.any(pc.equal(pc.utf8_length(ids), 0)).as_py():
+        return None
+    return texts, provider.cast(pa.string()), ids
+
+
+def _data(texts):
+    """The concatenated elements of a large_string array (each already ends with a newline), as
+    an Arrow buffer (join such buffers with ``b"".join``: one copy)."""
+    offs = np.frombuffer(texts.buffers()[1], dtype=np.int64)[texts.offset:texts.offset + len(texts) + 1]
+    return texts.buffers()[2].slice(int(offs[0]), int(offs[-1] - offs[0]))
+
+
+def provider_records_file(stripe: pd.DataFrame, payouts: pd.DataFrame) -> tuple[bytes, int]:
+    """`provider_records.jsonl` and its record count:
+    ``provider_records_bytes(provider_records(stripe, payouts))``, written column-wise when every
+    record's raw text is canonical (what the pulls store), else by the per-record path (which
+    also raises where that path raises)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    parts = []
+    for frame in (stripe, payouts):
+        if len(frame):
+            part = _frame_records(frame)
+            if part is None:
+                parts = None
+                break
+            parts.append(part)
+    if parts is not None:
+        if not parts:
+            return b"", 0
+        # Each frame comes sorted by id (the pulls sort it); order the frames by provider and
+        # take their texts as they are when that already gives (provider, id) order.
+        parts.sort(key=lambda part: part[1][0].as_py())
+        keys = pa.table({"p": pa.concat_arrays([p[1] for p in parts]), "i": pa.concat_arrays([p[2] for p in parts])})
+        n = keys.num_rows
+        if n > 1:
+            p_prev, p_next = keys["p"].slice(0, n - 1), keys["p"].slice(1)
+            i_prev, i_next = keys["i"].slice(0, n - 1), keys["i"].slice(1)
+            ascending = pc.or_(pc.greater(p_next, p_prev),
+                               pc.and_(pc.equal(p_next, p_prev), pc.greater(i_next, i_prev)))
+            in_order = pc.all(ascending).as_py()
+        else:
+            in_order = True
+        if in_order:
+            return b"".join(_data(p[0]) for p in parts), n
+        order = pc.sort_indices(keys, sort_keys=[("p", "ascending"), ("i", "ascending")])
+        keys = keys.take(order)
+        same = pc.and_(pc.equal(keys["p"].slice(1), keys["p"].slice(0, n - 1)),
+                       pc.equal(keys["i"].slice(1), keys["i"].slice(0, n - 1)))
+        if not pc.any(same).as_py():
+            return b"".join([_data(pa.concat_arrays([p[0] for p in parts]).take(order))]), n
+    from finance_pipeline.proof import package as pkg
+
+    records = provider_records(stripe, payouts)
+    return pkg.provider_records_bytes(records), len(records)
 
 
 def build_bundle(day: str, lines: pd.DataFrame, stripe: pd.DataFrame, payouts: pd.DataFrame,
                  report: dict, tol: Tolerances, previous: dict | None) -> DayBundle:
-    """All files and the unsigned statement of ``day``. ``lines`` is the widened extract."""
-    from finance_pipeline.ledger.extract import entries_from_lines
+    """All files and the unsigned statement of ``day``. ``lines`` is the widened extract.
+
+    The ledger leaves, the provider records and the context's boundary entries are written
+    column-wise (``entry_leaves``, ``provider_records_file``, ``context_bytes``): byte for
+    byte what encoding each entry and record on its own gives (finance_pipeline_tests/perf).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from finance_pipeline.ledger.extract import entry_leaves_jsonl
     from finance_pipeline.proof import package as pkg
+    from finance_pipeline.proof.merkle import tree_head_of_lines
 
     lo, hi = day_bounds_us(day)
-    in_day = lines[(lines["ts_us"] >= lo) & (lines["ts_us"] < hi)]
-    leaves = [canonical_bytes(e) for e in entries_from_lines(in_day)]
-    ledger_bytes = pkg.ledger_entries_bytes(leaves)
-    records = provider_records(stripe, payouts)
-    provider_bytes = pkg.provider_records_bytes(records)
+    ts = lines["ts_us"].to_numpy()
+    day_mask = (ts >= lo) & (ts < hi)
+    # The three files are independent; Arrow's kernels and hashlib release the GIL, so the
+    # provider records and the context are written while the ledger file is.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        providers = pool.submit(provider_records_file, stripe, payouts)
+        context_future = pool.submit(context_bytes, day, lines, tol)
+        ledger_bytes = entry_leaves_jsonl(lines, day_mask)
+        root = pool.submit(tree_head_of_lines, ledger_bytes)
+        provider_bytes, provider_count = providers.result()
+        context = context_future.result()
+        merkle_root = root.result()
     report_bytes = canonical_bytes(report)
-    context_bytes = canonical_bytes(context_document(day, lines, tol))
     summary = report["summary"]
-    statement = pkg.build_statement(
-        day=day, ledger_leaves=leaves, ledger_lines=len(in_day), totals=totals_by_currency(in_day),
-        provider_records_bytes=provider_bytes, provider_records=len(records), report_bytes=report_bytes,
+    statement = pkg.build_statement_for_file(
+        day=day, ledger_file=ledger_bytes, ledger_lines=int(day_mask.sum()),
+        totals=totals_by_currency(lines.loc[day_mask, ["amount_minor", "direction", "currency"]]),
+        provider_records_bytes=provider_bytes, provider_records=provider_count, report_bytes=report_bytes,
         matched=int(summary["matched"]), discrepancies=int(sum(summary["discrepancies"].values())),
         previous=previous,
-        extra={"reconciliation": {"context_sha256": hashlib.sha256(context_bytes).hexdigest()}},
+        extra={"reconciliation": {"context_sha256": hashlib.sha256(context).hexdigest()}},
+        merkle_root=merkle_root,
     )
     files = {LEDGER_FILE: ledger_bytes, PROVIDER_FILE: provider_bytes, REPORT_FILE: report_bytes,
-             CONTEXT_FILE: context_bytes}
+             CONTEXT_FILE: context}
     return DayBundle(day=day, statement=statement, files=files)

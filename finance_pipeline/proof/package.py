@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from finance_pipeline.domain.canonical import CanonicalJSONError, canonical_bytes
 from finance_pipeline.domain.journal import ENTRY_FIELDS, JournalEntry
 from finance_pipeline.domain.timeutil import TimestampError, day_bounds_us, format_ts_us, parse_ts_us
-from finance_pipeline.proof.merkle import tree_head
+from finance_pipeline.proof.merkle import tree_head_of_lines
 
 FORMAT = "finance-proof/1"
 ALGORITHM = "ECDSA_P256_SHA256"
@@ -254,15 +254,41 @@ def build_statement(*, day: str | date, ledger_leaves: Sequence[bytes], ledger_l
                     previous: Mapping[str, str] | None,
                     extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The spec's ``statement``, ``proof_id`` included. ``extra`` members are signed too."""
-    ledger_file = ledger_entries_bytes(ledger_leaves)
+    return build_statement_for_file(
+        day=day, ledger_file=ledger_entries_bytes(ledger_leaves), ledger_lines=ledger_lines, totals=totals,
+        provider_records_bytes=provider_records_bytes, provider_records=provider_records,
+        report_bytes=report_bytes, matched=matched, discrepancies=discrepancies, previous=previous,
+        extra=extra)
+
+
+def _ledger_file_entries(ledger_file: bytes) -> int:
+    """The number of leaves of a written `ledger_entries.jsonl`, which must be non-empty lines
+    each ended by ``\\n`` (what ``ledger_entries_bytes`` writes)."""
+    if not ledger_file:
+        return 0
+    if not ledger_file.endswith(b"\n") or ledger_file.startswith(b"\n") or b"\n\n" in ledger_file:
+        raise PackageError("ledger file: must be non-empty canonical leaves, each followed by one newline; "
+                           "write it with ledger_entries_bytes()")
+    return ledger_file.count(b"\n")
+
+
+def build_statement_for_file(*, day: str | date, ledger_file: bytes, ledger_lines: int,
+                             totals: Sequence[Mapping[str, Any]], provider_records_bytes: bytes,
+                             provider_records: int, report_bytes: bytes, matched: int, discrepancies: int,
+                             previous: Mapping[str, str] | None,
+                             extra: Mapping[str, Any] | None = None,
+                             merkle_root: bytes | None = None) -> dict[str, Any]:
+    """``build_statement`` from the written `ledger_entries.jsonl` (its lines are the leaves), so
+    a caller holding the file does not split it into a million leaves first. ``merkle_root``:
+    the file's tree head when the caller already computed it (``tree_head_of_lines``)."""
     statement: dict[str, Any] = {
         "format": FORMAT,
         "interval": interval_of(day),
         "ledger": {
-            "entries": len(ledger_leaves),
+            "entries": _ledger_file_entries(ledger_file),
             "lines": _check_int("ledger_lines", ledger_lines),
             "file_sha256": sha256_hex(ledger_file),
-            "merkle_root": tree_head(ledger_leaves).hex(),
+            "merkle_root": (merkle_root if merkle_root is not None else tree_head_of_lines(ledger_file)).hex(),
             "totals": _check_totals(totals),
         },
         "providers": {
@@ -523,7 +549,7 @@ def load_package(path_or_uri: str | Path) -> Package:
 __all__ = [
     "ALGORITHM", "Draft", "FORMAT", "LEDGER_FILE", "MAX_STATEMENT_BYTES", "PROOF_FILE",
     "PROVIDERS_FILE", "Package", "PackageError", "PackageLoadError", "REPORT_FILE", "SPEC_FILES",
-    "StatementTooLarge", "build_statement", "compute_proof_id", "interval_of", "ledger_entries_bytes",
+    "StatementTooLarge", "build_statement", "build_statement_for_file", "compute_proof_id", "interval_of", "ledger_entries_bytes",
     "ledger_totals", "load_package", "loads_strict", "package_json", "prepare", "previous_link",
     "provider_records_bytes", "register_loader", "report_counts", "signature_entry", "sort_leaves",
     "split_lines", "statement_bytes", "statement_sha256",

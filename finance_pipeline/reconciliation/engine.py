@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 CLASSES = (
     "LEDGER_MISSING", "PROVIDER_MISSING", "AMOUNT_MISMATCH", "FEE_MISMATCH", "CURRENCY_MISMATCH",
@@ -83,9 +85,139 @@ def ledger_claims(lines: pd.DataFrame) -> pd.DataFrame:
     """
     cols = ["journal_id", "journals", "ts_us", "provider", "ref", "currency", "gross", "fee", "net",
             "ledger_status", "live"]
-    df = lines[lines["provider"].notna()]
-    if df.empty:
+    has_provider = lines["provider"].notna().to_numpy(dtype=bool)
+    if not has_provider.any():
         return _empty(cols, ints=("ts_us", "gross", "fee", "net", "live"))
+    df = lines.loc[has_provider, ["journal_id", "ts_us", "currency", "amount_minor", "direction", "account_role"]]
+    if df[["journal_id", "currency"]].isna().any().any():
+        return _ledger_claims_by_name(
+            lines.loc[has_provider, ["journal_id", "ts_us", "kind", "provider", "provider_reference", "reverses",
+                                     "currency", "amount_minor", "direction", "account_role"]], cols)
+
+    # Everything below works on integer codes; strings are only hashed once and sorted once.
+    # Entries: the first line of each journal id (in frame order), as drop_duplicates keeps.
+    jcodes, _ = pd.factorize(df["journal_id"])
+    first = np.flatnonzero(~pd.Series(jcodes).duplicated().to_numpy())
+    entries = lines.iloc[np.flatnonzero(has_provider)[first]][
+        ["journal_id", "ts_us", "kind", "provider", "provider_reference", "reverses", "currency"]]
+    n = len(entries)
+    kind = entries["kind"].to_numpy(dtype=object, na_value=None)
+    is_rev = kind == "reversal"
+    # Claim key: (provider, reference), or the entry alone when it has no reference. Claims are
+    # ranked by the key's text (code point order) as the reference sorted them.
+    has_ref = entries["provider_reference"].notna().to_numpy(dtype=bool)
+    pa_provider = _arrow(entries["provider"])
+    pa_ref = _arrow(entries["provider_reference"])
+    pa_jid = _arrow(entries["journal_id"])
+    ls = pa.large_string()
+    gkey = pc.if_else(
+        pa.array(has_ref),
+        pc.binary_join_element_wise(pa_provider, pc.fill_null(pa_ref, pa.scalar("", ls)), pa.scalar("\x1f", ls)),
+        pc.binary_join_element_wise(pa.scalar("\x1e", ls), pa_jid, pa.scalar("", ls)),
+    )
+    gcode = pc.rank(gkey, sort_keys="ascending", tiebreaker="dense").to_numpy().astype(np.int64)
+    # A reversal inside its own claim cancels the entry it reverses.
+    target = np.full(n, -1, dtype=np.int64)
+    if is_rev.any():
+        rev_pos = np.flatnonzero(is_rev)
+        target[rev_pos] = pd.Index(entries["journal_id"]).get_indexer(entries["reverses"].iloc[rev_pos])
+    internal = is_rev & (target >= 0) & (gcode[np.maximum(target, 0)] == gcode)
+    reversed_mask = np.zeros(n, dtype=bool)
+    reversed_mask[target[internal]] = True
+    live = (((kind == "standard") & ~reversed_mask) | (is_rev & ~internal)).astype(np.int64)
+    adjust = (kind == "adjustment").astype(np.int64)
+    ts = entries["ts_us"].to_numpy(dtype=np.int64)
+    # Representative entry of a claim: its first standing booking, else its first entry.
+    order = pc.sort_indices(
+        pa.table({"g": gcode, "l": -live, "t": ts, "j": pa_jid}),
+        sort_keys=[("g", "ascending"), ("l", "ascending"), ("t", "ascending"), ("j", "ascending")],
+    ).to_numpy()
+    g_sorted = gcode[order]
+    starts = np.flatnonzero(np.r_[True, g_sorted[1:] != g_sorted[:-1]])
+    rep = order[starts]
+    def first_of(source: str) -> pd.Series:  # in the column's own dtype, as groupby-first keeps it
+        return entries[source].iloc[rep].reset_index(drop=True)
+
+    groups = pd.DataFrame({
+        "journal_id": first_of("journal_id"),
+        "ts_us": ts[rep],
+        "provider": first_of("provider"),
+        "ref": first_of("provider_reference"),
+        "first_currency": first_of("currency"),
+        "live": np.add.reduceat(live[order], starts),
+        "adjust": np.add.reduceat(adjust[order], starts),
+    })
+    # Standing bookings of each claim, in journal id order, joined. The representative comes
+    # first among a claim's standing bookings, so with one (or none) it is the representative.
+    live_sorted = live[order] == 1
+    live_count = np.add.reduceat(live_sorted.astype(np.int64), starts)
+    group_of_sorted = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(order)]))
+    journals = groups["journal_id"].copy()
+    several = np.flatnonzero(live_count > 1)
+    if len(several):
+        ids = entries["journal_id"]
+        joined = []
+        for g in several.tolist():
+            lo, hi = starts[g], (starts[g + 1] if g + 1 < len(starts) else len(order))
+            rows = order[lo:hi][live_sorted[lo:hi]]
+            joined.append(", ".join(sorted(ids.iloc[rows].tolist())))
+        journals = journals.astype(object)
+        journals.iloc[several] = joined
+    jid_dtype = entries["journal_id"].dtype
+    groups["journals"] = journals.astype(jid_dtype) if isinstance(jid_dtype, pd.StringDtype) \
+        else pd.Series(journals.to_numpy(dtype=object))  # the dtypes the reference's fillna gave
+
+    # Money per (claim, currency) read off the account roles.
+    group_of_entry = np.empty(n, dtype=np.int64)
+    group_of_entry[order] = group_of_sorted
+    line_group = group_of_entry[jcodes]
+    ccode, currencies = pd.factorize(df["currency"], sort=True)
+    amount = df["amount_minor"].to_numpy(dtype=np.int64)
+    def where(column: str, value: str) -> np.ndarray:
+        return (df[column] == value).fillna(False).to_numpy(dtype=bool)
+
+    signed = np.where(where("direction", "debit"), amount, -amount)
+    moves = pd.DataFrame({
+        "stripe_net": np.where(where("account_role", "stripe_clearing"), signed, 0),
+        "fee": np.where(where("account_role", "stripe_fees"), signed, 0),
+        "payout_out": np.where(where("account_role", "payout_clearing"), -signed, 0),
+    }).groupby(line_group * len(currencies) + ccode, sort=True).sum()
+    moves = moves[(moves != 0).any(axis=1)]
+    mkey = moves.index.to_numpy(dtype=np.int64)
+    m_group, m_cur = mkey // len(currencies), mkey % len(currencies)
+    # A claim moves money in one currency; where corrections leave several, the representative's wins.
+    first_cur = pd.Index(currencies).get_indexer(groups["first_currency"])
+    pref = (m_cur != first_cur[m_group]).astype(np.int64)
+    pick = np.lexsort((m_cur, pref, m_group))
+    pick = pick[np.r_[True, m_group[pick][1:] != m_group[pick][:-1]]]
+    chosen = np.full(len(groups), -1, dtype=np.int64)
+    chosen[m_group[pick]] = pick
+    has_move = chosen >= 0
+    values = moves.to_numpy(dtype=np.int64)
+    sums = np.zeros((len(groups), 3), dtype=np.int64)
+    sums[has_move] = values[chosen[has_move]]
+    currency = groups["first_currency"].to_numpy(dtype=object, copy=True)
+    currency[has_move] = np.asarray(currencies, dtype=object)[m_cur[chosen[has_move]]]
+    out = groups
+    out["currency"] = pd.Series(currency)
+    is_stripe = (out["provider"] == "stripe").to_numpy(dtype=bool)
+    out["net"] = np.where(is_stripe, sums[:, 0], sums[:, 2]).astype(np.int64)
+    out["fee"] = np.where(is_stripe, sums[:, 1], 0).astype(np.int64)
+    out["gross"] = (out["net"] + out["fee"]).astype(np.int64)
+    out["ledger_status"] = np.where((out["live"] + out["adjust"]) > 0, "settled", "reversed")
+    return out.reset_index(drop=True)[cols]
+
+
+def _arrow(series: pd.Series) -> pa.Array:
+    """A text column as one Arrow large_string array."""
+    arr = pa.array(series)
+    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    return arr.cast(pa.large_string())
+
+
+def _ledger_claims_by_name(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    """``ledger_claims`` on string keys, one pandas operation after another: the path for frames
+    with missing ids, providers or currencies (never a ledger extract)."""
     entries = df.drop_duplicates("journal_id")[
         ["journal_id", "ts_us", "kind", "provider", "provider_reference", "reverses", "currency"]
     ].rename(columns={"provider_reference": "ref", "currency": "first_currency"})
@@ -182,13 +314,19 @@ def reconcile(lines: pd.DataFrame, stripe: pd.DataFrame, payouts: pd.DataFrame, 
 
     # 1. By reference. A Stripe record answers to its source and to its own id; where some
     #    claim names a record by its own id, that claim is the record's and source claims yield.
+    # (A record whose own id is its source is one key, not two: the by-source row stays.)
+    by_id = (recs["provider"] == "stripe").to_numpy(dtype=bool) & ~(recs["id"] == recs["key_source"]).fillna(
+        False).to_numpy(dtype=bool)
     keys = pd.concat([
         recs[["provider", "key_source", "r"]].rename(columns={"key_source": "key"}).assign(by_id=False),
-        recs.loc[recs["provider"] == "stripe", ["provider", "id", "r"]].rename(columns={"id": "key"})
-        .assign(by_id=True),
-    ]).dropna(subset=["key"]).drop_duplicates(["provider", "key", "r"])
-    pairs = claims[claims["ref"].notna()][["c", "provider", "ref"]].merge(
-        keys, left_on=["provider", "ref"], right_on=["provider", "key"])[["c", "r", "by_id"]]
+        recs.loc[by_id, ["provider", "id", "r"]].rename(columns={"id": "key"}).assign(by_id=True),
+    ]).dropna(subset=["key"])
+    named = claims[claims["ref"].notna()][["c", "provider", "ref"]]
+    # Join on one integer per (provider, key) instead of two text columns.
+    lk, rk = _key_codes([named["provider"], keys["provider"]], [named["ref"], keys["key"]])
+    pairs = pd.DataFrame({"c": named["c"].to_numpy(), "k": lk}).merge(
+        pd.DataFrame({"k": rk, "r": keys["r"].to_numpy(), "by_id": keys["by_id"].to_numpy()}), on="k",
+    )[["c", "r", "by_id"]]
     named_by_id = set(pairs.loc[pairs["by_id"], "r"])
     pairs = pairs[pairs["by_id"] | ~pairs["r"].isin(named_by_id)][["c", "r"]].drop_duplicates()
     pairs["by"] = "reference"
@@ -217,10 +355,13 @@ def reconcile(lines: pd.DataFrame, stripe: pd.DataFrame, payouts: pd.DataFrame, 
     found.append(_duplicates(dup_provider, claims, recs, lo_us, hi_us, "DUPLICATE_PROVIDER"))
 
     # 3. Leftovers, each on its own day.
-    paired_c, paired_r = set(pairs["c"]), set(pairs["r"])
+    paired_c = np.zeros(len(claims), dtype=bool)
+    paired_c[pairs["c"].to_numpy(dtype=np.int64)] = True
+    paired_r = np.zeros(len(recs), dtype=bool)
+    paired_r[pairs["r"].to_numpy(dtype=np.int64)] = True
     # A claim whose bookings were all reversed says nothing happened: nothing to miss.
     void = (claims["live"] == 0) & (claims["ledger_status"] == "reversed")
-    lc = claims[~claims["c"].isin(paired_c) & ~void & _inside(claims["ts_us"], lo_us, hi_us)]
+    lc = claims[~paired_c & ~void & _inside(claims["ts_us"], lo_us, hi_us)]
     found.append(pd.DataFrame({
         "class": "PROVIDER_MISSING", "provider": lc["provider"], "provider_id": None,
         "journal_id": lc["journal_id"], "currency": lc["currency"], "provider_amount_minor": None,
@@ -229,7 +370,7 @@ def reconcile(lines: pd.DataFrame, stripe: pd.DataFrame, payouts: pd.DataFrame, 
                    + lc["ref"].fillna("(no reference)") + " but the provider has no such record"),
     }))
     # A pending or failed payout nobody booked is consistent; only money that moved must be booked.
-    lr = recs[~recs["r"].isin(paired_r) & _inside(recs["ts_us"], lo_us, hi_us) & (recs["status"] == "settled")]
+    lr = recs[~paired_r & _inside(recs["ts_us"], lo_us, hi_us) & (recs["status"] == "settled")]
     found.append(pd.DataFrame({
         "class": "LEDGER_MISSING", "provider": lr["provider"], "provider_id": lr["id"], "journal_id": None,
         "currency": lr["currency"], "provider_amount_minor": lr["gross"], "ledger_amount_minor": None,
@@ -241,28 +382,85 @@ def reconcile(lines: pd.DataFrame, stripe: pd.DataFrame, payouts: pd.DataFrame, 
     disc = _finish_discrepancies(disc)
 
     matches = _matches(one_to_one, claims, recs, lo_us, hi_us, disc)
-    in_day = lines[_inside(lines["ts_us"], lo_us, hi_us)] if len(lines) else lines
+    in_day = lines.loc[_inside(lines["ts_us"], lo_us, hi_us), "journal_id"] if len(lines) else lines
     counts = {p: 0 for p in PROVIDERS}
     for p, n in recs["provider"].value_counts().items():
         counts[str(p)] = int(n)
-    return Reconciliation(lo_us, hi_us, matches, disc, int(in_day["journal_id"].nunique()) if len(in_day) else 0,
+    return Reconciliation(lo_us, hi_us, matches, disc, int(in_day.nunique()) if len(in_day) else 0,
                           counts)
+
+
+def _key_codes(providers: list[pd.Series], keys: list[pd.Series]) -> list[np.ndarray]:
+    """One integer per distinct (provider, key) text pair, the same across the given columns."""
+    ls = pa.large_string()
+    texts = [pc.binary_join_element_wise(_arrow(p), _arrow(k), pa.scalar("\x1f", ls)) for p, k in zip(providers, keys)]
+    codes = pc.dictionary_encode(pa.chunked_array(texts, type=ls)).combine_chunks().indices
+    codes = codes.to_numpy(zero_copy_only=False).astype(np.int64)
+    out, at = [], 0
+    for t in texts:
+        out.append(codes[at:at + len(t)])
+        at += len(t)
+    return out
 
 
 def _inside(ts: pd.Series, lo: int, hi: int) -> pd.Series:
     return (ts >= lo) & (ts < hi)
 
 
-def _joined(pairs: pd.DataFrame, claims: pd.DataFrame, recs: pd.DataFrame) -> pd.DataFrame:
-    return (pairs.merge(claims.drop(columns=["provider"]), on="c")
-            .merge(recs, on="r", suffixes=("_l", "_p")))
+def _joined(pairs: pd.DataFrame, claims: pd.DataFrame, recs: pd.DataFrame,
+            only: set[str] | None = None) -> pd.DataFrame:
+    """``pairs.merge(claims without provider, on="c").merge(recs, on="r", suffixes=("_l", "_p"))``
+    by position: ``c`` and ``r`` are the row numbers of claims and recs, each pair finds exactly
+    one row on both sides, and the merges keep the pairs' order. ``only``: the result columns
+    the caller reads (the others are left out)."""
+    left = claims.drop(columns=["provider"])
+    c = pairs["c"].to_numpy(dtype=np.int64)
+    r = pairs["r"].to_numpy(dtype=np.int64)
+    if not (np.array_equal(claims["c"].to_numpy(), np.arange(len(claims)))
+            and np.array_equal(recs["r"].to_numpy(), np.arange(len(recs)))):
+        joined = pairs.merge(left, on="c").merge(recs, on="r", suffixes=("_l", "_p"))
+        return joined if only is None else joined[[k for k in joined.columns if k in only]]
+    both = set(left.columns) & set(recs.columns) - {"c", "r"}
+    out: dict[str, pd.Series] = {}
+    for col in pairs.columns:
+        if only is None or col in only:
+            out[col] = pairs[col].reset_index(drop=True)
+    for frame, rows, suffix, key in ((left, c, "_l", "c"), (recs, r, "_p", "r")):
+        for col in frame.columns:
+            name = col + suffix if col in both else col
+            if col != key and (only is None or name in only):
+                out[name] = frame[col].iloc[rows].reset_index(drop=True)
+    return pd.DataFrame(out)
+
+
+def _may_differ(j: pd.DataFrame, lo_us: int, hi_us: int) -> np.ndarray:
+    """Joined pairs that could get a class in ``_compare``: currencies, gross, fee or net differ,
+    a payout (status), or the provider side outside the day (timing)."""
+    return ((j["currency_l"] != j["currency_p"]).to_numpy(dtype=bool)
+            | (j["provider"] == "payout_sandbox").to_numpy(dtype=bool)
+            | (j["gross_l"] != j["gross_p"]).to_numpy(dtype=bool)
+            | (j["fee_l"] != j["fee_p"]).to_numpy(dtype=bool)
+            | (j["net_l"] != j["net_p"]).to_numpy(dtype=bool)
+            | ~_inside(j["ts_us_p"], lo_us, hi_us).to_numpy(dtype=bool))
+
+
+def _in_day_pairs(pairs: pd.DataFrame, claims: pd.DataFrame, lo_us: int, hi_us: int) -> pd.DataFrame:
+    """The pairs whose ledger side lies in the day (what ``j[_inside(j["ts_us_l"], ...)]`` keeps
+    after the join), selected before joining."""
+    ts = claims["ts_us"].to_numpy(dtype=np.int64)[pairs["c"].to_numpy(dtype=np.int64)]
+    return pairs[(ts >= lo_us) & (ts < hi_us)]
 
 
 def _compare(pairs, claims, recs, lo_us, hi_us, tol: Tolerances) -> pd.DataFrame:
     if pairs.empty:
         return pairs.iloc[0:0]
-    j = _joined(pairs, claims, recs)
-    j = j[_inside(j["ts_us_l"], lo_us, hi_us)]
+    j = _joined(_in_day_pairs(pairs, claims, lo_us, hi_us), claims, recs,
+                only={"journal_id", "ts_us_l", "currency_l", "gross_l", "fee_l", "net_l", "ledger_status",
+                      "provider", "id", "ts_us_p", "currency_p", "gross_p", "fee_p", "net_p", "status"})
+    # Pairs that agree on everything below get no class (with tolerances >= 0): keep only the
+    # others before any text is written.
+    if min(tol.amount_for("AMOUNT_MISMATCH"), tol.amount_for("FEE_MISMATCH")) >= 0:
+        j = j[_may_differ(j, lo_us, hi_us)]
     cls = pd.Series(None, index=j.index, dtype=object)
     p_amt = j["gross_p"].copy()
     l_amt = j["gross_l"].copy()
@@ -362,10 +560,16 @@ def _finish_discrepancies(disc: pd.DataFrame | None) -> pd.DataFrame:
 def _matches(pairs, claims, recs, lo_us, hi_us, disc) -> pd.DataFrame:
     if pairs.empty:
         return _empty(MATCH_COLUMNS, ints=("amount_minor",))
-    j = _joined(pairs, claims, recs)
-    j = j[_inside(j["ts_us_l"], lo_us, hi_us) & ~j["journal_id"].isin(disc["journal_id"].dropna())]
+    j = _joined(_in_day_pairs(pairs, claims, lo_us, hi_us), claims, recs,
+                only={"provider", "id", "journal_id", "currency_p", "gross_p", "by"})
+    j = j[~j["journal_id"].isin(disc["journal_id"].dropna())]
     out = pd.DataFrame({
         "provider": j["provider"], "provider_id": j["id"], "journal_id": j["journal_id"],
         "currency": j["currency_p"], "amount_minor": j["gross_p"].astype(np.int64), "matched_by": j["by"],
     })
-    return out.sort_values(["provider", "provider_id", "journal_id"]).reset_index(drop=True)
+    # Sorted as sort_values(["provider", "provider_id", "journal_id"]) sorts (the keys are unique),
+    # by Arrow: text keys compare in code point order there too.
+    by = ["provider", "provider_id", "journal_id"]
+    order = pc.sort_indices(pa.table({k: _arrow(out[k]) for k in by}),
+                            sort_keys=[(k, "ascending") for k in by])  # nulls last, as pandas
+    return out.iloc[order.to_numpy()].reset_index(drop=True)

@@ -1,0 +1,1 @@
+"""Benchmark of one large day (`make bench`): generation, stage timings, references."""

@@ -1,0 +1,338 @@
+"""The benchmark's stages, each run in its own child process (`python -m bench.stages STAGE WORKDIR`).
+
+A child loads its inputs from the work directory (not timed), times its stage(s) with
+``perf_counter`` and writes ``<stage>.result.json``: seconds per step and the process's peak
+RSS (``ru_maxrss``) after each step, so the table can show where memory grows.
+
+Stages:
+  generate   build the day and COPY it into the (empty) database; write the sandbox data files
+  extract    ledger extract (finance_pipeline.ledger.extract.extract_day_lines), twice
+  providers  Stripe and payout frames from the generated records (no HTTP)
+  http       the same through the sandboxes over HTTP (the official Stripe SDK, httpx)
+  core       reconciliation + report, GX gates, proof bundle, signing (incl. self-verification),
+             local publication: one process, as in the Dagster proof step
+  verify     the offline verifier on the published package, in a fresh process
+  dagster    the whole partition through Dagster (materialize_day), sandboxes in another process
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import resource
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+US = 1_000_000
+MARGIN_S = 3600
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.steps: dict[str, float] = {}
+        self.rss: dict[str, float] = {}
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        gc.collect()
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.steps[name] = self.steps.get(name, 0.0) + time.perf_counter() - t0
+            self.rss[name] = round(peak_rss_mib(), 1)
+
+    def result(self, **extra: Any) -> dict[str, Any]:
+        return {"seconds": {k: round(v, 4) for k, v in self.steps.items()},
+                "peak_rss_mib_after": self.rss, "peak_rss_mib": round(peak_rss_mib(), 1), **extra}
+
+
+def _cfg(work: Path) -> dict[str, Any]:
+    return json.loads((work / "config.json").read_text())
+
+
+def _bounds(day: str) -> tuple[int, int]:
+    from finance_pipeline.domain.timeutil import day_bounds_us
+
+    return day_bounds_us(day)
+
+
+def _write(work: Path, stage: str, result: dict[str, Any]) -> None:
+    (work / f"{stage}.result.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def stage_generate(work: Path) -> dict[str, Any]:
+    from bench.generate import generate
+
+    cfg = _cfg(work)
+    t0 = time.perf_counter()
+    manifest = generate(cfg["database_url"], cfg["n"], work, cfg["day"], cfg.get("seed", 7))
+    return {"seconds": {"generate": round(time.perf_counter() - t0, 3)}, "manifest": manifest,
+            "peak_rss_mib": round(peak_rss_mib(), 1)}
+
+
+def stage_extract(work: Path) -> dict[str, Any]:
+    from finance_pipeline.ledger.engine import create_ledger_engine
+    from finance_pipeline.ledger.extract import extract_day_lines
+
+    cfg = _cfg(work)
+    lo, hi = _bounds(cfg["day"])
+    engine = create_ledger_engine(cfg["database_url"])
+    timer = Timer()
+    runs = []
+    lines = None
+    for i in range(2):
+        lines = None
+        gc.collect()
+        t0 = time.perf_counter()
+        lines = extract_day_lines(engine, lo - MARGIN_S * US, hi + MARGIN_S * US)
+        runs.append(time.perf_counter() - t0)
+    timer.steps["extract"] = min(runs)
+    timer.rss["extract"] = round(peak_rss_mib(), 1)
+    engine.dispose()
+    lines.to_parquet(work / "lines.parquet")
+    return timer.result(runs=[round(r, 3) for r in runs], rows=len(lines),
+                        rows_per_s=round(len(lines) / min(runs)))
+
+
+def _provider_records(work: Path, day: str) -> tuple[list[dict], list[dict]]:
+    """What the two pulls return for the widened day, computed from the sandbox data files."""
+    from finance_pipeline.domain.timeutil import parse_ts_us
+    from finance_pipeline.sandboxes.payout_sandbox import normalise_payout, settlement_of
+
+    lo, hi = _bounds(day)
+    lo, hi = lo - MARGIN_S * US, hi + MARGIN_S * US
+    stripe_doc = json.loads((work / "stripe.json").read_text(encoding="utf-8"))
+    stripe = [t for t in stripe_doc["balance_transactions"] if lo // US <= t["created"] < hi // US]
+    payouts = [normalise_payout(p, "bench") for p in
+               json.loads((work / "payouts.json").read_text(encoding="utf-8"))["payouts"]]
+    settled = [settlement_of(p) for p in payouts
+               if p["status"] != "pending" and lo <= parse_ts_us(p["settled_at"]) < hi]
+    ids = {s["payout_id"] for s in settled}
+    pending = [p for p in payouts if p["status"] == "pending" and parse_ts_us(p["created_at"]) < hi
+               and p["payout_id"] not in ids]
+    return stripe, settled + pending
+
+
+def stage_providers(work: Path) -> dict[str, Any]:
+    from finance_pipeline.providers.payout_pull import settlements_frame
+    from finance_pipeline.providers.stripe_pull import balance_transactions_frame
+
+    cfg = _cfg(work)
+    stripe_records, payout_records = _provider_records(work, cfg["day"])
+    timer = Timer()
+    with timer.step("stripe_frame"):
+        stripe = balance_transactions_frame(stripe_records)
+    with timer.step("payout_frame"):
+        payouts = settlements_frame(payout_records)
+    stripe.to_parquet(work / "stripe.parquet")
+    payouts.to_parquet(work / "payouts.parquet")
+    return timer.result(stripe_records=len(stripe), payout_records=len(payouts))
+
+
+def stage_http(work: Path) -> dict[str, Any]:
+    """The pulls over HTTP against the (indexed) sandboxes, compared with the direct frames."""
+    import pandas as pd
+
+    from bench.sandboxes import running_sandboxes
+    from finance_pipeline.domain.timeutil import format_ts_us
+    from finance_pipeline.providers.payout_pull import pull_pending_payouts, pull_settlements, settlements_frame
+    from finance_pipeline.providers.stripe_pull import balance_transactions_frame, pull_balance_transactions
+
+    cfg = _cfg(work)
+    lo, hi = _bounds(cfg["day"])
+    lo, hi = lo - MARGIN_S * US, hi + MARGIN_S * US
+    timer = Timer()
+    with running_sandboxes(work) as urls:
+        with timer.step("stripe_pull"):
+            records = pull_balance_transactions("sk_test_sandbox", urls["stripe"], lo // US, hi // US)
+        with timer.step("stripe_frame"):
+            stripe = balance_transactions_frame(records)
+        with timer.step("payout_pull"):
+            settled = pull_settlements(urls["payout"], "payout_sandbox_token", format_ts_us(lo), format_ts_us(hi))
+            ids = {r["payout_id"] for r in settled}
+            pending = [p for p in pull_pending_payouts(urls["payout"], "payout_sandbox_token", format_ts_us(hi))
+                       if p["payout_id"] not in ids]
+        with timer.step("payout_frame"):
+            payouts = settlements_frame(settled + pending)
+    same = (stripe.equals(pd.read_parquet(work / "stripe.parquet"))
+            and payouts.equals(pd.read_parquet(work / "payouts.parquet")))
+    n = len(stripe) + len(payouts)
+    total = sum(timer.steps.values())
+    return timer.result(records=n, records_per_s=round(n / total), same_as_direct=bool(same))
+
+
+def _signers(work: Path):
+    from finance_pipeline.signing.config import SigningConfig, build_signers
+    from finance_pipeline.signing.local_keys import init_keys
+
+    keys_dir = work / "keys"
+    init_keys(keys_dir)
+    cfg = SigningConfig.embedded_default(keys_dir)
+    return build_signers(cfg), cfg.quorum
+
+
+def stage_core(work: Path) -> dict[str, Any]:
+    import pandas as pd
+
+    from finance_pipeline.export.bundle import LEDGER_FILE, build_bundle
+    from finance_pipeline.export.exporter import seal
+    from finance_pipeline.publication import LocalPublisher
+    from finance_pipeline.quality import gates
+    from finance_pipeline.quality.suites import ParityPolicy
+    from finance_pipeline.reconciliation import Tolerances, build_report, reconcile
+
+    cfg = _cfg(work)
+    day = cfg["day"]
+    lo, hi = _bounds(day)
+    lines = pd.read_parquet(work / "lines.parquet")
+    stripe = pd.read_parquet(work / "stripe.parquet")
+    payouts = pd.read_parquet(work / "payouts.parquet")
+    signers, quorum = _signers(work)
+    manifest = json.loads((work / "manifest.json").read_text())
+    timer = Timer()
+    timer.rss["inputs"] = round(peak_rss_mib(), 1)
+
+    # GX: import and build the context once (a warm process), timed on its own.
+    with timer.step("gx_warmup"):
+        gates.import_gx()
+        gates.run_ledger_checks(lines.head(10))
+        gates.run_stripe_checks(stripe.head(10))
+        gates.run_payout_checks(payouts.head(10))
+        gates.run_parity_checks(pd.DataFrame({c: pd.Series([], dtype=object) for c in
+                                              ("class", "provider", "provider_id", "journal_id", "currency",
+                                               "provider_amount_minor", "ledger_amount_minor", "detail")}))
+
+    tol = Tolerances()
+    with timer.step("reconciliation"):
+        rec = reconcile(lines, stripe, payouts, lo, hi, tol)
+        report = build_report(rec)
+    with timer.step("checks"):
+        results = [gates.run_ledger_checks(lines), gates.run_stripe_checks(stripe),
+                   gates.run_payout_checks(payouts), gates.run_parity_checks(rec.discrepancies, ParityPolicy())]
+    with timer.step("proof"):
+        bundle = build_bundle(day, lines, stripe, payouts, report, tol, None)
+    with timer.step("signing"):
+        files = seal(bundle, signers, quorum)
+    out = work / "published"
+    with timer.step("publication"):
+        published = LocalPublisher(out).publish(day, bundle.statement["proof_id"], files)
+
+    expected = (work / "expected_ledger_entries.jsonl").read_bytes()
+    counts = rec.counts
+    return timer.result(
+        matched=len(rec.matches), discrepancies=counts, location=published.location,
+        gates={r.name: r.success for r in results},
+        ledger_file_identical=files[LEDGER_FILE] == expected,
+        discrepancies_as_injected=counts == manifest["expected_discrepancies"],
+        ledger_bytes=len(files[LEDGER_FILE]), entries=bundle.statement["ledger"]["entries"],
+        merkle_root=bundle.merkle_root, proof_id=bundle.statement["proof_id"],
+    )
+
+
+def stage_verify(work: Path) -> dict[str, Any]:
+    from finance_pipeline.proof.keyring import Keyring
+    from finance_pipeline.proof.package import load_package
+    from finance_pipeline.proof.verify import verify_package
+
+    core = json.loads((work / "core.result.json").read_text())
+    keyring = Keyring.load(work / "keys" / "keyring.json")
+    timer = Timer()
+    with timer.step("load"):
+        pkg = load_package(core["location"])
+    with timer.step("verify"):
+        result = verify_package(pkg, keyring)
+    return timer.result(ok=result.ok, failed=result.failed)
+
+
+def stage_dagster(work: Path) -> dict[str, Any]:
+    """The whole partition through Dagster, wired by environment variables like the tests do."""
+    import shutil
+
+    from bench.sandboxes import running_sandboxes
+
+    cfg = _cfg(work)
+    day = cfg["day"]
+    manifest = json.loads((work / "manifest.json").read_text())
+    root = work / "dagster"
+    shutil.rmtree(root, ignore_errors=True)
+    (root / "home").mkdir(parents=True)
+    (root / "home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    timer = Timer()
+    with running_sandboxes(work) as urls:
+        env = {
+            "DATABASE_URL": cfg["database_url"], "STRIPE_API_BASE": urls["stripe"],
+            "PAYOUT_API_BASE": urls["payout"], "FP_STORAGE_DIR": str(root / "storage"),
+            "FP_PARTITIONS_START": day, "FP_VAR_DIR": str(root / "var"),
+            "FP_PUBLISH_DIR": str(root / "published"), "DAGSTER_HOME": str(root / "home"),
+        }
+        os.environ.update(env)
+        for k in ("S3_AUDIT_BUCKET", "KMS_KEY_ID", "FP_SIGNING_KEYS", "FP_SIGNING_QUORUM", "AWS_ENDPOINT_URL",
+                  "FP_STORAGE_S3_BUCKET"):
+            os.environ.pop(k, None)
+        import dagster as dg
+
+        from finance_pipeline.defs.launch import materialize_day
+        from finance_pipeline.signing.local_keys import init_keys
+
+        init_keys(root / "var" / "keys")
+        defs = _definitions(day, manifest["expected_discrepancies"])
+        inst = dg.DagsterInstance.get()
+        with timer.step("materialize_warmup"):
+            # Imports, definitions and the instance, as a long-lived code server has them ready.
+            defs.resolve_implicit_global_asset_job_def()
+        with timer.step("materialize"):
+            run = materialize_day(defs, day, inst)
+    published = run.metadata.get("proof_package", {})
+    return timer.result(success=run.success, checks=run.checks, skipped=run.skipped, failed=run.failed,
+                        blocked=run.blocked, errors=run.errors, proof_id=published.get("proofId"),
+                        entries=published.get("ledger_entries"))
+
+
+def _definitions(day: str, tolerated: dict[str, int]):
+    """`build_definitions`, with a parity policy that tolerates the injected discrepancies so the
+    proof step runs (with the default policy the gate blocks it, as it should)."""
+    import dagster as dg
+
+    from finance_pipeline.definitions import build_resources
+    from finance_pipeline.defs.ledger import assets as ledger_assets
+    from finance_pipeline.defs.partitions import daily_partitions
+    from finance_pipeline.defs.proofs import assets as proof_assets
+    from finance_pipeline.defs.providers import assets as provider_assets
+    from finance_pipeline.defs.reconciliation import assets as reconciliation_assets
+    from finance_pipeline.defs.resources import ReconciliationSettings
+
+    partitions = daily_partitions(day)
+    assets = [*ledger_assets.build_assets(partitions), *provider_assets.build_assets(partitions),
+              *reconciliation_assets.build_assets(partitions), *proof_assets.build_assets(partitions)]
+    resources = build_resources()
+    resources["recon"] = ReconciliationSettings(max_allowed=dict(tolerated))
+    return dg.Definitions(assets=assets, resources=resources)
+
+
+STAGES = {
+    "generate": stage_generate, "extract": stage_extract, "providers": stage_providers, "http": stage_http,
+    "core": stage_core, "verify": stage_verify, "dagster": stage_dagster,
+}
+
+
+def main(argv: list[str]) -> int:
+    stage, work = argv[0], Path(argv[1])
+    result = STAGES[stage](work)
+    _write(work, stage, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,280 @@
+"""Leaves, the Merkle tree over a file and the proof bundle: the fast paths give the same bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from finance_pipeline.demo.scenario import DISCREPANCY_CLASSES, build_scenario
+from finance_pipeline.domain.canonical import MAX_SAFE_INT, CanonicalJSONError, canonical_bytes, canonical_str
+from finance_pipeline.domain.timeutil import day_bounds_us, format_ts_us
+from finance_pipeline.export.bundle import (
+    CONTEXT_FILE,
+    LEDGER_FILE,
+    PROVIDER_FILE,
+    REPORT_FILE,
+    build_bundle,
+    context_bytes,
+    context_document,
+    provider_records,
+    provider_records_file,
+    totals_by_currency,
+)
+from finance_pipeline.ledger.extract import (
+    DTYPES,
+    entries_from_lines,
+    entry_leaves,
+    entry_leaves_jsonl,
+    format_ts_arrow,
+)
+from finance_pipeline.proof import package as pkg
+from finance_pipeline.proof.merkle import tree_head, tree_head_of_lines
+from finance_pipeline.providers.payout_pull import settlements_frame
+from finance_pipeline.providers.stripe_pull import balance_transactions_frame
+from finance_pipeline.reconciliation import Tolerances, build_report, reconcile
+from finance_pipeline.reconciliation.inputs import LINE_COLUMNS, lines_frame
+from finance_pipeline.sandboxes.payout_sandbox import normalise_payout, settlement_of
+
+from .test_canonical_columnar import SPECIAL
+
+# --- timestamps --------------------------------------------------------------------------------
+
+MIN_US, MAX_US = -62_135_596_800_000_000, 253_402_300_799_999_999  # years 1 .. 9999
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(MIN_US, MAX_US) | st.integers(-10**15, 10**16)
+                | st.integers(-62_135_596_800, 253_402_300_799).map(lambda s: s * 1_000_000), max_size=20))
+def test_format_ts_arrow_is_format_ts_us(values):
+    assert format_ts_arrow(np.array(values, dtype=np.int64)).to_pylist() == [format_ts_us(v) for v in values]
+
+
+# --- leaves ------------------------------------------------------------------------------------
+
+ids = st.text(alphabet=st.sampled_from("aB9-_é\U0001F600\"\\ \n") | st.characters(codec="utf-8"),
+              min_size=1, max_size=10)
+text = st.text(alphabet=st.sampled_from(SPECIAL) | st.characters(codec="utf-8"), max_size=12)
+maybe = st.none() | text
+line_st = st.fixed_dictionaries({
+    "account_id": text, "direction": st.sampled_from(["debit", "credit"]),
+    "amount_minor": st.integers(1, MAX_SAFE_INT), "currency": st.sampled_from(["USD", "EUR", "JPY", "KWD"]),
+    "role": st.none() | st.sampled_from(["stripe_clearing", "stripe_fees", "payout_clearing", "revenue"]),
+})
+entry_st = st.fixed_dictionaries({
+    "ts_us": st.integers(MIN_US, MAX_US) | st.integers(1_793_577_600_000_000, 1_793_577_600_000_100),
+    "kind": st.sampled_from(["standard", "adjustment", "reversal"]), "memo": text, "batch_id": maybe,
+    "provider": st.none() | st.sampled_from(["stripe", "payout_sandbox"]), "provider_reference": maybe,
+    "reverses": maybe, "posted_by": text, "reviewed_by": maybe, "lines": st.lists(line_st, min_size=1, max_size=4),
+})
+
+
+def _frame(entries: list[tuple[str, dict]], seed: int, arrow: bool) -> pd.DataFrame:
+    rows = []
+    for jid, e in entries:
+        for no, ln in enumerate(e["lines"]):
+            rows.append({"journal_id": jid, "ts_us": e["ts_us"], "kind": e["kind"], "memo": e["memo"],
+                         "batch_id": e["batch_id"], "provider": e["provider"],
+                         "provider_reference": e["provider_reference"], "reverses": e["reverses"],
+                         "posted_by": e["posted_by"], "reviewed_by": e["reviewed_by"], "line_no": no,
+                         "account_id": ln["account_id"], "direction": ln["direction"],
+                         "amount_minor": ln["amount_minor"], "currency": ln["currency"], "account_role": ln["role"]})
+    random.Random(seed).shuffle(rows)  # the frame's row order must not matter
+    frame = pd.DataFrame({c: pd.Series([r[c] for r in rows], dtype=object) for c in DTYPES})
+    for c in ("ts_us", "line_no", "amount_minor"):
+        frame[c] = frame[c].astype(np.int64)
+    return frame.astype(DTYPES) if arrow else frame
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(ids, entry_st, min_size=1, max_size=8), st.integers(0, 999), st.booleans())
+def test_entry_leaves_equal_the_per_entry_encoder(entries, seed, arrow):
+    frame = _frame(list(entries.items()), seed, arrow)
+    expected = [canonical_str(e) for e in entries_from_lines(frame)]
+    assert entry_leaves(frame).to_pylist() == expected
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(ids, entry_st, min_size=1, max_size=8), st.integers(0, 999), st.booleans(), st.data())
+def test_the_ledger_file_of_a_subset_without_copying_it(entries, seed, arrow, data):
+    frame = _frame(list(entries.items()), seed, arrow)
+    mask = np.array(data.draw(st.lists(st.booleans(), min_size=len(frame), max_size=len(frame))), dtype=bool)
+    expected = "".join(canonical_str(e) + "\n" for e in entries_from_lines(frame[mask])).encode()
+    assert entry_leaves_jsonl(frame, mask) == expected
+    assert entry_leaves_jsonl(frame) == "".join(leaf + "\n" for leaf in entry_leaves(frame).to_pylist()).encode()
+
+
+def test_leaves_are_written_in_chunks_on_two_threads(monkeypatch):
+    from finance_pipeline.ledger import extract
+
+    lines, _, _ = scenario_inputs(4, True)
+    whole = entry_leaves_jsonl(lines)
+    monkeypatch.setattr(extract, "LEAF_CHUNK", 7)
+    assert entry_leaves_jsonl(lines) == whole
+    assert entry_leaves(lines).num_chunks > 2
+    monkeypatch.setattr(extract, "THREADS", 1)
+    assert entry_leaves_jsonl(lines) == whole
+
+
+def test_entry_leaves_refuse_amounts_beyond_2_pow_53_like_the_encoder():
+    e = {"ts_us": 0, "kind": "standard", "memo": "", "batch_id": None, "provider": None,
+         "provider_reference": None, "reverses": None, "posted_by": "a", "reviewed_by": None,
+         "lines": [{"account_id": "x", "direction": "debit", "amount_minor": MAX_SAFE_INT + 1, "currency": "USD",
+                    "role": None}]}
+    frame = _frame([("j", e)], 0, True)
+    with pytest.raises(CanonicalJSONError):
+        [canonical_str(x) for x in entries_from_lines(frame)]
+    with pytest.raises(CanonicalJSONError):
+        entry_leaves(frame)
+
+
+def test_entry_leaves_of_nothing():
+    assert entry_leaves(_frame([], 0, True).iloc[0:0]).to_pylist() == []
+
+
+# --- Merkle tree over a file, statement from a file ---------------------------------------------
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=6) | st.sampled_from([b"", b"\n", b"\n\n"]), max_size=40).map(b"".join))
+def test_tree_head_of_lines_is_tree_head_of_split_lines(data):
+    assert tree_head_of_lines(data) == tree_head(pkg.split_lines(data))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.binary(min_size=1, max_size=20).filter(lambda b: b"\n" not in b), max_size=30))
+def test_statement_for_the_written_file_is_the_statement_for_the_leaves(leaves):
+    args = dict(day="2026-11-02", ledger_lines=2 * len(leaves), totals=[], provider_records_bytes=b"",
+                provider_records=0, report_bytes=b"{}", matched=0, discrepancies=0, previous=None,
+                extra={"reconciliation": {"context_sha256": "0" * 64}})
+    assert (pkg.build_statement_for_file(ledger_file=pkg.ledger_entries_bytes(leaves), **args)
+            == pkg.build_statement(ledger_leaves=leaves, **args))
+
+
+@pytest.mark.parametrize("bad", [b"a", b"\na\n", b"a\n\nb\n"])
+def test_a_malformed_ledger_file_is_refused(bad):
+    with pytest.raises(pkg.PackageError):
+        pkg.build_statement_for_file(day="2026-11-02", ledger_file=bad, ledger_lines=0, totals=[],
+                                     provider_records_bytes=b"", provider_records=0, report_bytes=b"{}",
+                                     matched=0, discrepancies=0, previous=None)
+
+
+# --- the bundle --------------------------------------------------------------------------------
+
+DAY = "2026-11-02"
+
+
+def reference_bundle(day, lines, stripe, payouts, report, tol, previous):
+    """build_bundle as it was written before the columnar paths: entry by entry, record by record."""
+    lo, hi = day_bounds_us(day)
+    in_day = lines[(lines["ts_us"] >= lo) & (lines["ts_us"] < hi)]
+    leaves = [canonical_bytes(e) for e in entries_from_lines(in_day)]
+    ledger_bytes = pkg.ledger_entries_bytes(leaves)
+    records = provider_records(stripe, payouts)
+    provider_bytes = pkg.provider_records_bytes(records)
+    report_bytes = canonical_bytes(report)
+    ctx = canonical_bytes(context_document(day, lines, tol))
+    summary = report["summary"]
+    statement = pkg.build_statement(
+        day=day, ledger_leaves=leaves, ledger_lines=len(in_day), totals=totals_by_currency(in_day),
+        provider_records_bytes=provider_bytes, provider_records=len(records), report_bytes=report_bytes,
+        matched=int(summary["matched"]), discrepancies=int(sum(summary["discrepancies"].values())),
+        previous=previous, extra={"reconciliation": {"context_sha256": hashlib.sha256(ctx).hexdigest()}},
+    )
+    return statement, {LEDGER_FILE: ledger_bytes, PROVIDER_FILE: provider_bytes, REPORT_FILE: report_bytes,
+                       CONTEXT_FILE: ctx}
+
+
+def scenario_inputs(seed: int, arrow: bool, days: int = 3, inject: int = 1):
+    """A demo marketplace (every discrepancy class injected) as the pipeline's frames."""
+    from datetime import date
+
+    sc = build_scenario(date(2026, 11, 1), days, seed, inject=inject, charges_per_day=15)
+    roles = {a["account_id"]: a["role"] for a in sc.accounts}
+    lines = lines_frame(sc.entries, roles)
+    if arrow:
+        lines = lines.astype(DTYPES)[list(LINE_COLUMNS)]
+    stripe = balance_transactions_frame(sc.stripe_balance_transactions)
+    payouts = [normalise_payout({k: v for k, v in p.items() if k not in ("stuck", "initiated_by", "approvals")},
+                                "test") for p in sc.creator_payouts]
+    records = [settlement_of(p) for p in payouts if p["status"] != "pending"]
+    records += [p for p in payouts if p["status"] == "pending"]
+    return lines, stripe, settlements_frame(records)
+
+
+@pytest.mark.parametrize("seed", [7, 11])
+@pytest.mark.parametrize("arrow", [True, False])
+def test_bundle_is_byte_identical_to_the_reference(seed, arrow):
+    lines, stripe, payouts = scenario_inputs(seed, arrow)
+    lo, hi = day_bounds_us(DAY)
+    tol = Tolerances()
+    report = build_report(reconcile(lines, stripe, payouts, lo, hi, tol))
+    assert sum(report["summary"]["discrepancies"].values()) >= len(DISCREPANCY_CLASSES) // 3
+    previous = {"proof_id": "fp1-20261101-" + "a" * 24, "statement_sha256": "b" * 64}
+    bundle = build_bundle(DAY, lines, stripe, payouts, report, tol, previous)
+    statement, files = reference_bundle(DAY, lines, stripe, payouts, report, tol, previous)
+    assert bundle.statement == statement
+    assert bundle.files == files
+
+
+def test_context_bytes_are_the_context_documents_bytes():
+    lines, _, _ = scenario_inputs(3, True)
+    tol = Tolerances(time_s=7200, amount_minor=2, per_class_minor={"FEE_MISMATCH": 1})
+    for day in ("2026-11-01", DAY, "2026-11-03", "2026-11-09"):
+        assert context_bytes(day, lines, tol) == canonical_bytes(context_document(day, lines, tol))
+
+
+def _frames_with_raw(stripe: pd.DataFrame, raws: list[str]) -> pd.DataFrame:
+    out = stripe.copy()
+    out["raw"] = pd.Series(raws, dtype=stripe["raw"].dtype)
+    return out
+
+
+def test_provider_file_falls_back_for_raw_text_that_is_not_canonical():
+    _, stripe, payouts = scenario_inputs(5, True)
+    raws = [json.dumps(json.loads(r), indent=1) if i % 3 == 0 else r for i, r in enumerate(stripe["raw"])]
+    odd = _frames_with_raw(stripe, raws)
+    records = provider_records(odd, payouts)
+    assert provider_records_file(odd, payouts) == (pkg.provider_records_bytes(records), len(records))
+
+
+def test_provider_file_errors_are_the_reference_errors():
+    _, stripe, payouts = scenario_inputs(5, True)
+    with_provider = _frames_with_raw(stripe, [r[:-1] + ',"provider":"x"}' if i == 4 else r
+                                              for i, r in enumerate(stripe["raw"])])
+    with pytest.raises(ValueError, match="already has a 'provider' member"):
+        provider_records_file(with_provider, payouts)
+    twice = pd.concat([stripe, stripe.iloc[:1]], ignore_index=True)
+    with pytest.raises(pkg.PackageError, match="appears twice"):
+        provider_records_file(twice, payouts)
+    assert provider_records_file(stripe.iloc[0:0], payouts.iloc[0:0]) == (b"", 0)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.fixed_dictionaries(
+    {"id": st.text(min_size=1, max_size=6), "n": st.integers(-MAX_SAFE_INT, MAX_SAFE_INT),
+     "t": text, "d": st.none() | st.lists(st.fixed_dictionaries({"a": st.integers(0, 9), "b": maybe}), max_size=2)},
+    optional={"o": maybe}), min_size=1, max_size=12, unique_by=lambda r: r["id"]))
+def test_provider_file_on_random_records(records):
+    frame = pd.DataFrame({"provider": pd.Series(["stripe"] * len(records), dtype="str"),
+                          "raw": pd.Series([canonical_str(r) for r in records], dtype="str")})
+    empty = pd.DataFrame({"provider": pd.Series([], dtype="str"), "raw": pd.Series([], dtype="str")})
+    expected = provider_records(frame, empty)
+    assert provider_records_file(frame, empty) == (pkg.provider_records_bytes(expected), len(expected))
+
+
+def test_arrow_and_object_frames_agree():
+    a = scenario_inputs(9, True)
+    b = scenario_inputs(9, False)
+    tol = Tolerances()
+    ra = build_report(reconcile(*a, *day_bounds_us(DAY), tol))
+    rb = build_report(reconcile(*b, *day_bounds_us(DAY), tol))
+    assert ra == rb
+    assert build_bundle(DAY, *a, ra, tol, None).files == build_bundle(DAY, *b, rb, tol, None).files
+    assert pa.array(a[0]["journal_id"]).type in (pa.large_string(), pa.string())
