@@ -36,5 +36,9 @@ check-defs: install $(DAGSTER_HOME)/dagster.yaml
 test: install check-defs
 	$(BIN)/pytest -q
 
+## The 1M-entry day benchmark (Postgres on 127.0.0.1:5432): results in bench/results/.
+bench: install
+	$(BIN)/python -m bench.run --sizes 100000,1000000
+
 clean:
 	rm -rf var .pytest_cache
