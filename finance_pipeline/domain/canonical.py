@@ -98,6 +98,19 @@ def canonical_bytes(value: Any) -> bytes:
 
 
 
+def canonical_text_lines(array: Any) -> Any | None:
+    """``canonical_texts(array)`` with a newline after each text, written in the same pass; None
+    when an element cannot be written (an integer beyond +-2^53)."""
+    import pyarrow as pa
+
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
+    parts, bad = _parts(array, "$")
+    if bad is not None and bad.any():
+        return None
+    return _join_parts(parts + ["\n"], len(array))
+
+
 def canonical_texts(array: Any, *, errors: str = "raise") -> Any:
     """The canonical JSON text of each element of an Arrow array, as a ``large_string`` array.
 

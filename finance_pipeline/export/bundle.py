@@ -44,12 +44,14 @@ def totals_by_currency(lines: pd.DataFrame) -> list[dict]:
     if lines.empty:
         return []
     amount = lines["amount_minor"].to_numpy(dtype=np.int64)
-    debit = lines["direction"].to_numpy() == "debit"
-    frame = pd.DataFrame({"currency": lines["currency"].to_numpy(), "d": np.where(debit, amount, 0),
-                          "c": np.where(debit, 0, amount)})
-    sums = frame.groupby("currency", sort=True)[["d", "c"]].sum()
-    return [{"currency": str(cur), "debits_minor": int(r.d), "credits_minor": int(r.c)}
-            for cur, r in sums.iterrows()]
+    debit = (lines["direction"] == "debit").fillna(False).to_numpy(dtype=bool)
+    # Grouped on integer codes (currencies sorted, missing ones left out, as groupby does).
+    codes, currencies = pd.factorize(lines["currency"], sort=True)
+    keep = codes >= 0
+    frame = pd.DataFrame({"d": np.where(debit, amount, 0)[keep], "c": np.where(debit, 0, amount)[keep]})
+    sums = frame.groupby(codes[keep], sort=True)[["d", "c"]].sum()
+    return [{"currency": str(currencies[code]), "debits_minor": int(d), "credits_minor": int(c)}
+            for code, d, c in zip(sums.index.tolist(), sums["d"].tolist(), sums["c"].tolist())]
 
 
 def provider_records(stripe: pd.DataFrame, payouts: pd.DataFrame) -> list[dict]:

@@ -23,7 +23,12 @@ import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import sqlalchemy as sa
 
-from finance_pipeline.domain.canonical import CanonicalJSONError, canonical_str, canonical_texts
+from finance_pipeline.domain.canonical import (
+    CanonicalJSONError,
+    canonical_str,
+    canonical_text_lines,
+    canonical_texts,
+)
 from finance_pipeline.domain.timeutil import format_ts_us
 from finance_pipeline.ledger.schema import accounts, journal_entries, journal_lines
 
@@ -348,14 +353,6 @@ def _run_chunks(fn, count: int) -> list[Any]:
         return list(pool.map(fn, range(count)))
 
 
-def _text_bytes(texts: pa.Array, sep: str) -> pa.Buffer:
-    """The elements of a string array, each followed by ``sep``, as one Arrow buffer."""
-    ls = pa.large_string()
-    out = pc.binary_join_element_wise(texts.cast(ls), pa.scalar(sep, ls), pa.scalar("", ls))
-    offsets = np.frombuffer(out.buffers()[1], dtype=np.int64)[out.offset:out.offset + len(out) + 1]
-    return out.buffers()[2].slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
-
-
 def _leaf_chunks(lines: pd.DataFrame, *, jsonl: bool, mask: np.ndarray | None = None) -> list[Any] | None:
     rows = np.arange(len(lines)) if mask is None else np.flatnonzero(np.asarray(mask, dtype=bool))
     if not len(rows):
@@ -370,29 +367,69 @@ class _Bad(Exception):
     """A chunk the columnar path cannot write; the reference path takes over."""
 
 
+def _file_order_runs(lines: pd.DataFrame, rows: np.ndarray, jid_col: pa.Array):
+    """When the rows already are in file order, as the extract returns them (a contiguous run
+    of the frame, sorted by ts_us, journal_id, line_no, each entry's lines together on one ts),
+    the (start, end) of each entry's run of rows; else None."""
+    if not len(rows) or rows[-1] - rows[0] + 1 != len(rows):
+        return None
+    base, n = int(rows[0]), len(rows)
+    ts = lines["ts_us"].to_numpy(dtype=np.int64)[base:base + n]
+    line_no = lines["line_no"].to_numpy(dtype=np.int64)[base:base + n]
+    jid = jid_col.slice(base, n)
+    if n == 1:
+        return np.array([base]), np.array([base + 1])
+    step = np.diff(ts)
+    if np.any(step < 0):
+        return None
+    a, b = jid.slice(0, n - 1), jid.slice(1)
+    same_id = pc.equal(b, a).to_numpy(zero_copy_only=False)
+    back = pc.less(b, a).to_numpy(zero_copy_only=False)
+    if np.any((step == 0) & back) or np.any(same_id & ((step != 0) | (np.diff(line_no) <= 0))):
+        return None
+    starts = np.flatnonzero(np.r_[True, ~same_id])
+    # An id may not come back later (on another ts): that would be one entry cut in two.
+    if len(pc.unique(jid.take(pa.array(starts)))) != len(starts):
+        return None
+    return starts + base, np.r_[starts[1:], n] + base
+
+
 def _encode_leaf_chunks(lines: pd.DataFrame, rows: np.ndarray, jsonl: bool) -> list[Any] | None:
     jid_col = pa.array(lines["journal_id"])
+    jid_col = jid_col.combine_chunks() if isinstance(jid_col, pa.ChunkedArray) else jid_col
     if (jid_col.null_count and jid_col.take(pa.array(rows)).null_count) or not (
             pa.types.is_string(jid_col.type) or pa.types.is_large_string(jid_col.type)):
         return None
-    # The grouping of entries_from_lines: factorize ids, sort rows by (entry, line_no). Codes of
-    # the whole column serve the subset as well: only which rows share an id matters.
-    codes, _ = pd.factorize(lines["journal_id"], sort=False)
-    order = rows[np.lexsort((lines["line_no"].to_numpy(dtype=np.int64)[rows], codes[rows]))]
-    grouped = codes[order]  # rows of the subset (positions in the frame), entry by entry
-    starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
-    ends = np.r_[starts[1:], len(order)]
-    first = order[starts]
-    ts = lines["ts_us"].to_numpy(dtype=np.int64)[first]
-    # File order: by ts, then journal_id in code point order (= UTF-8 byte order, as Arrow sorts).
-    rank = pc.sort_indices(pa.table({"ts": ts, "jid": jid_col.take(pa.array(first))}),
-                           sort_keys=[("ts", "ascending"), ("jid", "ascending")]).to_numpy()
-    lens = (ends - starts)[rank]
-    offsets = np.zeros(len(rank) + 1, dtype=np.int64)
-    np.cumsum(lens, out=offsets[1:])
-    line_rows = order[np.repeat(starts[rank] - offsets[:-1], lens) + np.arange(offsets[-1])]
-    entry_rows = first[rank]
-    ts = ts[rank]
+    runs = _file_order_runs(lines, rows, jid_col)
+    if runs is not None:
+        # Already in file order: entries are runs of rows, lines are consecutive rows.
+        starts, ends = runs
+        entry_rows = starts
+        offsets = np.r_[starts, ends[-1]] - starts[0]
+        line_base = int(starts[0])
+        line_rows = None
+        ts = lines["ts_us"].to_numpy(dtype=np.int64)[entry_rows]
+        rank = entry_rows
+    else:
+        # The grouping of entries_from_lines: factorize ids, sort rows by (entry, line_no). Codes
+        # of the whole column serve the subset as well: only which rows share an id matters.
+        codes, _ = pd.factorize(lines["journal_id"], sort=False)
+        order = rows[np.lexsort((lines["line_no"].to_numpy(dtype=np.int64)[rows], codes[rows]))]
+        grouped = codes[order]  # rows of the subset (positions in the frame), entry by entry
+        starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+        ends = np.r_[starts[1:], len(order)]
+        first = order[starts]
+        ts = lines["ts_us"].to_numpy(dtype=np.int64)[first]
+        # File order: by ts, then journal_id in code point order (= UTF-8 byte order, as Arrow sorts).
+        rank = pc.sort_indices(pa.table({"ts": ts, "jid": jid_col.take(pa.array(first))}),
+                               sort_keys=[("ts", "ascending"), ("jid", "ascending")]).to_numpy()
+        lens = (ends - starts)[rank]
+        offsets = np.zeros(len(rank) + 1, dtype=np.int64)
+        np.cumsum(lens, out=offsets[1:])
+        line_rows = order[np.repeat(starts[rank] - offsets[:-1], lens) + np.arange(offsets[-1])]
+        line_base = 0
+        entry_rows = first[rank]
+        ts = ts[rank]
     columns = {c: pa.array(lines[c]) for c in (*_ENTRY_STRINGS, "account_id", "direction", "currency")}
     amounts = lines["amount_minor"].to_numpy(dtype=np.int64)
 
@@ -400,14 +437,25 @@ def _encode_leaf_chunks(lines: pd.DataFrame, rows: np.ndarray, jsonl: bool) -> l
         out = columns[name].take(pa.array(rows))
         return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
 
+    def piece(name: str, lo: int, hi: int) -> pa.Array:
+        out = columns[name].slice(line_base + lo, hi - lo)
+        return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
+
     def encode(k: int) -> Any:
         e_lo, e_hi = k * LEAF_CHUNK, min((k + 1) * LEAF_CHUNK, len(rank))
         l_lo, l_hi = int(offsets[e_lo]), int(offsets[e_hi])
-        rows = line_rows[l_lo:l_hi]
-        line_struct = pa.StructArray.from_arrays(
-            [take(c, rows) for c in ("account_id", "direction", "currency")] + [pa.array(amounts[rows])],
-            names=["account_id", "direction", "currency", "amount_minor"],
-        )
+        if line_rows is None:  # consecutive rows: slices, no copies
+            line_struct = pa.StructArray.from_arrays(
+                [piece(c, l_lo, l_hi) for c in ("account_id", "direction", "currency")]
+                + [pa.array(amounts[line_base + l_lo:line_base + l_hi])],
+                names=["account_id", "direction", "currency", "amount_minor"],
+            )
+        else:
+            rows = line_rows[l_lo:l_hi]
+            line_struct = pa.StructArray.from_arrays(
+                [take(c, rows) for c in ("account_id", "direction", "currency")] + [pa.array(amounts[rows])],
+                names=["account_id", "direction", "currency", "amount_minor"],
+            )
         mine = entry_rows[e_lo:e_hi]
         entries = pa.StructArray.from_arrays(
             [take(c, mine) for c in _ENTRY_STRINGS]
@@ -415,10 +463,16 @@ def _encode_leaf_chunks(lines: pd.DataFrame, rows: np.ndarray, jsonl: bool) -> l
                pa.LargeListArray.from_arrays(pa.array(offsets[e_lo:e_hi + 1] - l_lo, pa.int64()), line_struct)],
             names=[*_ENTRY_STRINGS, "ts", "lines"],
         )
+        if jsonl:
+            out = canonical_text_lines(entries)
+            if out is None:
+                raise _Bad
+            ends = np.frombuffer(out.buffers()[1], dtype=np.int64)[out.offset:out.offset + len(out) + 1]
+            return out.buffers()[2].slice(int(ends[0]), int(ends[-1] - ends[0]))
         texts = canonical_texts(entries, errors="null")
         if texts.null_count:
             raise _Bad
-        return _text_bytes(texts, "\n") if jsonl else texts
+        return texts
 
     try:
         return _run_chunks(encode, -(-len(rank) // LEAF_CHUNK))

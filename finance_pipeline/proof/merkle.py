@@ -65,7 +65,10 @@ def line_bounds(data: bytes) -> tuple[list[int], list[int]]:
         return [], []
     import numpy as np
 
-    nl = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 0x0A)
+    raw = np.frombuffer(data, dtype=np.uint8)
+    step = 1 << 22  # blocks that stay in cache, instead of one comparison array as big as the file
+    found = [np.flatnonzero(raw[at:at + step] == 0x0A) + at for at in range(0, len(raw), step)]
+    nl = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
     ends = nl.tolist()
     starts = [0] + (nl[:-1] + 1).tolist() if len(nl) else [0]
     if not len(nl) or ends[-1] != len(data) - 1:

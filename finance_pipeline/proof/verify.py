@@ -436,7 +436,7 @@ def _fast_ledger_checks(data: bytes, lo: int, hi: int) -> tuple[int, int, list[d
     if ts_us.min() < lo or ts_us.max() >= hi:
         return None
     # Unique ids, ordered by (ts, journal_id) (code point order = UTF-8 byte order).
-    if pc.count_distinct(jid).as_py() != n:
+    if len(pc.unique(jid)) != n:
         return None
     if n > 1:
         step = np.diff(ts_us)
@@ -461,7 +461,7 @@ def _check_leaf_piece(buf) -> dict | None:
     import pyarrow.compute as pc
     import pyarrow.json as pa_json
 
-    from finance_pipeline.domain.canonical import canonical_texts
+    from finance_pipeline.domain.canonical import canonical_text_lines
     from finance_pipeline.domain.journal import DIRECTIONS, KINDS, MAX_ID_LEN, PROVIDERS
     from finance_pipeline.domain.money import known_currencies
 
@@ -481,11 +481,9 @@ def _check_leaf_piece(buf) -> dict | None:
            for name, c in zip(table.column_names, table.columns)}
     del table
     # 1. Canonical form: the leaves written back from the parsed values are the piece.
-    texts = canonical_texts(pa.StructArray.from_arrays(list(col.values()), names=list(col)), errors="null")
-    if texts.null_count:
+    again = canonical_text_lines(pa.StructArray.from_arrays(list(col.values()), names=list(col)))
+    if again is None:
         return None
-    again = pc.binary_join_element_wise(texts, pa.scalar("\n", pa.large_string()), pa.scalar("", pa.large_string()))
-    del texts
     offsets = np.frombuffer(again.buffers()[1], dtype=np.int64)[again.offset:again.offset + len(again) + 1]
     if offsets[-1] - offsets[0] != buf.size or not again.buffers()[2].slice(int(offsets[0]), buf.size).equals(buf):
         return None

@@ -96,10 +96,14 @@ def ledger_claims(lines: pd.DataFrame) -> pd.DataFrame:
 
     # Everything below works on integer codes; strings are only hashed once and sorted once.
     # Entries: the first line of each journal id (in frame order), as drop_duplicates keeps.
-    jcodes, _ = pd.factorize(df["journal_id"])
-    first = np.flatnonzero(~pd.Series(jcodes).duplicated().to_numpy())
-    entries = lines.iloc[np.flatnonzero(has_provider)[first]][
-        ["journal_id", "ts_us", "kind", "provider", "provider_reference", "reverses", "currency"]]
+    # The ids the reversals name are coded in the same pass, so they need no lookup table.
+    is_rev_line = (lines["kind"] == "reversal").fillna(False).to_numpy(dtype=bool) & has_provider
+    named = lines.loc[is_rev_line, "reverses"]
+    codes, _ = pd.factorize(pd.concat([df["journal_id"], named], ignore_index=True))
+    jcodes, named_codes = codes[:len(df)], codes[len(df):]
+    first = np.flatnonzero(~pd.Series(jcodes).duplicated().to_numpy())  # entry k is code k
+    entries = lines[["journal_id", "ts_us", "kind", "provider", "provider_reference", "reverses", "currency"]].iloc[
+        np.flatnonzero(has_provider)[first]]
     n = len(entries)
     kind = entries["kind"].to_numpy(dtype=object, na_value=None)
     is_rev = kind == "reversal"
@@ -119,8 +123,10 @@ def ledger_claims(lines: pd.DataFrame) -> pd.DataFrame:
     # A reversal inside its own claim cancels the entry it reverses.
     target = np.full(n, -1, dtype=np.int64)
     if is_rev.any():
-        rev_pos = np.flatnonzero(is_rev)
-        target[rev_pos] = pd.Index(entries["journal_id"]).get_indexer(entries["reverses"].iloc[rev_pos])
+        # The reversal's first line names what it reverses; codes past the entries name none here.
+        line_target = np.full(len(df), -1, dtype=np.int64)
+        line_target[np.flatnonzero(is_rev_line[has_provider])] = np.where(named_codes < n, named_codes, -1)
+        target[np.flatnonzero(is_rev)] = line_target[first[is_rev]]
     internal = is_rev & (target >= 0) & (gcode[np.maximum(target, 0)] == gcode)
     reversed_mask = np.zeros(n, dtype=bool)
     reversed_mask[target[internal]] = True
@@ -394,7 +400,7 @@ def _key_codes(providers: list[pd.Series], keys: list[pd.Series]) -> list[np.nda
     """One integer per distinct (provider, key) text pair, the same across the given columns."""
     ls = pa.large_string()
     texts = [pc.binary_join_element_wise(_arrow(p), _arrow(k), pa.scalar("\x1f", ls)) for p, k in zip(providers, keys)]
-    codes = pc.dictionary_encode(pa.chunked_array(texts, type=ls)).combine_chunks().indices
+    codes = pc.dictionary_encode(pa.concat_arrays(texts)).indices
     codes = codes.to_numpy(zero_copy_only=False).astype(np.int64)
     out, at = [], 0
     for t in texts:

@@ -172,7 +172,13 @@ def test_a_single_non_canonical_line_is_never_accepted(objs, data):
     if not candidates:
         return
     lines[i] = data.draw(st.sampled_from(candidates))
-    assert canonical_object_lines(_jsonl(lines), len(lines)) is None
+    try:
+        still_canonical = canonical_str(json.loads(lines[i])) == lines[i]
+    except (ValueError, CanonicalJSONError):
+        still_canonical = False
+    # (an edit can land on another canonical object: '{"":null}' with a space is '{": ":null}')
+    if not still_canonical:
+        assert canonical_object_lines(_jsonl(lines), len(lines)) is None
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
