@@ -54,6 +54,7 @@ def build_resources() -> dict[str, object]:
         "stripe": StripeResource(
             api_key=env_or("STRIPE_API_KEY", settings.DEFAULT_STRIPE_API_KEY),
             api_base=env_or("STRIPE_API_BASE", ""),
+            concurrency=env_int_or("STRIPE_PULL_CONCURRENCY", 4),
         ),
         "payouts": PayoutProviderResource(
             base_url=env_or("PAYOUT_API_BASE", ""),

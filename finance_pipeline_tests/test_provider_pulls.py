@@ -108,6 +108,42 @@ def test_pull_balance_transactions_pages_the_whole_window(stripe_sandbox):
     assert json.loads(json.dumps(got)) == got
 
 
+@pytest.mark.parametrize("concurrency", [2, 3, 7])
+def test_concurrent_slices_give_the_same_records_in_the_same_order(stripe_sandbox, concurrency):
+    records = stripe_day(230)
+    stripe_sandbox.add_objects(balance_transactions=records)
+    one = pull_balance_transactions(stripe_sandbox.api_key, stripe_sandbox.url, T0, T0 + DAY, page_size=40)
+    stripe_sandbox.clear_requests()
+    many = pull_balance_transactions(stripe_sandbox.api_key, stripe_sandbox.url, T0, T0 + DAY, page_size=40,
+                                     concurrency=concurrency)
+    assert many == one and len(many) == 230
+    # Each slice is its own disjoint created window, and together they cover the day exactly.
+    windows = sorted({(int(e["params"]["created[gte]"]), int(e["params"]["created[lt]"]))
+                      for e in stripe_sandbox.requests()})
+    assert len(windows) == concurrency
+    assert windows[0][0] == T0 and windows[-1][1] == T0 + DAY
+    assert all(a[1] == b[0] for a, b in zip(windows, windows[1:]))
+
+
+def test_concurrency_wider_than_the_window_and_bad_values(stripe_sandbox):
+    stripe_sandbox.add_objects(balance_transactions=stripe_day(5))
+    got = pull_balance_transactions(stripe_sandbox.api_key, stripe_sandbox.url, T0 + 373, T0 + 375, concurrency=8)
+    assert [g["id"] for g in got] == ["txn_00001"]
+    assert len(stripe_sandbox.requests()) == 2  # two one-second slices, not eight
+    for bad in (0, 65, True, 2.0):
+        with pytest.raises(ValueError, match="concurrency"):
+            pull_balance_transactions(stripe_sandbox.api_key, stripe_sandbox.url, T0, T0 + DAY, concurrency=bad)
+
+
+def test_a_failing_slice_fails_the_whole_pull(stripe_sandbox):
+    stripe_sandbox.add_objects(balance_transactions=stripe_day(230))
+    stripe_sandbox.set_faults(after=2, server_error=50)
+    retry, _ = policy(max_attempts=2, base=0.01)
+    with pytest.raises(ProviderError, match="HTTP 500"):
+        pull_balance_transactions(stripe_sandbox.api_key, stripe_sandbox.url, T0, T0 + DAY, retry=retry,
+                                  page_size=20, concurrency=4)
+
+
 def test_pull_honours_retry_after_and_retries_server_errors(stripe_sandbox):
     records = stripe_day(150)
     stripe_sandbox.add_objects(balance_transactions=records)

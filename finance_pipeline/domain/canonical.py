@@ -8,6 +8,7 @@ instead of being serialised in a way two implementations might disagree on.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Mapping
 
 MAX_SAFE_INT = 2**53 - 1  # I-JSON safe range: exactly representable everywhere
@@ -83,6 +84,29 @@ def canonical_str(value: Any) -> str:
 def canonical_bytes(value: Any) -> bytes:
     """The canonical UTF-8 bytes of ``value`` (what gets hashed and signed)."""
     return canonical_str(value).encode("utf-8")
+
+
+_dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":")).encode
+# Where json.dumps and RFC 8785 may differ: a float ("1.5", "1e-07"), an integer beyond 2^53
+# (16 digits or more), and member names outside ASCII (code point vs UTF-16 order). In compact
+# output a number starts the text or follows ':', '[' or ','; a match inside a string only sends
+# the value down the exact path. (Starting on a literal keeps the scan fast: re looks for it first.)
+_NUMBER = r"-?[0-9]+(?:[.eE]|(?<=[0-9]{16}))"
+_MAYBE_DIFFERENT = [re.compile(_NUMBER).match] + [re.compile(re.escape(c) + _NUMBER).search for c in ":[,"]
+
+
+def canonical_str_of_json(value: Any) -> str:
+    """``canonical_str(value)`` for a value decoded from JSON text, written in C where that gives
+    the same text: an all-ASCII result with no float and no integer beyond 2^53 is what the exact
+    writer would produce; anything else takes the exact path. Member names must be strings (as
+    json.loads gives them): json.dumps would quietly write an int name as text."""
+    try:
+        text = _dumps(value)
+    except (TypeError, ValueError):
+        return canonical_str(value)  # raises the precise error, with its path
+    if text.isascii() and not any(search(text) for search in _MAYBE_DIFFERENT):
+        return text
+    return canonical_str(value)
 
 
 # --- many values at once ---------------------------------------------------------------------

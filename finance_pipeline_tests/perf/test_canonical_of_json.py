@@ -1,0 +1,67 @@
+"""canonical_str_of_json (json.dumps where it agrees with RFC 8785) equals canonical_str."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from finance_pipeline.domain.canonical import CanonicalJSONError, canonical_str, canonical_str_of_json
+
+# Texts that reach every branch: ASCII only, control characters, astral and high-BMP names
+# (their UTF-16 order differs from code point order), and digits next to dots and letters.
+texts = st.text(alphabet=st.sampled_from(list("ab.eE09\"\\/\x00\x1f\x7f é\ue000\U0001f600")), max_size=6)
+ints = st.integers(-(2**60), 2**60)
+scalars = st.none() | st.booleans() | ints | texts | st.floats(allow_nan=True, allow_infinity=True)
+values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(texts, inner, max_size=4),
+                      max_leaves=20)
+
+
+def _exact(value):
+    try:
+        return canonical_str(value)
+    except CanonicalJSONError as exc:
+        return exc
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(values)
+def test_same_text_or_same_error_as_the_exact_writer(value):
+    expected = _exact(value)
+    if isinstance(expected, CanonicalJSONError):
+        with pytest.raises(CanonicalJSONError) as caught:
+            canonical_str_of_json(value)
+        assert str(caught.value) == str(expected)
+    else:
+        assert canonical_str_of_json(value) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(values)
+def test_values_decoded_from_json_text(value):
+    try:
+        decoded = json.loads(json.dumps(value))
+    except ValueError:
+        return
+    expected = _exact(decoded)
+    if not isinstance(expected, CanonicalJSONError):
+        assert canonical_str_of_json(decoded) == expected
+
+
+@pytest.mark.parametrize(("value", "text"), [
+    ({"b": 1, "a": [True, None, "x"]}, '{"a":[true,null,"x"],"b":1}'),
+    ({"\ue000": 1, "\U0001f600": 2}, '{"\U0001f600":2,"\ue000":1}'),  # UTF-16 order, not code points
+    ({"n": 9007199254740991}, '{"n":9007199254740991}'),
+    ({"s": "1.5e3"}, '{"s":"1.5e3"}'),
+    ({"s": "\x00\x1f\x7f"}, '{"s":"\\u0000\\u001f\x7f"}'),
+])
+def test_known_texts(value, text):
+    assert canonical_str_of_json(value) == text
+
+
+@pytest.mark.parametrize("value", [{"n": 2**53}, {"rate": 1.5}, {"x": float("nan")}])
+def test_refused_like_the_exact_writer(value):
+    with pytest.raises(CanonicalJSONError):
+        canonical_str_of_json(value)
