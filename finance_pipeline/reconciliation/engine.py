@@ -195,7 +195,7 @@ def ledger_claims(lines: pd.DataFrame) -> pd.DataFrame:
     first_cur = pd.Index(currencies).get_indexer(groups["first_currency"])
     pref = (m_cur != first_cur[m_group]).astype(np.int64)
     pick = np.lexsort((m_cur, pref, m_group))
-    pick = pick[np.r_[True, m_group[pick][1:] != m_group[pick][:-1]]]
+    pick = pick[np.r_[True, m_group[pick][1:] != m_group[pick][:-1]]] if len(pick) else pick
     chosen = np.full(len(groups), -1, dtype=np.int64)
     chosen[m_group[pick]] = pick
     has_move = chosen >= 0
@@ -261,7 +261,8 @@ def _ledger_claims_by_name(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
     }).groupby(["gkey", "currency"], sort=True).sum()
     moves = moves[(moves != 0).any(axis=1)].reset_index()
     # A claim moves money in one currency; where corrections leave several, the representative's wins.
-    moves = moves.merge(groups[["first_currency"]], left_on="gkey", right_index=True)
+    # (reset: on an empty left, merge names the result's index after the key, which sort_values refuses)
+    moves = moves.merge(groups[["first_currency"]], left_on="gkey", right_index=True).reset_index(drop=True)
     moves["pref"] = (moves["currency"] != moves["first_currency"]).astype(np.int64)
     moves = moves.sort_values(["gkey", "pref", "currency"]).drop_duplicates("gkey")
     out = groups.join(moves.set_index("gkey")[["currency", "stripe_net", "fee", "payout_out"]])

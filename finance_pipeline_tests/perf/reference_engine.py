@@ -123,7 +123,8 @@ def ledger_claims(lines: pd.DataFrame) -> pd.DataFrame:
     }).groupby(["gkey", "currency"], sort=True).sum()
     moves = moves[(moves != 0).any(axis=1)].reset_index()
     # A claim moves money in one currency; where corrections leave several, the representative's wins.
-    moves = moves.merge(groups[["first_currency"]], left_on="gkey", right_index=True)
+    # (reset: on an empty left, merge names the result's index after the key, which sort_values refuses)
+    moves = moves.merge(groups[["first_currency"]], left_on="gkey", right_index=True).reset_index(drop=True)
     moves["pref"] = (moves["currency"] != moves["first_currency"]).astype(np.int64)
     moves = moves.sort_values(["gkey", "pref", "currency"]).drop_duplicates("gkey")
     out = groups.join(moves.set_index("gkey")[["currency", "stripe_net", "fee", "payout_out"]])

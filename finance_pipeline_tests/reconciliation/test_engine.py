@@ -264,3 +264,14 @@ def test_reversing_a_stuck_payouts_booking_agrees_with_the_pending_provider():
     entries.append(_reverse(entries[-1], "rev-pay"))
     _, report = run(entries, txns, payouts)
     assert report["discrepancies"] == []
+
+
+def test_a_day_whose_only_claim_is_a_charge_and_its_reversal_is_consistent():
+    # Every claim nets to zero, so no claim moves money: the engine must still build its report.
+    charge = charge_entry("ch_only", LO_S + 3600, 4200)
+    entries = [charge, _reverse(charge, "rev-only")]
+    _, report = run(entries, [], [])
+    assert report["discrepancies"] == []
+    _, report = run(entries, [charge_txn("txn_only", "ch_only", LO_S + 3600, 4200)], [])
+    # The ledger has the claim (booked, then reversed to zero); the provider says 4200 moved.
+    assert classes_of(report) == ["AMOUNT_MISMATCH"]
