@@ -7,7 +7,7 @@ from typing import Any, Mapping
 import httpx
 import pandas as pd
 
-from finance_pipeline.domain.canonical import canonical_str
+from finance_pipeline.domain.canonical import canonical_strs_of_json
 from finance_pipeline.domain.money import is_currency
 from finance_pipeline.domain.timeutil import TimestampError, format_ts_us, parse_ts_us
 from finance_pipeline.providers import ProviderError
@@ -157,7 +157,8 @@ def settlements_frame(records: list[Mapping[str, Any]]) -> pd.DataFrame:
     """
     rows: dict[str, list[Any]] = {col: [] for col in SETTLEMENT_COLUMNS}
     seen: set[str] = set()
-    for rec in sorted(records, key=lambda r: str(r.get("id"))):
+    recs = sorted(records, key=lambda r: str(r.get("id")))
+    for rec in recs:
         rid = rec.get("id")
         if not isinstance(rid, str) or not rid:
             raise ValueError(f"settlement record without a string 'id': {rec!r}")
@@ -182,5 +183,5 @@ def settlements_frame(records: list[Mapping[str, Any]]) -> pd.DataFrame:
         rows["amount_minor"].append(amount)
         rows["currency"].append(currency)
         rows["ts_us"].append(ts_us)
-        rows["raw"].append(canonical_str(dict(rec)))
+    rows["raw"] = canonical_strs_of_json([dict(rec) for rec in recs])
     return pd.DataFrame({col: pd.Series(rows[col], dtype=dtype) for col, dtype in SETTLEMENT_COLUMNS.items()})

@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping
 import pandas as pd
 import stripe
 
-from finance_pipeline.domain.canonical import CanonicalJSONError, canonical_str, canonical_str_of_json
+from finance_pipeline.domain.canonical import canonical_strs_of_json
 from finance_pipeline.domain.money import is_currency
 from finance_pipeline.providers import ProviderError
 from finance_pipeline.providers.retry import (
@@ -240,15 +240,6 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def _raw_text(rec: Mapping[str, Any]) -> str:
-    """The record's canonical JSON; floats (Stripe's only one is exchange_rate, not money) as
-    their shortest round-trip decimal text."""
-    try:
-        return canonical_str_of_json(rec)
-    except CanonicalJSONError:
-        return canonical_str(_json_safe(dict(rec)))
-
-
 def _int_field(rec: Mapping[str, Any], key: str) -> int:
     value = rec.get(key)
     if isinstance(value, bool) or not isinstance(value, int):
@@ -259,29 +250,48 @@ def _int_field(rec: Mapping[str, Any], key: str) -> int:
     return value
 
 
+def _ints(recs: list[Mapping[str, Any]], key: str) -> list[int]:
+    values = [rec.get(key) for rec in recs]
+    if all(type(v) is int for v in values):  # the common case, checked at C speed
+        return values
+    return [_int_field(rec, key) for rec in recs]  # names the first bad record
+
+
 def balance_transactions_frame(records: list[Mapping[str, Any]]) -> pd.DataFrame:
-    """One row per balance transaction, sorted by id; money and times are int64, never float."""
-    rows: dict[str, list[Any]] = {col: [] for col in BALANCE_TRANSACTION_COLUMNS}
-    seen: set[str] = set()
-    for rec in sorted(records, key=lambda r: str(r.get("id"))):
-        rid = rec.get("id")
+    """One row per balance transaction, sorted by id; money and times are int64, never float.
+
+    Columns are built a field at a time (a day holds a million records); a record that fails
+    a check is named in the error.
+    """
+    recs = sorted(records, key=lambda r: str(r.get("id")))
+    ids = [rec.get("id") for rec in recs]
+    for rid, rec in zip(ids, recs):
         if not isinstance(rid, str) or not rid:
             raise ValueError(f"balance transaction without a string 'id': {rec!r}")
-        if rid in seen:
-            raise ValueError(f"balance transaction {rid!r} appears twice; deduplicate the pull first")
-        seen.add(rid)
-        currency = rec.get("currency")
-        upper = currency.upper() if isinstance(currency, str) else currency
-        if not is_currency(upper):
+    if len(set(ids)) != len(ids):
+        rid = next(a for a, b in zip(ids, ids[1:]) if a == b)  # sorted: duplicates are neighbours
+        raise ValueError(f"balance transaction {rid!r} appears twice; deduplicate the pull first")
+    currencies = [rec.get("currency") for rec in recs]
+    upper: dict[str, str] = {}
+    for rid, currency in zip(ids, currencies):
+        if isinstance(currency, str) and currency in upper:
+            continue
+        code = currency.upper() if isinstance(currency, str) else currency
+        if not is_currency(code):
             raise ValueError(f"balance transaction {rid!r}: 'currency' {currency!r} is not an ISO 4217 code")
-        rows["provider"].append(PROVIDER)
-        rows["id"].append(rid)
-        rows["type"].append(rec.get("type"))
-        rows["reporting_category"].append(rec.get("reporting_category"))
-        rows["source"].append(rec.get("source"))
-        for key in ("amount", "fee", "net", "created", "available_on"):
-            rows[key].append(_int_field(rec, key))
-        rows["currency"].append(upper)
-        rows["status"].append(rec.get("status"))
-        rows["raw"].append(_raw_text(rec))
-    return pd.DataFrame({col: pd.Series(rows[col], dtype=dtype) for col, dtype in BALANCE_TRANSACTION_COLUMNS.items()})
+        upper[currency] = code
+    n = len(recs)
+    columns: dict[str, list[Any]] = {
+        "provider": [PROVIDER] * n,
+        "id": ids,
+        "type": [rec.get("type") for rec in recs],
+        "reporting_category": [rec.get("reporting_category") for rec in recs],
+        "source": [rec.get("source") for rec in recs],
+        **{key: _ints(recs, key) for key in ("amount", "fee", "net")},
+        "currency": [upper[c] for c in currencies],
+        **{key: _ints(recs, key) for key in ("created", "available_on")},
+        "status": [rec.get("status") for rec in recs],
+        # Floats (Stripe's only one is exchange_rate, not money) as their shortest round-trip text.
+        "raw": canonical_strs_of_json(recs, _json_safe),
+    }
+    return pd.DataFrame({col: pd.Series(columns[col], dtype=dtype) for col, dtype in BALANCE_TRANSACTION_COLUMNS.items()})

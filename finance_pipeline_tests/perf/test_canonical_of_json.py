@@ -1,4 +1,5 @@
-"""canonical_str_of_json (json.dumps where it agrees with RFC 8785) equals canonical_str."""
+"""canonical_str_of_json and canonical_strs_of_json (json.dumps where it agrees with RFC 8785)
+equal canonical_str."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from finance_pipeline.domain.canonical import CanonicalJSONError, canonical_str, canonical_str_of_json
+from finance_pipeline.domain.canonical import (
+    CanonicalJSONError,
+    canonical_str,
+    canonical_str_of_json,
+    canonical_strs_of_json,
+)
 
 # Texts that reach every branch: ASCII only, control characters, astral and high-BMP names
 # (their UTF-16 order differs from code point order), and digits next to dots and letters.
@@ -65,3 +71,43 @@ def test_known_texts(value, text):
 def test_refused_like_the_exact_writer(value):
     with pytest.raises(CanonicalJSONError):
         canonical_str_of_json(value)
+
+
+def _prepared(value):
+    """A `prepare` for the batch: floats as text (what the Stripe pull does with exchange_rate)."""
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, dict):
+        return {k: _prepared(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_prepared(v) for v in value]
+    return value
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(values, max_size=12))
+def test_a_batch_is_the_exact_text_of_each_value(batch):
+    expected = [_exact(v) for v in batch]
+    first_error = next((e for e in expected if isinstance(e, CanonicalJSONError)), None)
+    if first_error is None:
+        assert canonical_strs_of_json(batch) == expected
+    else:
+        with pytest.raises(CanonicalJSONError) as caught:
+            canonical_strs_of_json(batch)
+        assert str(caught.value) == str(first_error)
+    prepared = [_exact(_prepared(v)) if isinstance(e, CanonicalJSONError) else e for v, e in zip(batch, expected)]
+    if not any(isinstance(e, CanonicalJSONError) for e in prepared):  # (big integers stay refused)
+        assert canonical_strs_of_json(batch, _prepared) == prepared
+
+
+def test_values_that_need_the_exact_path_are_found_anywhere_in_a_batch():
+    plain = [{"id": f"r{i}", "n": i, "s": "x.5e3"} for i in range(50)]
+    odd = {3: {"rate": 1.0834}, 17: {"n": 1234567890123456}, 29: {"\ue000": 1, "\U0001f600": 2},
+           0: [1.5], 49: 2.5}
+    batch = [odd.get(i, v) for i, v in enumerate(plain)]
+    got = canonical_strs_of_json(batch, _prepared)
+    for i, value in enumerate(batch):
+        want = _exact(value)
+        assert got[i] == (canonical_str(_prepared(value)) if isinstance(want, CanonicalJSONError) else want), i
+    assert got[3] == '{"rate":"1.0834"}' and got[29] == '{"\U0001f600":2,"\ue000":1}'
+    assert canonical_strs_of_json([]) == []
