@@ -166,7 +166,7 @@ def summarize(r: dict[str, Any]) -> dict[str, Any]:
         "extract_s": _s(st["extract"], "extract"),
         "extract_lines_per_s": st["extract"].get("rows_per_s"),
         "provider_frames_s": _s(st["providers"], "stripe_frame", "payout_frame"),
-        "http_pull_s": _s(st.get("http", {}), "stripe_pull", "stripe_frame", "payout_pull", "payout_frame"),
+        "http_pull_s": _s(st.get("http", {}), "stripe_pull", "payout_pull", "payout_frame"),
         "http_records_per_s": st.get("http", {}).get("records_per_s"),
         "gx_warmup_s": _s(core, "gx_warmup"),
         "reconciliation_s": _s(core, "reconciliation"),

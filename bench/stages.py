@@ -148,17 +148,17 @@ def stage_http(work: Path) -> dict[str, Any]:
     from bench.sandboxes import running_sandboxes
     from finance_pipeline.domain.timeutil import format_ts_us
     from finance_pipeline.providers.payout_pull import pull_pending_payouts, pull_settlements, settlements_frame
-    from finance_pipeline.providers.stripe_pull import balance_transactions_frame, pull_balance_transactions
+    from finance_pipeline.defs.resources import StripeResource
+    from finance_pipeline.providers.stripe_pull import pull_balance_transactions_frame
 
     cfg = _cfg(work)
     lo, hi = _bounds(cfg["day"])
     lo, hi = lo - MARGIN_S * US, hi + MARGIN_S * US
     timer = Timer()
     with running_sandboxes(work) as urls:
-        with timer.step("stripe_pull"):
-            records = pull_balance_transactions("sk_test_sandbox", urls["stripe"], lo // US, hi // US)
-        with timer.step("stripe_frame"):
-            stripe = balance_transactions_frame(records)
+        with timer.step("stripe_pull"):  # the frame is built page by page, as the asset does
+            stripe = pull_balance_transactions_frame("sk_test_sandbox", urls["stripe"], lo // US, hi // US,
+                                                     concurrency=StripeResource().concurrency)
         with timer.step("payout_pull"):
             settled = pull_settlements(urls["payout"], "payout_sandbox_token", format_ts_us(lo), format_ts_us(hi))
             ids = {r["payout_id"] for r in settled}

@@ -21,6 +21,7 @@ from finance_pipeline.providers.stripe_pull import (
     BALANCE_TRANSACTION_COLUMNS,
     balance_transactions_frame,
     pull_balance_transactions,
+    pull_balance_transactions_frame,
     pull_payouts,
 )
 
@@ -243,6 +244,53 @@ def test_balance_transactions_frame(stripe_sandbox):
     assert row["raw"] == canonical_str(original) and json.loads(row["raw"]) == original
     # Same records in another order give an identical frame.
     pd.testing.assert_frame_equal(frame, balance_transactions_frame(list(reversed(records))))
+    # The frame is what the plain construction gives (the columns go through Arrow on the way).
+    ordered = sorted(records, key=lambda r: r["id"])
+    plain = pd.DataFrame({col: pd.Series(
+        ["stripe"] * len(ordered) if col == "provider" else [canonical_str(r) for r in ordered] if col == "raw"
+        else [r.get(col).upper() if col == "currency" else r.get(col) for r in ordered], dtype=dtype)
+        for col, dtype in BALANCE_TRANSACTION_COLUMNS.items()})
+    pd.testing.assert_frame_equal(frame, plain)
+    with pytest.raises(ValueError, match="'txn_00004': 'type' must be text or null, got 7"):
+        balance_transactions_frame([{**r, "type": 7} if r["id"] == "txn_00004" else r for r in records])
+
+
+@pytest.mark.parametrize(("page_size", "concurrency"), [(100, 1), (7, 1), (13, 3), (40, 8)])
+def test_the_frame_pulled_page_by_page_is_the_frame_of_the_records(stripe_sandbox, page_size, concurrency):
+    records = stripe_day(230)
+    records[5]["exchange_rate"] = 1.0834  # the exact path, in the middle of a page
+    records[9]["description"] = "Caf\u00e9 \U0001f600"
+    stripe_sandbox.add_objects(balance_transactions=records)
+    pulled = pull_balance_transactions(stripe_sandbox.api_key, stripe_sandbox.url, T0, T0 + DAY)
+    frame = pull_balance_transactions_frame(stripe_sandbox.api_key, stripe_sandbox.url, T0, T0 + DAY,
+                                            page_size=page_size, concurrency=concurrency)
+    pd.testing.assert_frame_equal(frame, balance_transactions_frame(pulled))
+    assert len(frame) == 230 and frame["id"].is_monotonic_increasing
+    assert json.loads(frame.set_index("id").loc["txn_00005", "raw"])["exchange_rate"] == "1.0834"
+    empty = pull_balance_transactions_frame(stripe_sandbox.api_key, stripe_sandbox.url, T0 - DAY, T0 - 10)
+    pd.testing.assert_frame_equal(empty, balance_transactions_frame([]))
+
+
+def test_a_bad_record_fails_the_frame_pull_and_names_the_record(stripe_sandbox):
+    records = stripe_day(60)
+    stripe_sandbox.add_objects(balance_transactions=records)
+    # A provider that breaks its own schema (the sandbox refuses such a record on the way in).
+    stripe_sandbox.app.state.txns["txn_00031"]["amount"] = 10.5
+    with pytest.raises(ValueError, match="'txn_00031': 'amount' must be an integer"):
+        pull_balance_transactions_frame(stripe_sandbox.api_key, stripe_sandbox.url, T0, T0 + DAY,
+                                        page_size=10, concurrency=3)
+
+
+def test_large_frames_are_built_in_batches():
+    records = [{"id": f"txn_{i:06d}", "type": "charge", "reporting_category": "charge", "source": f"ch_{i}",
+                "amount": 100 + i, "fee": 3, "net": 97 + i, "currency": "usd" if i % 2 else "eur",
+                "created": 1 + i, "available_on": 2 + i, "status": "available"} for i in range(25_003)]
+    frame = balance_transactions_frame(records[::-1])
+    assert frame["id"].tolist() == [r["id"] for r in records]
+    assert frame["amount"].tolist() == [r["amount"] for r in records]
+    assert frame["raw"].iloc[-1] == canonical_str(records[-1])
+    with pytest.raises(ValueError, match="'txn_012345' appears twice"):
+        balance_transactions_frame(records + [records[12_345]])
 
 
 def test_empty_frames_keep_columns_and_dtypes():

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from pydantic import PrivateAttr
 
 from finance_pipeline import settings
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class LedgerResource(dg.ConfigurableResource):
@@ -52,12 +55,13 @@ class StripeResource(dg.ConfigurableResource):
     def base(self) -> str:
         return self.api_base or settings.default_stripe_api_base()
 
-    def pull_balance_transactions(self, created_gte: int, created_lt: int) -> list[dict]:
+    def balance_transactions_frame(self, created_gte: int, created_lt: int) -> pd.DataFrame:
+        """The balance transactions created in [created_gte, created_lt) as the pipeline's frame."""
         from finance_pipeline.providers.retry import RetryPolicy
-        from finance_pipeline.providers.stripe_pull import pull_balance_transactions
+        from finance_pipeline.providers.stripe_pull import pull_balance_transactions_frame
         from finance_pipeline.secrets import resolve_secret
 
-        return pull_balance_transactions(
+        return pull_balance_transactions_frame(
             resolve_secret(self.api_key), self.base, created_gte, created_lt,
             retry=RetryPolicy(max_attempts=self.max_attempts, max_delay_s=self.max_retry_delay_s),
             page_size=self.page_size, concurrency=self.concurrency,

@@ -105,9 +105,11 @@ def _pull_list(
     retry: RetryPolicy,
     page_size: int,
     stop: threading.Event | None = None,
-) -> list[dict]:
+    on_page: Callable[[list[dict]], Any] | None = None,
+) -> list[Any]:
+    """The records of a list, newest first; with ``on_page``, what it makes of each page instead."""
     endpoint = f"GET {path}"
-    out: list[dict] = []
+    out: list[Any] = []
     seen: set[str] = set()
     starting_after: str | None = None
     while stop is None or not stop.is_set():
@@ -118,12 +120,17 @@ def _pull_list(
         if not isinstance(page, dict) or page.get("object") != "list" or not isinstance(page.get("data"), list):
             raise ProviderError(PROVIDER, endpoint, 200, "the response is not a Stripe list object")
         records = page["data"]
+        if not all(isinstance(rec, dict) for rec in records):
+            raise ProviderError(PROVIDER, endpoint, 200, "a list entry is not a JSON object")
         for rec in records:
-            rid = rec.get("id") if isinstance(rec, dict) else None
+            rid = rec.get("id")
             if rid in seen:
                 raise ProviderError(PROVIDER, endpoint, 200, f"paging returned {rid!r} twice")
             seen.add(rid)
-        out.extend(records)
+        if on_page is None:
+            out.extend(records)
+        else:
+            out.append(on_page(records))
         if page.get("has_more") is not True:
             return out
         if not records:
@@ -141,8 +148,11 @@ def _pull_window(
     retry: RetryPolicy,
     page_size: int,
     concurrency: int,
-) -> list[dict]:
-    """Every record created in [created_gte, created_lt), newest first.
+    on_page: Callable[[list[dict]], Any] | None = None,
+    ids_of: Callable[[Any], list[Any]] | None = None,
+) -> list[Any]:
+    """Every record created in [created_gte, created_lt), newest first (or, with ``on_page``,
+    what it makes of each page, and ``ids_of`` tells the ids in one of those).
 
     The window is cut into ``concurrency`` equal slices of ``created``, each paged on its own
     connection at the same time: a page costs a round trip, so a day of a busy account is many
@@ -158,7 +168,7 @@ def _pull_window(
 
     def pull(i: int, stop: threading.Event | None = None) -> list[dict]:
         window = {**params, "created": {"gte": bounds[i], "lt": bounds[i + 1]}}
-        return _pull_list(connect(), path, window, retry, page_size, stop)
+        return _pull_list(connect(), path, window, retry, page_size, stop, on_page)
 
     if k == 1:
         return pull(0)
@@ -170,11 +180,10 @@ def _pull_window(
         except BaseException:
             stop.set()
             raise
-    out: list[dict] = []
+    out: list[Any] = []
     seen: set[Any] = set()
     for part in reversed(slices):  # the latest slice first: newest first overall
-        for rec in part:
-            rid = rec.get("id")
+        for rid in ([rec.get("id") for rec in part] if ids_of is None else [i for p in part for i in ids_of(p)]):
             if rid in seen:
                 raise ProviderError(PROVIDER, f"GET {path}", 200, f"paging returned {rid!r} twice")
             seen.add(rid)
@@ -257,21 +266,24 @@ def _ints(recs: list[Mapping[str, Any]], key: str) -> list[int]:
     return [_int_field(rec, key) for rec in recs]  # names the first bad record
 
 
-def balance_transactions_frame(records: list[Mapping[str, Any]]) -> pd.DataFrame:
-    """One row per balance transaction, sorted by id; money and times are int64, never float.
+def _texts(recs: list[Mapping[str, Any]], key: str) -> list[str | None]:
+    values = [rec.get(key) for rec in recs]
+    if all(v is None or type(v) is str for v in values):
+        return values
+    for rec, value in zip(recs, values):
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"balance transaction {rec.get('id')!r}: '{key}' must be text or null, got {value!r}")
+    return [None if v is None else str(v) for v in values]
 
-    Columns are built a field at a time (a day holds a million records); a record that fails
-    a check is named in the error.
-    """
-    recs = sorted(records, key=lambda r: str(r.get("id")))
-    ids = [rec.get("id") for rec in recs]
-    for rid, rec in zip(ids, recs):
+
+def _columns(records: list[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """The frame's columns for some records, in their order; a record that fails a check is
+    named in the error. Built a field at a time: a busy day holds a million records."""
+    ids = [rec.get("id") for rec in records]
+    for rid, rec in zip(ids, records):
         if not isinstance(rid, str) or not rid:
             raise ValueError(f"balance transaction without a string 'id': {rec!r}")
-    if len(set(ids)) != len(ids):
-        rid = next(a for a, b in zip(ids, ids[1:]) if a == b)  # sorted: duplicates are neighbours
-        raise ValueError(f"balance transaction {rid!r} appears twice; deduplicate the pull first")
-    currencies = [rec.get("currency") for rec in recs]
+    currencies = [rec.get("currency") for rec in records]
     upper: dict[str, str] = {}
     for rid, currency in zip(ids, currencies):
         if isinstance(currency, str) and currency in upper:
@@ -280,18 +292,85 @@ def balance_transactions_frame(records: list[Mapping[str, Any]]) -> pd.DataFrame
         if not is_currency(code):
             raise ValueError(f"balance transaction {rid!r}: 'currency' {currency!r} is not an ISO 4217 code")
         upper[currency] = code
-    n = len(recs)
-    columns: dict[str, list[Any]] = {
-        "provider": [PROVIDER] * n,
+    return {
         "id": ids,
-        "type": [rec.get("type") for rec in recs],
-        "reporting_category": [rec.get("reporting_category") for rec in recs],
-        "source": [rec.get("source") for rec in recs],
-        **{key: _ints(recs, key) for key in ("amount", "fee", "net")},
+        **{key: _texts(records, key) for key in ("type", "reporting_category", "source")},
+        **{key: _ints(records, key) for key in ("amount", "fee", "net", "created", "available_on")},
         "currency": [upper[c] for c in currencies],
-        **{key: _ints(recs, key) for key in ("created", "available_on")},
-        "status": [rec.get("status") for rec in recs],
+        "status": _texts(records, "status"),
         # Floats (Stripe's only one is exchange_rate, not money) as their shortest round-trip text.
-        "raw": canonical_strs_of_json(recs, _json_safe),
+        "raw": canonical_strs_of_json(records, _json_safe),
     }
-    return pd.DataFrame({col: pd.Series(columns[col], dtype=dtype) for col, dtype in BALANCE_TRANSACTION_COLUMNS.items()})
+
+
+_SCHEMA_OF = {"str": "large_string", "int64": "int64"}
+_BATCH = 10_000
+
+
+def _schema():
+    import pyarrow as pa
+
+    return pa.schema([(col, getattr(pa, _SCHEMA_OF[dtype])()) for col, dtype in BALANCE_TRANSACTION_COLUMNS.items()
+                      if col != "provider"])
+
+
+def _batch(records: list[Mapping[str, Any]]):
+    """Some records as an Arrow record batch: a million records' columns as Python objects
+    would take gigabytes, as Arrow a fraction."""
+    import pyarrow as pa
+
+    return pa.RecordBatch.from_pydict(_columns(records), schema=_schema())
+
+
+def _frame(batches: list[Any]) -> pd.DataFrame:
+    """One frame of several record batches, sorted by id (code point order, as sorted() gives)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = pa.Table.from_batches(batches, schema=_schema())
+    del batches[:]
+    order = pc.sort_indices(table.column("id"))
+    ids = table.column("id").take(order)
+    if len(ids) > 1:
+        twice = pc.equal(ids.slice(1), ids.slice(0, len(ids) - 1))
+        if pc.any(twice).as_py():
+            rid = ids[pc.index(twice, True).as_py()].as_py()
+            raise ValueError(f"balance transaction {rid!r} appears twice; deduplicate the pull first")
+    data = {}
+    for col, dtype in BALANCE_TRANSACTION_COLUMNS.items():
+        if col == "provider":
+            data[col] = pd.Series([PROVIDER] * len(ids), dtype=dtype)
+            continue
+        # A column at a time, each dropped once sorted: only one column is ever held twice.
+        column = table.column(col).take(order)
+        table = table.drop_columns([col])
+        data[col] = pd.Series(column.to_numpy() if dtype == "int64" else column, dtype=dtype)
+        del column
+    pa.default_memory_pool().release_unused()
+    return pd.DataFrame(data)
+
+
+def balance_transactions_frame(records: list[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per balance transaction, sorted by id; money and times are int64, never float."""
+    return _frame([_batch(records[i:i + _BATCH]) for i in range(0, len(records), _BATCH)])
+
+
+def pull_balance_transactions_frame(
+    api_key: str,
+    api_base: str,
+    created_gte: int,
+    created_lt: int,
+    retry: RetryPolicy = RetryPolicy(),
+    page_size: int = 100,
+    *,
+    timeout_s: float = 60.0,
+    concurrency: int = 1,
+) -> pd.DataFrame:
+    """``balance_transactions_frame(pull_balance_transactions(...))``, each page turned into
+    columns as it arrives: a million decoded records at once take gigabytes, their columns
+    a fraction, and the work overlaps the waits for the next pages."""
+    _check_window(created_gte, created_lt)
+    pages = _pull_window("/v1/balance_transactions", {}, created_gte, created_lt,
+                         lambda: _client(api_key, api_base, timeout_s), retry, page_size, concurrency,
+                         on_page=_batch, ids_of=lambda batch: batch.column("id").to_pylist())
+    return _frame(pages)

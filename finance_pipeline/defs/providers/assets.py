@@ -31,11 +31,8 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
     def stripe_balance_transactions(
         context: dg.AssetExecutionContext, stripe: StripeResource, recon: ReconciliationSettings
     ) -> dg.Output:
-        from finance_pipeline.providers.stripe_pull import balance_transactions_frame
-
         lo, hi = pull_window_us(context.partition_key, recon.time_tolerance_s)
-        records = stripe.pull_balance_transactions(lo // _US, hi // _US)
-        frame = balance_transactions_frame(records)
+        frame = stripe.balance_transactions_frame(lo // _US, hi // _US)
         return dg.Output(
             frame,
             metadata={
