@@ -122,7 +122,8 @@ def test_frames_already_in_file_order(entries, arrow, data):
         items.append((jid + "x", {**e, "lines": e["lines"][:1]}))
     frame = _frame(items, 0, arrow)
     if data.draw(st.booleans()):
-        frame.loc[frame.index[-1], "ts_us"] = frame["ts_us"].iloc[-1] + data.draw(st.integers(-5, 5))
+        moved = int(frame["ts_us"].iloc[-1]) + data.draw(st.integers(-5, 5))
+        frame.loc[frame.index[-1], "ts_us"] = min(max(moved, MIN_US), MAX_US)  # still a timestamp
     if data.draw(st.booleans()) and len(frame) > 1:
         frame.loc[frame.index[1], "line_no"] = frame["line_no"].iloc[0]
     frame = frame.sort_values(["ts_us", "journal_id", "line_no"], kind="mergesort").reset_index(drop=True)
@@ -335,3 +336,21 @@ def test_totals_by_currency_are_the_reference_totals(rows, arrow):
             return  # the reference cannot compare <NA> (a ledger line always has a direction)
         frame = frame.astype({"currency": DTYPES["currency"], "direction": DTYPES["direction"]})
     assert totals_by_currency(frame) == _reference_totals(frame)
+
+
+@pytest.mark.parametrize("size", [1, 4, 7])
+def test_provider_file_written_in_slices_is_the_same_file(monkeypatch, size):
+    from finance_pipeline.export import bundle
+
+    _, stripe, payouts = scenario_inputs(5, True)
+    assert len(stripe) > 2 * size and len(payouts) > size
+    whole = provider_records_file(stripe, payouts)
+    records = provider_records(stripe, payouts)
+    assert whole == (pkg.provider_records_bytes(records), len(records))
+    monkeypatch.setattr(bundle, "_SLICE", size)
+    assert provider_records_file(stripe, payouts) == whole
+    # Out of order across frames, and a slice that falls back to the per-record path.
+    assert provider_records_file(payouts, stripe) == whole
+    raws = [json.dumps(json.loads(r), indent=1) if i == len(stripe) - 1 else r for i, r in enumerate(stripe["raw"])]
+    odd = _frames_with_raw(stripe, raws)
+    assert provider_records_file(odd, payouts) == whole
