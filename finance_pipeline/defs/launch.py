@@ -50,10 +50,8 @@ def materialize_day(defs: dg.Definitions, day: str, inst: dg.DagsterInstance,
     The full event log goes to the instance (the UI shows it); the caller prints the outcome.
     """
     job = defs.resolve_implicit_global_asset_job_def()
-    result = job.execute_in_process(
-        partition_key=day, instance=inst, raise_on_error=False, tags=tags or {},
-        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-    )
+    result = _execute_in_process(job, day, inst, tags or {},
+                                 {"loggers": {"console": {"config": {"log_level": log_level}}}})
     run = DayRun(day=day, run_id=result.run_id, success=result.success)
     for ev in result.get_asset_check_evaluations():
         run.checks[ev.check_name] = ev.passed
@@ -75,6 +73,43 @@ def materialize_day(defs: dg.Definitions, day: str, inst: dg.DagsterInstance,
         mat = ev.event_specific_data.materialization
         run.metadata[mat.asset_key.to_user_string()] = {k: v.value for k, v in mat.metadata.items()}
     return run
+
+
+def _execute_in_process(job: dg.JobDefinition, day: str, inst: dg.DagsterInstance, tags: dict[str, str],
+                        run_config: dict) -> dg.ExecuteInProcessResult:
+    """``job.execute_in_process(partition_key=day, raise_on_error=False, ...)`` without keeping
+    every step's output in memory until the run ends.
+
+    ``JobDefinition.execute_in_process`` always captures outputs (for ``output_for_node``),
+    so a day's extract, pulls and reconciliation all stayed alive through the proof step:
+    gigabytes at a million entries. The outputs are stored by the IO manager anyway, and the
+    result is read from events only. Same steps as dagster 1.13.27's execute_in_process (the
+    version is pinned; tests/defs run materialize_day).
+    """
+    from dagster._core.definitions.job_base import InMemoryJob
+    from dagster._core.definitions.partitions.context import partition_loading_context
+    from dagster._core.execution.execute_in_process import (
+        core_execute_in_process,
+        merge_run_tags,
+        type_check_and_normalize_args,
+    )
+
+    run_config, op_selection, asset_selection, resource_defs, partition_key, input_values = (
+        type_check_and_normalize_args(run_config=run_config, partition_key=day, op_selection=None,
+                                      asset_selection=None, input_values=None, resources=None))
+    ephemeral = job.as_ephemeral_job(resource_defs=resource_defs, input_values=input_values,
+                                     op_selection=op_selection, asset_selection=asset_selection)
+    if ephemeral.partitions_def:
+        with partition_loading_context(dynamic_partitions_store=inst) as ctx:
+            ephemeral.validate_partition_key(partition_key=partition_key, selected_asset_keys=set(asset_selection),
+                                             context=ctx)
+    return core_execute_in_process(
+        job=InMemoryJob(job_def=ephemeral), run_config=run_config, instance=inst,
+        output_capturing_enabled=False, raise_on_error=False,
+        run_tags=merge_run_tags(job_def=job, partition_key=partition_key, tags=tags,
+                                asset_selection=asset_selection, instance=inst, run_config=run_config),
+        run_id=None, asset_selection=frozenset(asset_selection),
+    )
 
 
 def _root_message(error) -> str:
