@@ -342,7 +342,7 @@ def _frame(batches: list[Any]) -> pd.DataFrame:
             data[col] = pd.Series([PROVIDER] * len(ids), dtype=dtype)
             continue
         # A column at a time, each dropped once sorted: only one column is ever held twice.
-        column = table.column(col).take(order)
+        column = ids if col == "id" else table.column(col).take(order)
         table = table.drop_columns([col])
         data[col] = pd.Series(column.to_numpy() if dtype == "int64" else column, dtype=dtype)
         del column
