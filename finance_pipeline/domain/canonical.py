@@ -146,6 +146,52 @@ def canonical_strs_of_json(values: Sequence[Any],
         except (TypeError, ValueError):
             texts.append("null")
             suspects.add(i)
+    return _exact_where_different(values, texts, suspects, prepare)
+
+
+def _plain_json_text(text: str) -> bool:
+    """Whether every value ``json.loads(text)`` gives is written the same by orjson and by
+    RFC 8785: the text is ASCII without a backslash (so every string is plain ASCII), and no
+    number outside a string has a fraction, an exponent or 16 digits (so every number is an
+    integer within 2^53; NaN and Infinity are refused by name)."""
+    import numpy as np
+
+    if not text.isascii() or "\\" in text or "NaN" in text or "Infinity" in text:
+        return False
+    b = np.frombuffer(text.encode("ascii"), dtype=np.uint8)
+    outside = (np.cumsum(b == 34) & 1) == 0  # no backslash: every '"' opens or closes a string
+    digit = ((b - 48) < 10) & outside  # uint8 arithmetic wraps: '0'..'9' only
+    if (digit[:-1] & ((b[1:] == 46) | ((b[1:] | 32) == 101))).any():  # a digit then '.', 'e' or 'E'
+        return False
+    edges = np.diff(digit.astype(np.int8), prepend=np.int8(0), append=np.int8(0))
+    return not len(edges) or int((np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)).max(initial=0)) < 16
+
+
+def canonical_strs_of_json_text(values: Sequence[Any], text: str,
+                                prepare: Callable[[Any], Any] | None = None) -> list[str]:
+    """``canonical_strs_of_json(values, prepare)`` for values that ``json.loads`` decoded out of
+    ``text`` (say, the records of one HTTP page); ten times faster when the text shows that no
+    value can be written differently (see ``_plain_json_text``): orjson writes them then, in
+    the same compact form with members in code point order, which for ASCII names is RFC
+    8785's order. Anything else takes ``canonical_strs_of_json``.
+    """
+    try:
+        import orjson
+    except ImportError:  # pragma: no cover - a declared dependency; the json path is the same text
+        return canonical_strs_of_json(values, prepare)
+    if not _plain_json_text(text):
+        return canonical_strs_of_json(values, prepare)
+    dumps, option = orjson.dumps, orjson.OPT_SORT_KEYS
+    try:
+        return [dumps(value, option=option).decode("ascii") for value in values]
+    except TypeError:  # orjson.JSONEncodeError: a value json.loads cannot give (or too deep)
+        return canonical_strs_of_json(values, prepare)
+
+
+def _exact_where_different(values: Sequence[Any], texts: list[str], suspects: set[int],
+                           prepare: Callable[[Any], Any] | None) -> list[str]:
+    """``texts`` (written by a fast encoder), with every text that may differ from RFC 8785 (and
+    those in ``suspects``) written again by the exact writer."""
     joined = "\n".join(texts)
     if not joined.isascii():
         suspects.update(i for i, t in enumerate(texts) if not t.isascii())

@@ -14,6 +14,7 @@ from finance_pipeline.domain.canonical import (
     canonical_str,
     canonical_str_of_json,
     canonical_strs_of_json,
+    canonical_strs_of_json_text,
 )
 
 # Texts that reach every branch: ASCII only, control characters, astral and high-BMP names
@@ -111,3 +112,70 @@ def test_values_that_need_the_exact_path_are_found_anywhere_in_a_batch():
         assert got[i] == (canonical_str(_prepared(value)) if isinstance(want, CanonicalJSONError) else want), i
     assert got[3] == '{"rate":"1.0834"}' and got[29] == '{"\U0001f600":2,"\ue000":1}'
     assert canonical_strs_of_json([]) == []
+
+
+# --- canonical_strs_of_json_text: orjson where it writes the same text ---------------------
+
+# Numbers as JSON text can spell what no Python literal above does: exponents, huge integers,
+# NaN and Infinity (json.loads accepts them), numbers overflowing a double.
+number_texts = st.sampled_from(["0", "-0", "1.5", "1e5", "-2E-3", "1e400", "-1e400", "NaN", "Infinity",
+                                "-Infinity", "9007199254740993", "18446744073709551616", "1" * 320,
+                                "1" * 320 + ".5", "123456789012345678901234567890", "123456789012345",
+                                "-999999999999999", "42", "1234567890123456"])
+
+
+@st.composite
+def json_texts(draw):
+    """(text, values): a JSON array of objects whose members are drawn values and number texts."""
+    batch = draw(st.lists(st.tuples(values, st.lists(st.tuples(texts, number_texts), max_size=3)), max_size=8))
+    items = []
+    for value, numbers in batch:
+        members = [f"{json.dumps(k)}:{n}" for k, n in numbers]
+        items.append("{" + ",".join([f'"v":{json.dumps(value)}', *members]) + "}")
+    text = "[" + ",".join(items) + "]"
+    return text, json.loads(text)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(json_texts())
+def test_from_json_text_is_the_json_path(case):
+    text, batch = case
+    try:
+        expected = canonical_strs_of_json(batch, _prepared)
+    except CanonicalJSONError as exc:
+        with pytest.raises(CanonicalJSONError) as caught:
+            canonical_strs_of_json_text(batch, text, _prepared)
+        assert str(caught.value) == str(exc)
+        return
+    assert canonical_strs_of_json_text(batch, text, _prepared) == expected
+
+
+def test_from_json_text_non_finite_numbers_are_never_written_as_null():
+    text = '[{"id":"txn_1e5","rate":1e999},{"id":"a","n":-Infinity},{"x":NaN}]'
+    for record in json.loads(text):
+        with pytest.raises(CanonicalJSONError):
+            canonical_strs_of_json_text([record], text)
+    got = canonical_strs_of_json_text(json.loads(text), text, _prepared)
+    assert got == ['{"id":"txn_1e5","rate":"inf"}', '{"id":"a","n":"-inf"}', '{"x":"nan"}']
+
+
+@pytest.mark.parametrize(("text", "plain"), [
+    ('{"data":[{"id":"txn_1e5","n":123456789012345,"s":"Order 12E5 1.5","t":true}],"has_more":false}', True),
+    ('[1, 2 ,3]', True),
+    ('{"n":1234567890123456}', False),  # 16 digits: maybe beyond 2^53
+    ('{"n":1.5}', False), ('{"n":1e5}', False), ('{"n":2E-1}', False), ('[NaN]', False), ('[-Infinity]', False),
+    ('{"s":"\\u00e9"}', False), ('{"s":"\u00e9"}', False), ('{"s":"a\\"}', False),
+])
+def test_plain_json_text(text, plain):
+    from finance_pipeline.domain.canonical import _plain_json_text
+
+    assert _plain_json_text(text) is plain
+
+
+def test_from_json_text_plain_records_and_ids_that_look_like_numbers():
+    from collections import OrderedDict
+
+    text = '{"data":[{"id":"txn_1e5","b":[1,null,true],"a":"Order 1.5E3"},{"id":"ch_9E9","a":"x"}]}'
+    records = json.loads(text, object_pairs_hook=OrderedDict)["data"]  # as the Stripe SDK decodes
+    assert canonical_strs_of_json_text(records, text) == [
+        '{"a":"Order 1.5E3","b":[1,null,true],"id":"txn_1e5"}', '{"a":"x","id":"ch_9E9"}']
