@@ -221,6 +221,11 @@ class _Runner:
             store = self.context.validation_results_store
             for key in store.list_keys():
                 store.remove_key(key)
+            # The datasource's execution engine keeps every batch it loaded (the whole frame)
+            # until the process ends: a day's extract and pulls, gigabytes, for nothing.
+            batches = self.datasource.get_execution_engine().batch_manager
+            batches.reset_batch_cache()
+            batches.batch_data_cache.clear()
 
 
 def _runner() -> _Runner:

@@ -214,6 +214,25 @@ def test_clean_ledger_passes(dtypes):
     assert result.evaluated == 47
 
 
+def test_a_gate_does_not_keep_the_frame_it_checked():
+    """GX's execution engine caches every batch it loads; the gates drop them after each run,
+    or a day's frames (gigabytes at a million entries) stay alive until the process ends."""
+    import gc
+
+    import pyarrow as pa
+
+    run_ledger_checks(ledger_frame())  # GX imported and its context built before the baseline
+    gc.collect()
+    baseline = pa.total_allocated_bytes()
+    rows = [{**row, "memo": "m" * 1000} for row in ledger_rows() * 2000]
+    frame = ledger_frame(rows)
+    assert pa.total_allocated_bytes() - baseline > 15_000_000  # the memos live in Arrow memory
+    run_ledger_checks(frame)
+    del frame
+    gc.collect()
+    assert pa.total_allocated_bytes() - baseline < 1_000_000
+
+
 def test_clean_stripe_and_payout_frames_from_the_producers_pass():
     stripe = run_stripe_checks(stripe_frame())
     payout = run_payout_checks(payout_frame())
