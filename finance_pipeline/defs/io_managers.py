@@ -7,6 +7,8 @@ as their canonical JSON bytes, exactly as they would be published.
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import io
 import json
 import os
@@ -21,6 +23,23 @@ from finance_pipeline import settings
 from finance_pipeline.domain.canonical import canonical_bytes
 
 _SUFFIXES = (".parquet", ".json")
+
+
+def release_unused_memory() -> None:
+    """Give memory that earlier steps freed back to the OS before a step loads its inputs.
+
+    Steps run one after another in one process (``materialize_day``); Arrow's allocator and
+    glibc's keep freed pages for reuse, each for itself, so a day's proof step started with
+    the extract's and the pulls' gigabytes still counted in its RSS.
+    """
+    import pyarrow as pa
+
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
 
 
 class ParquetIOManager(dg.ConfigurableIOManager):
@@ -84,6 +103,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         return path.read_bytes() if path.exists() else None
 
     def load_input(self, context: dg.InputContext) -> Any:
+        release_unused_memory()
         stem = self._stem(context)
         for suffix in _SUFFIXES:
             data = self._read(stem + suffix)
