@@ -55,6 +55,7 @@ def build_resources() -> dict[str, object]:
             api_key=env_or("STRIPE_API_KEY", settings.DEFAULT_STRIPE_API_KEY),
             api_base=env_or("STRIPE_API_BASE", ""),
             concurrency=env_int_or("STRIPE_PULL_CONCURRENCY", 4),
+            processes=env_int_or("STRIPE_PULL_PROCESSES", 1),
         ),
         "payouts": PayoutProviderResource(
             base_url=env_or("PAYOUT_API_BASE", ""),

@@ -281,6 +281,32 @@ def test_a_bad_record_fails_the_frame_pull_and_names_the_record(stripe_sandbox):
                                         page_size=10, concurrency=3)
 
 
+def test_worker_processes_pull_the_same_frame(stripe_sandbox):
+    records = stripe_day(230)
+    records[5]["exchange_rate"] = 1.0834
+    stripe_sandbox.add_objects(balance_transactions=records)
+    one = pull_balance_transactions_frame(stripe_sandbox.api_key, stripe_sandbox.url, T0, T0 + DAY,
+                                          page_size=17, concurrency=2)
+    many = pull_balance_transactions_frame(stripe_sandbox.api_key, stripe_sandbox.url, T0, T0 + DAY,
+                                           page_size=17, concurrency=2, processes=3)
+    pd.testing.assert_frame_equal(many, one)
+    assert len(many) == 230
+    with pytest.raises(ValueError, match="processes must be an int from 1 to 32"):
+        pull_balance_transactions_frame(stripe_sandbox.api_key, stripe_sandbox.url, T0, T0 + DAY, processes=0)
+
+
+def test_a_failure_in_a_worker_process_is_raised_as_it_would_be_in_process(stripe_sandbox):
+    stripe_sandbox.add_objects(balance_transactions=stripe_day(60))
+    with pytest.raises(ProviderError, match="HTTP 401") as caught:
+        pull_balance_transactions_frame("sk_test_wrong", stripe_sandbox.url, T0, T0 + DAY, processes=2,
+                                        retry=RetryPolicy(max_attempts=1))
+    assert (caught.value.provider, caught.value.status, caught.value.endpoint) == (
+        "stripe", 401, "GET /v1/balance_transactions")
+    stripe_sandbox.app.state.txns["txn_00031"]["amount"] = 10.5
+    with pytest.raises(ValueError, match="'txn_00031': 'amount' must be an integer"):
+        pull_balance_transactions_frame(stripe_sandbox.api_key, stripe_sandbox.url, T0, T0 + DAY, processes=2)
+
+
 def test_large_frames_are_built_in_batches():
     records = [{"id": f"txn_{i:06d}", "type": "charge", "reporting_category": "charge", "source": f"ch_{i}",
                 "amount": 100 + i, "fee": 3, "net": 97 + i, "currency": "usd" if i % 2 else "eur",

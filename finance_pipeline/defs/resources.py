@@ -48,6 +48,9 @@ class StripeResource(dg.ConfigurableResource):
     page_size: int = 100
     # Slices of the day paged at once (Stripe allows 100 reads/s in live mode, 25 in test mode).
     concurrency: int = 4
+    # Worker processes, each paging its part of the day with `concurrency` slices: for days of
+    # hundreds of thousands of records, where decoding pages outruns one process (see bench/).
+    processes: int = 1
     max_attempts: int = 6
     max_retry_delay_s: float = 30.0
 
@@ -64,7 +67,7 @@ class StripeResource(dg.ConfigurableResource):
         return pull_balance_transactions_frame(
             resolve_secret(self.api_key), self.base, created_gte, created_lt,
             retry=RetryPolicy(max_attempts=self.max_attempts, max_delay_s=self.max_retry_delay_s),
-            page_size=self.page_size, concurrency=self.concurrency,
+            page_size=self.page_size, concurrency=self.concurrency, processes=self.processes,
         )
 
 

@@ -24,5 +24,14 @@ class ProviderError(RuntimeError):
         tries = f" after {attempts} attempts" if attempts > 1 else ""
         super().__init__(f"{provider} {endpoint} failed with {where}{tries}: {message}")
 
+    def __reduce__(self):
+        # Raised in a worker process (a parallel pull) and re-raised here: pickle rebuilds it
+        # from its own arguments, not from the formatted message.
+        return (_rebuild, (type(self), self.provider, self.endpoint, self.status, self.detail, self.attempts))
+
+
+def _rebuild(cls, provider, endpoint, status, message, attempts):
+    return cls(provider, endpoint, status, message, attempts=attempts)
+
 
 __all__ = ["ProviderError"]
