@@ -293,6 +293,9 @@ def test_worker_processes_pull_the_same_frame(stripe_sandbox):
     assert len(many) == 230
     with pytest.raises(ValueError, match="processes must be an int from 1 to 32"):
         pull_balance_transactions_frame(stripe_sandbox.api_key, stripe_sandbox.url, T0, T0 + DAY, processes=0)
+    with pytest.raises(ValueError, match="concurrency must be an int from 1 to 64"):
+        pull_balance_transactions_frame(stripe_sandbox.api_key, stripe_sandbox.url, T0, T0 + DAY,
+                                        concurrency=0, processes=2)
 
 
 def test_a_failure_in_a_worker_process_is_raised_as_it_would_be_in_process(stripe_sandbox):

@@ -378,10 +378,11 @@ def pull_balance_transactions_frame(
     columns as it arrives: a million decoded records at once take gigabytes, their columns
     a fraction, and the work overlaps the waits for the next pages.
 
-    ``processes`` > 1 cuts the window into that many parts, each pulled (with ``concurrency``
-    slices) in its own worker process: decoding and encoding a page is Python work that holds
-    the GIL, so one process tops out at a few hundred pages a second however many requests
-    are in flight. The workers hand back Arrow record batches; the frame is the same.
+    ``processes`` > 1 cuts the window into that many parts, each pulled in its own worker
+    process: decoding and encoding a page is Python work that holds the GIL, so one process
+    tops out at a few hundred pages a second however many requests are in flight. The
+    ``concurrency`` slices are shared out among the workers (it is what the provider's rate
+    limit sees). The workers hand back Arrow record batches; the frame is the same.
     """
     _check_window(created_gte, created_lt)
     if isinstance(processes, bool) or not isinstance(processes, int) or not 1 <= processes <= 32:
@@ -390,14 +391,17 @@ def pull_balance_transactions_frame(
     if parts == 1:
         return _frame(_pull_batches(api_key, api_base, created_gte, created_lt, retry, page_size,
                                     timeout_s, concurrency))
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= 64:
+        raise ValueError(f"concurrency must be an int from 1 to 64, got {concurrency!r}")
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     bounds = [created_gte + (created_lt - created_gte) * i // parts for i in range(parts + 1)]
+    each = [concurrency // parts + (i < concurrency % parts) or 1 for i in range(parts)]
     # spawn, not fork: the caller may be a threaded server (Dagster), where fork can deadlock.
     with ProcessPoolExecutor(parts, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_pull_batches, api_key, api_base, bounds[i], bounds[i + 1], retry, page_size,
-                               timeout_s, concurrency) for i in range(parts)]
+        futures = [pool.submit(_pull_part, api_key, api_base, bounds[i], bounds[i + 1], retry, page_size,
+                               timeout_s, each[i]) for i in range(parts)]
         try:
             batches = [batch for future in futures for batch in future.result()]
         except BaseException:
@@ -405,6 +409,15 @@ def pull_balance_transactions_frame(
                 future.cancel()
             raise
     return _frame(batches)
+
+
+def _pull_part(*args: Any) -> list[Any]:
+    """``_pull_batches`` in a worker process, as one batch: thousands of small batches take
+    far longer to send back than their columns joined."""
+    import pyarrow as pa
+
+    batches = _pull_batches(*args)
+    return pa.Table.from_batches(batches, schema=_schema()).combine_chunks().to_batches()
 
 
 def _pull_batches(api_key: str, api_base: str, created_gte: int, created_lt: int, retry: RetryPolicy,
