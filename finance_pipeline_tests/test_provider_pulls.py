@@ -241,13 +241,17 @@ def test_balance_transactions_frame(stripe_sandbox):
     row = frame.set_index("id").loc["txn_00003"]
     assert (row["amount"], row["fee"], row["net"], row["type"], row["source"]) == (1003, 29, 974, "charge", "ch_00003")
     original = next(r for r in records if r["id"] == "txn_00003")
-    assert row["raw"] == canonical_str(original) and json.loads(row["raw"]) == original
+    assert row["record"] == canonical_str({**original, "provider": "stripe"})
+    assert json.loads(row["record"]) == {**original, "provider": "stripe"}
+    with pytest.raises(ValueError, match="'txn_00003' already has a 'provider' member"):
+        balance_transactions_frame([{**r, "provider": "x"} if r["id"] == "txn_00003" else r for r in records])
     # Same records in another order give an identical frame.
     pd.testing.assert_frame_equal(frame, balance_transactions_frame(list(reversed(records))))
     # The frame is what the plain construction gives (the columns go through Arrow on the way).
     ordered = sorted(records, key=lambda r: r["id"])
     plain = pd.DataFrame({col: pd.Series(
-        ["stripe"] * len(ordered) if col == "provider" else [canonical_str(r) for r in ordered] if col == "raw"
+        ["stripe"] * len(ordered) if col == "provider"
+        else [canonical_str({**r, "provider": "stripe"}) for r in ordered] if col == "record"
         else [r.get(col).upper() if col == "currency" else r.get(col) for r in ordered], dtype=dtype)
         for col, dtype in BALANCE_TRANSACTION_COLUMNS.items()})
     pd.testing.assert_frame_equal(frame, plain)
@@ -266,7 +270,7 @@ def test_the_frame_pulled_page_by_page_is_the_frame_of_the_records(stripe_sandbo
                                             page_size=page_size, concurrency=concurrency)
     pd.testing.assert_frame_equal(frame, balance_transactions_frame(pulled))
     assert len(frame) == 230 and frame["id"].is_monotonic_increasing
-    assert json.loads(frame.set_index("id").loc["txn_00005", "raw"])["exchange_rate"] == "1.0834"
+    assert json.loads(frame.set_index("id").loc["txn_00005", "record"])["exchange_rate"] == "1.0834"
     empty = pull_balance_transactions_frame(stripe_sandbox.api_key, stripe_sandbox.url, T0 - DAY, T0 - 10)
     pd.testing.assert_frame_equal(empty, balance_transactions_frame([]))
 
@@ -317,7 +321,7 @@ def test_large_frames_are_built_in_batches():
     frame = balance_transactions_frame(records[::-1])
     assert frame["id"].tolist() == [r["id"] for r in records]
     assert frame["amount"].tolist() == [r["amount"] for r in records]
-    assert frame["raw"].iloc[-1] == canonical_str(records[-1])
+    assert frame["record"].iloc[-1] == canonical_str({**records[-1], "provider": "stripe"})
     with pytest.raises(ValueError, match="'txn_012345' appears twice"):
         balance_transactions_frame(records + [records[12_345]])
 
@@ -335,7 +339,7 @@ def test_empty_frames_keep_columns_and_dtypes():
 def test_frames_reject_float_money_and_keep_exchange_rate_exact():
     base = {"id": "txn_1", "type": "charge", "amount": 100, "fee": 0, "net": 100, "currency": "usd",
             "created": 1, "available_on": 1, "status": "available", "exchange_rate": 1.234}
-    raw = json.loads(balance_transactions_frame([base])["raw"][0])
+    raw = json.loads(balance_transactions_frame([base])["record"][0])
     assert raw["exchange_rate"] == "1.234"  # canonical JSON has no floats; the text is exact
     with pytest.raises(ValueError, match="'amount' must be an integer"):
         balance_transactions_frame([{**base, "amount": 100.0}])
@@ -430,5 +434,8 @@ def test_pending_payouts_and_settlements_frame(payout_sandbox):
     assert rows.loc["stl_p02", "ts_us"] == (T0 + 2 * 3600) * 10**6  # settled_at
     assert rows.loc["waiting", "ts_us"] == (T0 + 12 * 3600) * 10**6  # created_at of a pending payout
     assert rows.loc["waiting", "currency"] == "GBP" and rows.loc["waiting", "status"] == "pending"
-    assert json.loads(rows.loc["stl_p01", "raw"]) == next(s for s in settled if s["id"] == "stl_p01")
+    assert json.loads(rows.loc["stl_p01", "record"]) == {
+        **next(s for s in settled if s["id"] == "stl_p01"), "provider": "payout_sandbox"}
+    with pytest.raises(ValueError, match="'stl_p01' already has a 'provider' member"):
+        settlements_frame([{**s, "provider": "x"} if s["id"] == "stl_p01" else s for s in settled])
     pd.testing.assert_frame_equal(frame, settlements_frame(list(reversed(settled + pending))))

@@ -167,14 +167,35 @@ def _plain_json_text(text: str) -> bool:
     return not len(edges) or int((np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)).max(initial=0)) < 16
 
 
+_PLAIN_WORD = re.compile(r"[A-Za-z0-9_.-]*")
+
+
 def canonical_strs_of_json_text(values: Sequence[Any], text: str,
-                                prepare: Callable[[Any], Any] | None = None) -> list[str]:
+                                prepare: Callable[[Any], Any] | None = None, *,
+                                add: Mapping[str, str] | None = None) -> list[str]:
     """``canonical_strs_of_json(values, prepare)`` for values that ``json.loads`` decoded out of
     ``text`` (say, the records of one HTTP page); ten times faster when the text shows that no
     value can be written differently (see ``_plain_json_text``): orjson writes them then, in
     the same compact form with members in code point order, which for ASCII names is RFC
     8785's order. Anything else takes ``canonical_strs_of_json``.
+
+    ``add``: members to add to every value, which must be an object without them (names and
+    values plain words: ASCII letters, digits, '_', '.', '-', so the text's verdict holds).
     """
+    if add:
+        for name, member in add.items():
+            if not (isinstance(name, str) and isinstance(member, str)
+                    and _PLAIN_WORD.fullmatch(name) and _PLAIN_WORD.fullmatch(member)):
+                raise ValueError(f"add: {name!r}: {member!r} is not a plain word member")
+        out = []
+        for i, value in enumerate(values):
+            if not isinstance(value, dict):
+                raise ValueError(f"value {i} is not a JSON object; cannot add {', '.join(add)} to it")
+            taken = [name for name in add if name in value]
+            if taken:
+                raise ValueError(f"value {i} already has a {taken[0]!r} member")
+            out.append({**value, **add})
+        values = out
     try:
         import orjson
     except ImportError:  # pragma: no cover - a declared dependency; the json path is the same text

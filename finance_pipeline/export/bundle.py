@@ -55,9 +55,16 @@ def totals_by_currency(lines: pd.DataFrame) -> list[dict]:
 
 
 def provider_records(stripe: pd.DataFrame, payouts: pd.DataFrame) -> list[dict]:
-    """Every record the reconciliation read, as the provider sent it plus a `provider` member."""
+    """Every record the reconciliation read, as the provider sent it plus a `provider` member.
+
+    The pulls store that as the ``record`` column; a frame stored by an earlier version has
+    the record alone (``raw``) and gets the member here.
+    """
     out = []
     for frame in (stripe, payouts):
+        if "record" in frame.columns:
+            out.extend(json.loads(text) for text in frame["record"].tolist())
+            continue
         for provider, raw in zip(frame["provider"].tolist(), frame["raw"].tolist()):
             record = json.loads(raw)
             if "provider" in record:
@@ -106,37 +113,28 @@ def context_bytes(day: str, lines: pd.DataFrame, tol: Tolerances) -> bytes:
 
 
 def _frame_records(frame: pd.DataFrame):
-    """(texts, providers, ids) of one pull frame's records with their provider member, written
-    column-wise; None when that cannot be proven equal to the per-record path."""
+    """(texts each ending in a newline, providers, ids) of a pull frame's ``record`` column;
+    None when the frame has none (stored before the pulls wrote it) or a value is missing."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from finance_pipeline.domain.canonical import canonical_object_lines
+    if "record" not in frame.columns:
+        return None
 
     def column(name: str):
         arr = pa.array(frame[name])
         return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
 
-    raw, provider = column("raw"), column("provider")
-    for arr in (raw, provider):
+    record, provider, ids = column("record"), column("provider"), column("id")
+    for arr in (record, provider, ids):
         if arr.null_count or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
             return None
-    if pc.any(pc.equal(pc.utf8_length(provider), 0)).as_py():
+    if len(frame) and (pc.any(pc.equal(pc.utf8_length(provider), 0)).as_py()
+                       or pc.any(pc.equal(pc.utf8_length(ids), 0)).as_py()):
         return None
     ls = pa.large_string()
-    joined = pc.binary_join_element_wise(raw.cast(ls), pa.scalar("\n", ls), pa.scalar("", ls))
-    offsets = np.frombuffer(joined.buffers()[1], dtype=np.int64)[joined.offset:joined.offset + len(joined) + 1]
-    data = joined.buffers()[2].slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
-    parsed = canonical_object_lines(data, len(raw), add={"provider": provider})
-    if parsed is None:
-        return None
-    table, texts = parsed
-    if "id" not in table.column_names:
-        return None
-    ids = table.column("id").combine_chunks()
-    if not pa.types.is_string(ids.type) or ids.null_count or pc.any(pc.equal(pc.utf8_length(ids), 0)).as_py():
-        return None
-    return texts, provider.cast(pa.string()), ids
+    texts = pc.binary_join_element_wise(record.cast(ls), pa.scalar("\n", ls), pa.scalar("", ls))
+    return texts, provider.cast(pa.string()), ids.cast(pa.string())
 
 
 def _data(texts):
@@ -146,29 +144,18 @@ def _data(texts):
     return texts.buffers()[2].slice(int(offs[0]), int(offs[-1] - offs[0]))
 
 
-_SLICE = 100_000
-
-
 def provider_records_file(stripe: pd.DataFrame, payouts: pd.DataFrame) -> tuple[bytes, int]:
     """`provider_records.jsonl` and its record count:
-    ``provider_records_bytes(provider_records(stripe, payouts))``, written column-wise when every
-    record's raw text is canonical (what the pulls store), else by the per-record path (which
-    also raises where that path raises)."""
+    ``provider_records_bytes(provider_records(stripe, payouts))``, taken straight from the
+    frames' ``record`` texts (canonical already, written by the pulls) when they are in
+    (provider, id) order or can be put in it, else by the per-record path (which also raises
+    where that path raises)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    parts: list | None = []
-    for frame in (stripe, payouts):
-        # In slices: parsing a slice's records takes a few times their size, for a moment.
-        for start in range(0, len(frame), _SLICE):
-            part = _frame_records(frame.iloc[start:start + _SLICE])
-            if part is None:
-                parts = None
-                break
-            parts.append(part)
-        if parts is None:
-            break
-    if parts is not None:
+    parts = [part for part in (_frame_records(stripe), _frame_records(payouts))]
+    if all(part is not None for part in parts):
+        parts = [part for part in parts if len(part[0])]
         if not parts:
             return b"", 0
         # Each frame comes sorted by id (the pulls sort it); order the frames by provider and

@@ -29,7 +29,9 @@ SETTLEMENT_COLUMNS: dict[str, str] = {
     "amount_minor": "int64",
     "currency": "str",
     "ts_us": "int64",
-    "raw": "str",
+    # The record as the provider sent it plus a "provider" member, as canonical JSON: its line
+    # in the proof's provider_records.jsonl.
+    "record": "str",
 }
 
 
@@ -176,6 +178,9 @@ def settlements_frame(records: list[Mapping[str, Any]]) -> pd.DataFrame:
             ts_us = parse_ts_us(rec.get(when_key))
         except TimestampError as exc:
             raise ValueError(f"settlement record {rid!r}: '{when_key}' {exc}") from None
+        if "provider" in rec:
+            raise ValueError(f"settlement record {rid!r} already has a 'provider' member; the proof's "
+                             "provider_records.jsonl adds its own")
         rows["provider"].append(PROVIDER)
         rows["id"].append(rid)
         rows["payout_id"].append(rec.get("payout_id"))
@@ -183,5 +188,5 @@ def settlements_frame(records: list[Mapping[str, Any]]) -> pd.DataFrame:
         rows["amount_minor"].append(amount)
         rows["currency"].append(currency)
         rows["ts_us"].append(ts_us)
-    rows["raw"] = canonical_strs_of_json([dict(rec) for rec in recs])
+    rows["record"] = canonical_strs_of_json([{**rec, "provider": PROVIDER} for rec in recs])
     return pd.DataFrame({col: pd.Series(rows[col], dtype=dtype) for col, dtype in SETTLEMENT_COLUMNS.items()})

@@ -45,7 +45,9 @@ BALANCE_TRANSACTION_COLUMNS: dict[str, str] = {
     "created": "int64",
     "available_on": "int64",
     "status": "str",
-    "raw": "str",
+    # The record as Stripe sent it plus a "provider" member, as canonical JSON: its line in the
+    # proof's provider_records.jsonl, written once here instead of parsed again there.
+    "record": "str",
 }
 
 
@@ -287,6 +289,10 @@ def _columns(records: list[Mapping[str, Any]], text: str | None = None) -> dict[
     for rid, rec in zip(ids, records):
         if not isinstance(rid, str) or not rid:
             raise ValueError(f"balance transaction without a string 'id': {rec!r}")
+    for rid, rec in zip(ids, records):
+        if "provider" in rec:
+            raise ValueError(f"balance transaction {rid!r} already has a 'provider' member; the proof's "
+                             "provider_records.jsonl adds its own")
     currencies = [rec.get("currency") for rec in records]
     upper: dict[str, str] = {}
     for rid, currency in zip(ids, currencies):
@@ -303,8 +309,9 @@ def _columns(records: list[Mapping[str, Any]], text: str | None = None) -> dict[
         "currency": [upper[c] for c in currencies],
         "status": _texts(records, "status"),
         # Floats (Stripe's only one is exchange_rate, not money) as their shortest round-trip text.
-        "raw": (canonical_strs_of_json(records, _json_safe) if text is None
-                else canonical_strs_of_json_text(records, text, _json_safe)),
+        "record": (canonical_strs_of_json([{**rec, "provider": PROVIDER} for rec in records], _json_safe)
+                   if text is None else canonical_strs_of_json_text(records, text, _json_safe,
+                                                                    add={"provider": PROVIDER})),
     }
 
 

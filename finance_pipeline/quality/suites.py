@@ -43,11 +43,11 @@ LEDGER_COLUMNS: dict[str, str] = {
 STRIPE_COLUMNS: dict[str, str] = {
     "provider": STR, "id": STR, "type": STR, "reporting_category": STR, "source": STR,
     "amount": INT, "fee": INT, "net": INT, "currency": STR, "created": INT,
-    "available_on": INT, "status": STR, "raw": STR,
+    "available_on": INT, "status": STR, "record": STR,
 }
 PAYOUT_COLUMNS: dict[str, str] = {
     "provider": STR, "id": STR, "payout_id": STR, "status": STR, "amount_minor": INT,
-    "currency": STR, "ts_us": INT, "raw": STR,
+    "currency": STR, "ts_us": INT, "record": STR,
 }
 
 # Columns of the per-(journal_id, currency) frame derived from the ledger extract.
@@ -258,7 +258,7 @@ def _stripe() -> list[Expectation]:
 
 STRIPE = SuiteSpec(
     name="stripe_balance_transactions",
-    version="1",
+    version="2",  # 2: the record text column is `record` (with its provider member), not `raw`
     parts=(SuitePart("records", "rows", ("id", "type", "currency"), _stripe),),
 )
 
@@ -295,7 +295,7 @@ def _payout() -> list[Expectation]:
 
 PAYOUT = SuiteSpec(
     name="payout_records",
-    version="1",
+    version="2",  # 2: the record text column is `record` (with its provider member), not `raw`
     parts=(SuitePart("records", "rows", ("id", "payout_id", "status", "currency"), _payout),),
 )
 

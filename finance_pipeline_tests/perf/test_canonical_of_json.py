@@ -179,3 +179,20 @@ def test_from_json_text_plain_records_and_ids_that_look_like_numbers():
     records = json.loads(text, object_pairs_hook=OrderedDict)["data"]  # as the Stripe SDK decodes
     assert canonical_strs_of_json_text(records, text) == [
         '{"a":"Order 1.5E3","b":[1,null,true],"id":"txn_1e5"}', '{"a":"x","id":"ch_9E9"}']
+
+
+def test_from_json_text_adds_plain_members_and_refuses_others():
+    text = '[{"id":"b","z":1},{"id":"a"}]'
+    values = json.loads(text)
+    got = canonical_strs_of_json_text(values, text, add={"provider": "stripe"})
+    assert got == ['{"id":"b","provider":"stripe","z":1}', '{"id":"a","provider":"stripe"}']
+    assert values == json.loads(text)  # the caller's values are left as they were
+    odd = '[{"id":"b","r":1.5}]'  # the json path adds them the same way
+    assert canonical_strs_of_json_text(json.loads(odd), odd, _prepared, add={"provider": "p"}) == [
+        '{"id":"b","provider":"p","r":"1.5"}']
+    with pytest.raises(ValueError, match="value 1 already has a 'provider' member"):
+        canonical_strs_of_json_text([{}, {"provider": "x"}], "[{},{}]", add={"provider": "stripe"})
+    with pytest.raises(ValueError, match="value 0 is not a JSON object"):
+        canonical_strs_of_json_text([[1]], "[[1]]", add={"provider": "stripe"})
+    with pytest.raises(ValueError, match="not a plain word member"):
+        canonical_strs_of_json_text([{}], "[{}]", add={"provider": 'a"b'})

@@ -260,26 +260,57 @@ def test_context_bytes_are_the_context_documents_bytes():
         assert context_bytes(day, lines, tol) == canonical_bytes(context_document(day, lines, tol))
 
 
-def _frames_with_raw(stripe: pd.DataFrame, raws: list[str]) -> pd.DataFrame:
-    out = stripe.copy()
-    out["raw"] = pd.Series(raws, dtype=stripe["raw"].dtype)
+def _stored_before_records(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame as an earlier version stored it: the record alone (``raw``), no ``record``."""
+    out = frame.drop(columns=["record"])
+    raws = []
+    for text in frame["record"]:
+        record = json.loads(text)
+        del record["provider"]
+        raws.append(canonical_str(record))
+    out["raw"] = pd.Series(raws, dtype=frame["record"].dtype)
     return out
 
 
-def test_provider_file_falls_back_for_raw_text_that_is_not_canonical():
+def test_provider_file_from_frames_stored_by_an_earlier_version():
     _, stripe, payouts = scenario_inputs(5, True)
-    raws = [json.dumps(json.loads(r), indent=1) if i % 3 == 0 else r for i, r in enumerate(stripe["raw"])]
-    odd = _frames_with_raw(stripe, raws)
-    records = provider_records(odd, payouts)
-    assert provider_records_file(odd, payouts) == (pkg.provider_records_bytes(records), len(records))
+    whole = provider_records_file(stripe, payouts)
+    records = provider_records(stripe, payouts)
+    assert whole == (pkg.provider_records_bytes(records), len(records))
+    old = _stored_before_records(stripe)
+    assert provider_records(old, payouts) == records
+    assert provider_records_file(old, payouts) == whole
+    assert provider_records_file(old, _stored_before_records(payouts)) == whole
+
+
+def test_provider_file_in_either_frame_order_and_out_of_order_rows():
+    _, stripe, payouts = scenario_inputs(5, True)
+    whole = provider_records_file(stripe, payouts)
+    assert provider_records_file(payouts, stripe) == whole
+    shuffled = stripe.iloc[::-1].reset_index(drop=True)
+    assert provider_records_file(shuffled, payouts) == whole
+
+
+def test_a_record_text_that_is_not_canonical_does_not_verify():
+    """The bundle takes the pulls' record texts as they are; a stored frame altered to hold
+    one that is not canonical gives a file the verifier refuses, so it is never published."""
+    from finance_pipeline.proof.verify import _fast_providers
+
+    _, stripe, payouts = scenario_inputs(5, True)
+    assert _fast_providers(provider_records_file(stripe, payouts)[0]) == len(stripe) + len(payouts)
+    odd = stripe.copy()
+    odd["record"] = pd.Series([json.dumps(json.loads(r), indent=1).replace("\n", "") if i == 2 else r
+                               for i, r in enumerate(stripe["record"])], dtype=stripe["record"].dtype)
+    assert _fast_providers(provider_records_file(odd, payouts)[0]) is None
 
 
 def test_provider_file_errors_are_the_reference_errors():
     _, stripe, payouts = scenario_inputs(5, True)
-    with_provider = _frames_with_raw(stripe, [r[:-1] + ',"provider":"x"}' if i == 4 else r
-                                              for i, r in enumerate(stripe["raw"])])
+    old = _stored_before_records(stripe)
+    old["raw"] = pd.Series([r[:-1] + ',"provider":"x"}' if i == 4 else r for i, r in enumerate(old["raw"])],
+                           dtype=old["raw"].dtype)
     with pytest.raises(ValueError, match="already has a 'provider' member"):
-        provider_records_file(with_provider, payouts)
+        provider_records_file(old, payouts)
     twice = pd.concat([stripe, stripe.iloc[:1]], ignore_index=True)
     with pytest.raises(pkg.PackageError, match="appears twice"):
         provider_records_file(twice, payouts)
@@ -292,11 +323,16 @@ def test_provider_file_errors_are_the_reference_errors():
      "t": text, "d": st.none() | st.lists(st.fixed_dictionaries({"a": st.integers(0, 9), "b": maybe}), max_size=2)},
     optional={"o": maybe}), min_size=1, max_size=12, unique_by=lambda r: r["id"]))
 def test_provider_file_on_random_records(records):
+    records = sorted(records, key=lambda r: r["id"])
     frame = pd.DataFrame({"provider": pd.Series(["stripe"] * len(records), dtype="str"),
-                          "raw": pd.Series([canonical_str(r) for r in records], dtype="str")})
-    empty = pd.DataFrame({"provider": pd.Series([], dtype="str"), "raw": pd.Series([], dtype="str")})
-    expected = provider_records(frame, empty)
+                          "id": pd.Series([r["id"] for r in records], dtype="str"),
+                          "record": pd.Series([canonical_str({**r, "provider": "stripe"}) for r in records],
+                                              dtype="str")})
+    empty = frame.iloc[0:0]
+    expected = [{**r, "provider": "stripe"} for r in records]
+    assert provider_records(frame, empty) == expected
     assert provider_records_file(frame, empty) == (pkg.provider_records_bytes(expected), len(expected))
+    assert provider_records_file(_stored_before_records(frame), empty) == provider_records_file(frame, empty)
 
 
 def test_arrow_and_object_frames_agree():
@@ -338,19 +374,3 @@ def test_totals_by_currency_are_the_reference_totals(rows, arrow):
     assert totals_by_currency(frame) == _reference_totals(frame)
 
 
-@pytest.mark.parametrize("size", [1, 4, 7])
-def test_provider_file_written_in_slices_is_the_same_file(monkeypatch, size):
-    from finance_pipeline.export import bundle
-
-    _, stripe, payouts = scenario_inputs(5, True)
-    assert len(stripe) > 2 * size and len(payouts) > size
-    whole = provider_records_file(stripe, payouts)
-    records = provider_records(stripe, payouts)
-    assert whole == (pkg.provider_records_bytes(records), len(records))
-    monkeypatch.setattr(bundle, "_SLICE", size)
-    assert provider_records_file(stripe, payouts) == whole
-    # Out of order across frames, and a slice that falls back to the per-record path.
-    assert provider_records_file(payouts, stripe) == whole
-    raws = [json.dumps(json.loads(r), indent=1) if i == len(stripe) - 1 else r for i, r in enumerate(stripe["raw"])]
-    odd = _frames_with_raw(stripe, raws)
-    assert provider_records_file(odd, payouts) == whole
