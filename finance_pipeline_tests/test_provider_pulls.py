@@ -314,6 +314,29 @@ def test_a_failure_in_a_worker_process_is_raised_as_it_would_be_in_process(strip
         pull_balance_transactions_frame(stripe_sandbox.api_key, stripe_sandbox.url, T0, T0 + DAY, processes=2)
 
 
+def test_a_failing_worker_stops_the_others(stripe_sandbox):
+    # 400 records, one per page, each page 20 ms: the older half alone is 200 pages (4 s). The
+    # newest record is bad, so the newer half fails on its first page and the older one stops.
+    records = [{**r, "created": T0 + 60 + i * 200} for i, r in enumerate(stripe_day(400)[:400])]
+    stripe_sandbox.add_objects(balance_transactions=records)
+    stripe_sandbox.app.state.txns[records[-1]["id"]]["amount"] = "12"  # past the sandbox's own checks
+    stripe_sandbox.set_faults(delay_ms=20)
+    stripe_sandbox.clear_requests()
+    with pytest.raises(ValueError, match="'amount' must be an integer"):
+        pull_balance_transactions_frame(stripe_sandbox.api_key, stripe_sandbox.url, T0, T0 + DAY,
+                                        page_size=1, concurrency=2, processes=2)
+    assert len(stripe_sandbox.requests()) < 150  # the older half stopped, not 200 pages later
+
+
+def test_workers_never_page_more_slices_than_the_concurrency(stripe_sandbox):
+    stripe_sandbox.add_objects(balance_transactions=stripe_day(40))
+    stripe_sandbox.clear_requests()
+    frame = pull_balance_transactions_frame(stripe_sandbox.api_key, stripe_sandbox.url, T0, T0 + DAY,
+                                            concurrency=1, processes=4)
+    assert len(frame) == 40
+    assert len(stripe_sandbox.requests()) == 1  # one slice, one page: no worker was started for more
+
+
 def test_large_frames_are_built_in_batches():
     records = [{"id": f"txn_{i:06d}", "type": "charge", "reporting_category": "charge", "source": f"ch_{i}",
                 "amount": 100 + i, "fee": 3, "net": 97 + i, "currency": "usd" if i % 2 else "eur",

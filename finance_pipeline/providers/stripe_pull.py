@@ -106,7 +106,7 @@ def _pull_list(
     params: dict[str, Any],
     retry: RetryPolicy,
     page_size: int,
-    stop: threading.Event | None = None,
+    stop: Any = None,
     on_page: Callable[[list[dict], str], Any] | None = None,
 ) -> list[Any]:
     """The records of a list, newest first; with ``on_page``, what it makes of each page's
@@ -154,9 +154,11 @@ def _pull_window(
     concurrency: int,
     on_page: Callable[[list[dict], str], Any] | None = None,
     ids_of: Callable[[Any], list[Any]] | None = None,
+    stop: Any = None,
 ) -> list[Any]:
     """Every record created in [created_gte, created_lt), newest first (or, with ``on_page``,
-    what it makes of each page, and ``ids_of`` tells the ids in one of those).
+    what it makes of each page, and ``ids_of`` tells the ids in one of those). Once ``stop``
+    (an Event) is set, it returns after the pages in flight, with what it has.
 
     The window is cut into ``concurrency`` equal slices of ``created``, each paged on its own
     connection at the same time: a page costs a round trip, so a day of a busy account is many
@@ -170,13 +172,13 @@ def _pull_window(
     k = max(1, min(concurrency, created_lt - created_gte))
     bounds = [created_gte + (created_lt - created_gte) * i // k for i in range(k + 1)]
 
-    def pull(i: int, stop: threading.Event | None = None) -> list[dict]:
+    def pull(i: int, stop: Any = None) -> list[dict]:
         window = {**params, "created": {"gte": bounds[i], "lt": bounds[i + 1]}}
         return _pull_list(connect(), path, window, retry, page_size, stop, on_page)
 
     if k == 1:
-        return pull(0)
-    stop = threading.Event()
+        return pull(0, stop)
+    stop = stop if stop is not None else threading.Event()
     with ThreadPoolExecutor(max_workers=k, thread_name_prefix="stripe-pull") as pool:
         futures = [pool.submit(pull, i, stop) for i in range(k)]
         try:
@@ -400,22 +402,39 @@ def pull_balance_transactions_frame(
                                     timeout_s, concurrency))
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= 64:
         raise ValueError(f"concurrency must be an int from 1 to 64, got {concurrency!r}")
+    parts = min(parts, concurrency)  # every worker pages at least one slice
+    if parts == 1:
+        return _frame(_pull_batches(api_key, api_base, created_gte, created_lt, retry, page_size,
+                                    timeout_s, concurrency))
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 
     bounds = [created_gte + (created_lt - created_gte) * i // parts for i in range(parts + 1)]
-    each = [concurrency // parts + (i < concurrency % parts) or 1 for i in range(parts)]
+    each = [concurrency // parts + (i < concurrency % parts) for i in range(parts)]
     # spawn, not fork: the caller may be a threaded server (Dagster), where fork can deadlock.
-    with ProcessPoolExecutor(parts, mp_context=multiprocessing.get_context("spawn")) as pool:
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()  # set when one part fails: the others stop after their pages in flight
+    with ProcessPoolExecutor(parts, mp_context=context, initializer=_worker_init, initargs=(stop,)) as pool:
         futures = [pool.submit(_pull_part, api_key, api_base, bounds[i], bounds[i + 1], retry, page_size,
                                timeout_s, each[i]) for i in range(parts)]
         try:
+            wait(futures, return_when=FIRST_EXCEPTION)
+            failed = next((f for f in futures if f.done() and f.exception() is not None), None)
+            if failed is not None:
+                raise failed.exception()
             batches = [batch for future in futures for batch in future.result()]
         except BaseException:
-            for future in futures:
-                future.cancel()
+            stop.set()
             raise
     return _frame(batches)
+
+
+_STOP: Any = None  # in a worker process: the pull's stop event
+
+
+def _worker_init(stop: Any) -> None:
+    global _STOP
+    _STOP = stop
 
 
 def _pull_part(*args: Any) -> list[Any]:
@@ -423,13 +442,13 @@ def _pull_part(*args: Any) -> list[Any]:
     far longer to send back than their columns joined."""
     import pyarrow as pa
 
-    batches = _pull_batches(*args)
+    batches = _pull_batches(*args, stop=_STOP)
     return pa.Table.from_batches(batches, schema=_schema()).combine_chunks().to_batches()
 
 
 def _pull_batches(api_key: str, api_base: str, created_gte: int, created_lt: int, retry: RetryPolicy,
-                  page_size: int, timeout_s: float, concurrency: int) -> list[Any]:
+                  page_size: int, timeout_s: float, concurrency: int, stop: Any = None) -> list[Any]:
     """The window's pages as Arrow record batches (module level: worker processes run it)."""
     return _pull_window("/v1/balance_transactions", {}, created_gte, created_lt,
                         lambda: _client(api_key, api_base, timeout_s), retry, page_size, concurrency,
-                        on_page=_batch, ids_of=lambda batch: batch.column("id").to_pylist())
+                        on_page=_batch, ids_of=lambda batch: batch.column("id").to_pylist(), stop=stop)
