@@ -63,7 +63,13 @@ def provider_records(stripe: pd.DataFrame, payouts: pd.DataFrame) -> list[dict]:
     out = []
     for frame in (stripe, payouts):
         if "record" in frame.columns:
-            out.extend(json.loads(text) for text in frame["record"].tolist())
+            for provider, rid, text in zip(frame["provider"].tolist(), frame["id"].tolist(),
+                                           frame["record"].tolist()):
+                record = json.loads(text) if isinstance(text, str) else None
+                if not isinstance(record, dict) or record.get("provider") != provider:
+                    raise ValueError(f"{provider} record {rid!r}: its stored text is not the record with "
+                                     f"\"provider\": {json.dumps(provider)}; pull the day again")
+                out.append(record)
             continue
         for provider, raw in zip(frame["provider"].tolist(), frame["raw"].tolist()):
             record = json.loads(raw)

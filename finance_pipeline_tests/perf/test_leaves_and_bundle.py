@@ -301,7 +301,15 @@ def test_a_record_text_that_is_not_canonical_does_not_verify():
     odd = stripe.copy()
     odd["record"] = pd.Series([json.dumps(json.loads(r), indent=1).replace("\n", "") if i == 2 else r
                                for i, r in enumerate(stripe["record"])], dtype=stripe["record"].dtype)
-    assert _fast_providers(provider_records_file(odd, payouts)[0]) is None
+    data, count = provider_records_file(odd, payouts)
+    assert _fast_providers(data) is None
+    # The full check, as the verifier runs it when the fast path declines: the line is refused.
+    from finance_pipeline.proof.verify import _provider_checks, _Run
+
+    run = _Run()
+    _provider_checks(run, data, {"providers": {"file_sha256": pkg.sha256_hex(data), "records": count}}, True)
+    order = next(c for c in run.checks if c.name == "providers.order")
+    assert not order.ok and "not RFC 8785 canonical JSON" in order.detail
 
 
 def test_provider_file_errors_are_the_reference_errors():
