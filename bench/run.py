@@ -180,8 +180,10 @@ def summarize(r: dict[str, Any]) -> dict[str, Any]:
         "psql_copy_s": refs.get("psql_copy_s"),
         "sha256sum_s": refs.get("sha256sum_s"),
         "floor_s": refs.get("floor_s"),
-        "peak_rss_mib": {k: st[k].get("peak_rss_mib") for k in ("extract", "providers", "http", "core", "verify",
-                                                                  "dagster") if k in st},
+        "peak_rss_mib": {**{k: st[k].get("peak_rss_mib") for k in ("extract", "providers", "http", "core", "verify",
+                                                                     "dagster") if k in st},
+                         **({"pull_workers": dag["pull_workers_peak_rss_mib"]}
+                            if dag.get("pull_workers_peak_rss_mib") else {})},
         "checks_ok": {
             "ledger_file_identical": core.get("ledger_file_identical"),
             "discrepancies_as_injected": core.get("discrepancies_as_injected"),

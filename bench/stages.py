@@ -37,6 +37,12 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
+def children_peak_rss_mib() -> float:
+    """The largest peak RSS of the child processes waited for so far (the Stripe pull's workers,
+    when read before the sandboxes' process ends)."""
+    return round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0, 1)
+
+
 class Timer:
     def __init__(self) -> None:
         self.steps: dict[str, float] = {}
@@ -298,8 +304,9 @@ def stage_dagster(work: Path) -> dict[str, Any]:
             defs.resolve_implicit_global_asset_job_def()
         with timer.step("materialize"):
             run = materialize_day(defs, day, inst)
+        workers_rss = children_peak_rss_mib()
     published = run.metadata.get("proof_package", {})
-    return timer.result(success=run.success, checks=run.checks, skipped=run.skipped, failed=run.failed,
+    return timer.result(pull_workers_peak_rss_mib=workers_rss, success=run.success, checks=run.checks, skipped=run.skipped, failed=run.failed,
                         blocked=run.blocked, errors=run.errors, proof_id=published.get("proofId"),
                         entries=published.get("ledger_entries"))
 
