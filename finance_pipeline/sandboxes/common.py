@@ -376,6 +376,13 @@ def _handler_for(app: SandboxApp) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = f"finance-pipeline-{app.name}"
         sys_version = ""
+        # Keep-alive, as Stripe's API does: a pull of thousands of pages reuses its connections
+        # instead of paying a TCP handshake and a server thread per page. Every response has a
+        # Content-Length; without TCP_NODELAY the body, written after the headers, would wait
+        # out the client's delayed ACK (40 ms) on a reused connection.
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
+        timeout = 60  # an idle kept-alive connection is closed after this many seconds
 
         def _serve(self) -> None:
             parts = urlsplit(self.path)
