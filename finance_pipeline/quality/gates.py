@@ -228,6 +228,14 @@ class _Runner:
             batches.batch_data_cache.clear()
 
 
+def warm_up() -> threading.Thread:
+    """Import GX and build its context in a background thread (seconds, mostly waiting on the
+    import system), so a caller can do other work meanwhile; the gates wait for it if needed."""
+    thread = threading.Thread(target=_runner, name="gx-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
 def _runner() -> _Runner:
     global _RUNNER
     with _LOCK:

@@ -73,6 +73,7 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
         from finance_pipeline.reconciliation import build_report, reconcile
         from finance_pipeline.reconciliation.summary import markdown_table
 
+        gates.warm_up()  # GX's import overlaps the reconciliation instead of following it
         lo, hi = day_bounds_us(context.partition_key)
         rec = reconcile(ledger_extract, stripe_balance_transactions, payout_settlements, lo, hi,
                         recon.tolerances())
