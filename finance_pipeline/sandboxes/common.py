@@ -93,6 +93,10 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+class EncodedJSON(bytes):
+    """A response body already encoded exactly as ``json_bytes`` would encode it: sent as is."""
+
+
 def json_bytes(value: Any) -> bytes:
     # Sorted keys keep responses and files byte-for-byte reproducible.
     return json.dumps(value, sort_keys=True, ensure_ascii=False).encode("utf-8")
@@ -405,7 +409,8 @@ def _handler_for(app: SandboxApp) -> type[BaseHTTPRequestHandler]:
             self._send(resp)
 
         def _send(self, resp: Response) -> None:
-            payload = b"" if resp.body is None else json_bytes(resp.body)
+            payload = (b"" if resp.body is None else bytes(resp.body) if isinstance(resp.body, EncodedJSON)
+                       else json_bytes(resp.body))
             self.send_response(resp.status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
