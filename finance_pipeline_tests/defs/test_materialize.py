@@ -35,6 +35,9 @@ def test_extract_assets_for_a_partition(world):
     mats = {m.asset_key.to_user_string(): m for m in result.get_asset_materialization_events()}
     meta = mats["ledger_extract"].materialization.metadata
     assert meta["entries"].value == len(in_day)
+    day_lines = sum(len(e["lines"]) for e in sc.entries if lo <= parse_ts_us(e["ts"]) < hi)
+    assert (meta["lines"].value, meta["boundary_lines"].value) == (day_lines, len(lines) - day_lines)
+    assert "| USD" in meta["totals"].value  # the day's debits and credits per currency
 
     stripe = pd.read_parquet(world.storage / "stripe_balance_transactions" / f"{DAY}.parquet")
     want = {t["id"] for t in sc.stripe_balance_transactions
