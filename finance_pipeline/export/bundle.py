@@ -159,7 +159,7 @@ def provider_records_file(stripe: pd.DataFrame, payouts: pd.DataFrame) -> tuple[
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    parts = [part for part in (_frame_records(stripe), _frame_records(payouts))]
+    parts = [_frame_records(stripe), _frame_records(payouts)]
     if all(part is not None for part in parts):
         parts = [part for part in parts if len(part[0])]
         if not parts:

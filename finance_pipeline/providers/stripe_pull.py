@@ -143,6 +143,16 @@ def _pull_list(
     return out  # stopped: another window failed, and its error is what the caller sees
 
 
+def _check_concurrency(concurrency: int) -> None:
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= 64:
+        raise ValueError(f"concurrency must be an int from 1 to 64, got {concurrency!r}")
+
+
+def _cuts(created_gte: int, created_lt: int, k: int) -> list[int]:
+    """The bounds of ``k`` equal consecutive parts of [created_gte, created_lt)."""
+    return [created_gte + (created_lt - created_gte) * i // k for i in range(k + 1)]
+
+
 def _pull_window(
     path: str,
     params: dict[str, Any],
@@ -167,10 +177,9 @@ def _pull_window(
     """
     if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= 100:
         raise ValueError(f"page_size must be an int from 1 to 100 (Stripe's limit), got {page_size!r}")
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= 64:
-        raise ValueError(f"concurrency must be an int from 1 to 64, got {concurrency!r}")
+    _check_concurrency(concurrency)
     k = max(1, min(concurrency, created_lt - created_gte))
-    bounds = [created_gte + (created_lt - created_gte) * i // k for i in range(k + 1)]
+    bounds = _cuts(created_gte, created_lt, k)
 
     def pull(i: int, stop: Any = None) -> list[dict]:
         window = {**params, "created": {"gte": bounds[i], "lt": bounds[i + 1]}}
@@ -397,19 +406,16 @@ def pull_balance_transactions_frame(
     if isinstance(processes, bool) or not isinstance(processes, int) or not 1 <= processes <= 32:
         raise ValueError(f"processes must be an int from 1 to 32, got {processes!r}")
     parts = max(1, min(processes, created_lt - created_gte))
-    if parts == 1:
-        return _frame(_pull_batches(api_key, api_base, created_gte, created_lt, retry, page_size,
-                                    timeout_s, concurrency))
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= 64:
-        raise ValueError(f"concurrency must be an int from 1 to 64, got {concurrency!r}")
-    parts = min(parts, concurrency)  # every worker pages at least one slice
+    if parts > 1:
+        _check_concurrency(concurrency)
+        parts = min(parts, concurrency)  # every worker pages at least one slice
     if parts == 1:
         return _frame(_pull_batches(api_key, api_base, created_gte, created_lt, retry, page_size,
                                     timeout_s, concurrency))
     import multiprocessing
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 
-    bounds = [created_gte + (created_lt - created_gte) * i // parts for i in range(parts + 1)]
+    bounds = _cuts(created_gte, created_lt, parts)
     each = [concurrency // parts + (i < concurrency % parts) for i in range(parts)]
     # spawn, not fork: the caller may be a threaded server (Dagster), where fork can deadlock.
     context = multiprocessing.get_context("spawn")
