@@ -146,7 +146,27 @@ def canonical_strs_of_json(values: Sequence[Any],
         except (TypeError, ValueError):
             texts.append("null")
             suspects.add(i)
-    return _exact_where_different(values, texts, suspects, prepare)
+    joined = "\n".join(texts)
+    if not joined.isascii():
+        suspects.update(i for i, t in enumerate(texts) if not t.isascii())
+    if _MAYBE_DIFFERENT[0](joined):
+        suspects.add(0)
+    starts: list[int] | None = None
+    for finditer in _FIND_MAYBE_DIFFERENT:
+        for match in finditer(joined):
+            if starts is None:
+                starts = list(accumulate((len(t) + 1 for t in texts), initial=0))
+            suspects.add(bisect_right(starts, match.end() - 1) - 1)  # the text holding the number
+    for i in sorted(suspects):
+        value = values[i]
+        if prepare is None:
+            texts[i] = canonical_str(value)  # the exact text, or the precise error with its path
+            continue
+        try:
+            texts[i] = canonical_str(value)
+        except CanonicalJSONError:
+            texts[i] = canonical_str(prepare(value))
+    return texts
 
 
 def _plain_json_text(text: str) -> bool:
@@ -207,33 +227,6 @@ def canonical_strs_of_json_text(values: Sequence[Any], text: str,
         return [dumps(value, option=option).decode("ascii") for value in values]
     except TypeError:  # orjson.JSONEncodeError: a value json.loads cannot give (or too deep)
         return canonical_strs_of_json(values, prepare)
-
-
-def _exact_where_different(values: Sequence[Any], texts: list[str], suspects: set[int],
-                           prepare: Callable[[Any], Any] | None) -> list[str]:
-    """``texts`` (written by a fast encoder), with every text that may differ from RFC 8785 (and
-    those in ``suspects``) written again by the exact writer."""
-    joined = "\n".join(texts)
-    if not joined.isascii():
-        suspects.update(i for i, t in enumerate(texts) if not t.isascii())
-    if _MAYBE_DIFFERENT[0](joined):
-        suspects.add(0)
-    starts: list[int] | None = None
-    for finditer in _FIND_MAYBE_DIFFERENT:
-        for match in finditer(joined):
-            if starts is None:
-                starts = list(accumulate((len(t) + 1 for t in texts), initial=0))
-            suspects.add(bisect_right(starts, match.end() - 1) - 1)  # the text holding the number
-    for i in sorted(suspects):
-        value = values[i]
-        if prepare is None:
-            texts[i] = canonical_str(value)  # the exact text, or the precise error with its path
-            continue
-        try:
-            texts[i] = canonical_str(value)
-        except CanonicalJSONError:
-            texts[i] = canonical_str(prepare(value))
-    return texts
 
 
 # --- many values at once ---------------------------------------------------------------------
