@@ -14,7 +14,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from finance_pipeline.api.tokens import TokenError, TokenStore
+from finance_pipeline.api.tokens import PREFIX, TokenError, TokenStore
 from finance_pipeline.cli.serve import COMMANDS
 from finance_pipeline.ledger.audit import list_events
 from finance_pipeline_tests.api import bearer
@@ -27,7 +27,10 @@ def test_only_a_salted_hash_is_stored_and_the_token_authenticates(tmp_path):
     store = TokenStore(tmp_path / "t.json")
     token, record = store.add("ops:ana", ["operator", "finance-lead"])
     text = (tmp_path / "t.json").read_text()
-    secret = token.rsplit("_", 1)[1]
+    prefix = f"{PREFIX}_{record.token_id}_"
+    assert token.startswith(prefix)
+    secret = token[len(prefix):]  # urlsafe base64: it may itself hold '_'
+    assert len(secret) == 43
     assert secret not in text and record.hash in text
     assert oct((tmp_path / "t.json").stat().st_mode & 0o777) == "0o600"
 
