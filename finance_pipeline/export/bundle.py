@@ -10,6 +10,7 @@ Its hash is signed as the extra statement member `reconciliation.context_sha256`
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from dataclasses import dataclass
 
@@ -119,8 +120,8 @@ def context_bytes(day: str, lines: pd.DataFrame, tol: Tolerances) -> bytes:
 
 
 def _frame_records(frame: pd.DataFrame):
-    """(texts each ending in a newline, providers, ids) of a pull frame's ``record`` column;
-    None when the frame has none (stored before the pulls wrote it) or a value is missing."""
+    """(texts, providers, ids) of a pull frame's ``record`` column as string arrays; None when
+    the frame has none (stored before the pulls wrote it) or a value is missing."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -138,16 +139,25 @@ def _frame_records(frame: pd.DataFrame):
     if len(frame) and (pc.any(pc.equal(pc.utf8_length(provider), 0)).as_py()
                        or pc.any(pc.equal(pc.utf8_length(ids), 0)).as_py()):
         return None
+    return record, provider.cast(pa.string()), ids.cast(pa.string())
+
+
+# Records are copied into the file this many at a time, so the file is the only full copy.
+RECORD_CHUNK = 1 << 16
+
+
+def _write_lines(texts, out: io.BytesIO, order=None) -> None:
+    """Write each text of ``texts`` (in ``order`` when given) followed by a newline."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     ls = pa.large_string()
-    texts = pc.binary_join_element_wise(record.cast(ls), pa.scalar("\n", ls), pa.scalar("", ls))
-    return texts, provider.cast(pa.string()), ids.cast(pa.string())
-
-
-def _data(texts):
-    """The concatenated elements of a large_string array (each already ends with a newline), as
-    an Arrow buffer (join such buffers with ``b"".join``: one copy)."""
-    offs = np.frombuffer(texts.buffers()[1], dtype=np.int64)[texts.offset:texts.offset + len(texts) + 1]
-    return texts.buffers()[2].slice(int(offs[0]), int(offs[-1] - offs[0]))
+    n = len(texts) if order is None else len(order)
+    for lo in range(0, n, RECORD_CHUNK):
+        part = texts.slice(lo, RECORD_CHUNK) if order is None else texts.take(order.slice(lo, RECORD_CHUNK))
+        joined = pc.binary_join_element_wise(part.cast(ls), pa.scalar("\n", ls), pa.scalar("", ls))
+        offs = np.frombuffer(joined.buffers()[1], dtype=np.int64)[joined.offset:joined.offset + len(joined) + 1]
+        out.write(joined.buffers()[2].slice(int(offs[0]), int(offs[-1] - offs[0])))
 
 
 def provider_records_file(stripe: pd.DataFrame, payouts: pd.DataFrame) -> tuple[bytes, int]:
@@ -177,14 +187,18 @@ def provider_records_file(stripe: pd.DataFrame, payouts: pd.DataFrame) -> tuple[
             in_order = pc.all(ascending).as_py()
         else:
             in_order = True
+        out = io.BytesIO()
         if in_order:
-            return b"".join(_data(p[0]) for p in parts), n
+            for part in parts:
+                _write_lines(part[0], out)
+            return out.getvalue(), n
         order = pc.sort_indices(keys, sort_keys=[("p", "ascending"), ("i", "ascending")])
         keys = keys.take(order)
         same = pc.and_(pc.equal(keys["p"].slice(1), keys["p"].slice(0, n - 1)),
                        pc.equal(keys["i"].slice(1), keys["i"].slice(0, n - 1)))
         if not pc.any(same).as_py():
-            return b"".join([_data(pa.concat_arrays([p[0] for p in parts]).take(order))]), n
+            _write_lines(pa.concat_arrays([p[0].cast(pa.large_string()) for p in parts]), out, order)
+            return out.getvalue(), n
     from finance_pipeline.proof import package as pkg
 
     records = provider_records(stripe, payouts)

@@ -13,7 +13,7 @@ import gc
 import io
 import itertools
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -344,28 +344,46 @@ def entry_leaves_jsonl(lines: pd.DataFrame, mask: np.ndarray | None = None) -> b
     """`ledger_entries.jsonl` of the entries in ``lines`` (or in ``lines[mask]``, without copying
     the frame): the leaves of ``entry_leaves``, each followed by a newline, written chunk by
     chunk (no array of all the leaves is kept)."""
-    chunks = _leaf_chunks(lines, jsonl=True, mask=mask)
-    if chunks is None:
+    # Each chunk is copied into the file as soon as it is written and then dropped: joining a
+    # list of all the chunks at the end held the file twice (1 GB at a million entries).
+    out = io.BytesIO()
+    if _leaf_chunks(lines, jsonl=True, mask=mask, sink=out.write) is None:
         subset = lines if mask is None else lines[mask]
         return "".join(canonical_str(e) + "\n" for e in entries_from_lines(subset)).encode("utf-8")
-    return b"".join(chunks)
+    return out.getvalue()  # no copy: BytesIO hands over its buffer
 
 
-def _run_chunks(fn, count: int) -> list[Any]:
+def _run_chunks(fn, count: int, sink: Callable[[Any], Any] | None = None) -> list[Any]:
+    """``[fn(k) for k in range(count)]``, two at a time; with ``sink``, each result in order is
+    given to it instead and not kept."""
+    keep: list[Any] = []
+    put = sink or keep.append
     if count <= 1 or THREADS <= 1:
-        return [fn(k) for k in range(count)]
+        for k in range(count):
+            put(fn(k))
+        return keep
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=THREADS) as pool:
-        return list(pool.map(fn, range(count)))
+        # At most THREADS + 1 chunks are alive at once: submit the next as each one is taken.
+        pending = [pool.submit(fn, k) for k in range(min(count, THREADS + 1))]
+        for k in range(count):
+            result = pending[k].result()
+            pending[k] = None
+            if k + THREADS + 1 < count:
+                pending.append(pool.submit(fn, k + THREADS + 1))
+            put(result)
+            del result
+    return keep
 
 
-def _leaf_chunks(lines: pd.DataFrame, *, jsonl: bool, mask: np.ndarray | None = None) -> list[Any] | None:
+def _leaf_chunks(lines: pd.DataFrame, *, jsonl: bool, mask: np.ndarray | None = None,
+                 sink: Callable[[Any], Any] | None = None) -> list[Any] | None:
     rows = np.arange(len(lines)) if mask is None else np.flatnonzero(np.asarray(mask, dtype=bool))
     if not len(rows):
         return []
     try:
-        return _encode_leaf_chunks(lines, rows, jsonl)
+        return _encode_leaf_chunks(lines, rows, jsonl, sink)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, CanonicalJSONError):
         return None
 
@@ -401,7 +419,8 @@ def _file_order_runs(lines: pd.DataFrame, rows: np.ndarray, jid_col: pa.Array):
     return starts + base, np.r_[starts[1:], n] + base
 
 
-def _encode_leaf_chunks(lines: pd.DataFrame, rows: np.ndarray, jsonl: bool) -> list[Any] | None:
+def _encode_leaf_chunks(lines: pd.DataFrame, rows: np.ndarray, jsonl: bool,
+                        sink: Callable[[Any], Any] | None = None) -> list[Any] | None:
     jid_col = pa.array(lines["journal_id"])
     jid_col = jid_col.combine_chunks() if isinstance(jid_col, pa.ChunkedArray) else jid_col
     if (jid_col.null_count and jid_col.take(pa.array(rows)).null_count) or not (
@@ -482,6 +501,6 @@ def _encode_leaf_chunks(lines: pd.DataFrame, rows: np.ndarray, jsonl: bool) -> l
         return texts
 
     try:
-        return _run_chunks(encode, -(-len(rank) // LEAF_CHUNK))
+        return _run_chunks(encode, -(-len(rank) // LEAF_CHUNK), sink)
     except _Bad:
         return None

@@ -291,6 +291,18 @@ def test_provider_file_in_either_frame_order_and_out_of_order_rows():
     assert provider_records_file(shuffled, payouts) == whole
 
 
+def test_provider_file_written_a_few_records_at_a_time(monkeypatch):
+    from finance_pipeline.export import bundle
+
+    _, stripe, payouts = scenario_inputs(5, True)
+    records = provider_records(stripe, payouts)
+    expected = (pkg.provider_records_bytes(records), len(records))
+    monkeypatch.setattr(bundle, "RECORD_CHUNK", 3)
+    assert len(stripe) > 3 * 3
+    assert provider_records_file(stripe, payouts) == expected  # in order: the texts as they are
+    assert provider_records_file(stripe.iloc[::-1].reset_index(drop=True), payouts) == expected  # sorted
+
+
 def test_a_record_text_that_is_not_canonical_does_not_verify():
     """The bundle takes the pulls' record texts as they are; a stored frame altered to hold
     one that is not canonical gives a file the verifier refuses, so it is never published."""
