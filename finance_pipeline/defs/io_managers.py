@@ -42,13 +42,40 @@ def release_unused_memory() -> None:
         pass
 
 
+# Input metadata asking for a StoredFrame instead of the DataFrame itself.
+AS_SOURCE = {"finance_pipeline/load": "source"}
+
+
+class StoredFrame:
+    """A stored DataFrame that a step reads when it needs it, and only the columns it needs
+    (``bundle.FrameSource``); the step can let it go before its next piece of work."""
+
+    def __init__(self, name: str, fetch: Any):
+        self.name = name
+        self._fetch = fetch  # () -> a path or file-like object of the Parquet file
+
+    def read(self, columns: Any = None) -> pd.DataFrame:
+        import pyarrow.parquet as pq
+
+        source = self._fetch()
+        if columns is not None:
+            have = set(pq.read_schema(source).names)
+            columns = [c for c in columns if c in have]
+            if hasattr(source, "seek"):
+                source.seek(0)
+        return pd.read_parquet(source, columns=columns, engine="pyarrow")
+
+    def __repr__(self) -> str:
+        return f"StoredFrame({self.name!r})"
+
+
 class ParquetIOManager(dg.ConfigurableIOManager):
     """Stores each (asset, partition) as ``<root>/<asset path>/<partition>.parquet|.json``."""
 
     base_dir: str = ""
     s3_bucket: str = ""
     s3_prefix: str = "finance-pipeline/storage"
-    s3: S3Resource = S3Resource()
+    s3: S3Resource
 
     def _stem(self, context: dg.InputContext | dg.OutputContext) -> str:
         key = "/".join(context.asset_key.path)
@@ -92,6 +119,30 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             meta["rows"] = len(obj)
         context.add_output_metadata(meta)
 
+    def _source(self, context: dg.InputContext, stem: str) -> StoredFrame:
+        rel = stem + ".parquet"
+        name = f"{context.asset_key.to_user_string()} {context.asset_partition_key if context.has_asset_partitions else ''}"
+        if not self.s3_bucket:
+            path = self._local(rel)
+            if not path.exists():
+                self._missing(context)
+            return StoredFrame(name.strip(), lambda: str(path))
+
+        def fetch() -> io.BytesIO:
+            data = self._read(rel)
+            if data is None:
+                self._missing(context)
+            return io.BytesIO(data)
+
+        return StoredFrame(name.strip(), fetch)
+
+    @staticmethod
+    def _missing(context: dg.InputContext):
+        raise FileNotFoundError(
+            f"no stored value for {context.asset_key.to_user_string()} partition "
+            f"{context.asset_partition_key if context.has_asset_partitions else '-'}: materialize it first"
+        )
+
     def _read(self, rel: str) -> bytes | None:
         if self.s3_bucket:
             client = self.s3.get_client()
@@ -105,13 +156,12 @@ class ParquetIOManager(dg.ConfigurableIOManager):
     def load_input(self, context: dg.InputContext) -> Any:
         release_unused_memory()
         stem = self._stem(context)
+        if (context.definition_metadata or {}).get("finance_pipeline/load") == "source":
+            return self._source(context, stem)
         for suffix in _SUFFIXES:
             data = self._read(stem + suffix)
             if data is not None:
                 if suffix == ".json":
                     return json.loads(data)
                 return pd.read_parquet(io.BytesIO(data), engine="pyarrow")
-        raise FileNotFoundError(
-            f"no stored value for {context.asset_key.to_user_string()} partition "
-            f"{context.asset_partition_key if context.has_asset_partitions else '-'}: materialize it first"
-        )
+        self._missing(context)

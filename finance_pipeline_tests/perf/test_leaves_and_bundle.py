@@ -253,6 +253,30 @@ def test_bundle_is_byte_identical_to_the_reference(seed, arrow):
     assert bundle.files == files
 
 
+class _Source:
+    """A stored frame as the proof step gets it: read on demand, these of its columns it has."""
+
+    def __init__(self, frame: pd.DataFrame):
+        self.frame, self.asked = frame, []
+
+    def read(self, columns=None) -> pd.DataFrame:
+        self.asked.append(columns)
+        return self.frame if columns is None else self.frame[[c for c in columns if c in self.frame]]
+
+
+def test_bundle_from_sources_is_the_bundle_from_frames():
+    lines, stripe, payouts = scenario_inputs(7, True)
+    tol = Tolerances()
+    report = build_report(reconcile(lines, stripe, payouts, *day_bounds_us(DAY), tol))
+    expected = build_bundle(DAY, lines, stripe, payouts, report, tol, None)
+    sources = [_Source(lines), _Source(stripe), _Source(_stored_before_records(payouts))]
+    bundle = build_bundle(DAY, *sources, report, tol, None)
+    assert bundle.statement == expected.statement and bundle.files == expected.files
+    # Each read once; the pulls only for what the provider file needs (`raw`: older frames).
+    pulls = [("provider", "id", "record", "raw")]
+    assert [s.asked for s in sources] == [[None], pulls, pulls]
+
+
 def test_context_bytes_are_the_context_documents_bytes():
     lines, _, _ = scenario_inputs(3, True)
     tol = Tolerances(time_s=7200, amount_minor=2, per_class_minor={"FEE_MISMATCH": 1})

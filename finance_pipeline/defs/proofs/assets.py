@@ -8,8 +8,8 @@ import json
 import time
 
 import dagster as dg
-import pandas as pd
 
+from finance_pipeline.defs.io_managers import AS_SOURCE, StoredFrame, release_unused_memory
 from finance_pipeline.defs.resources import (
     LedgerResource,
     PublicationResource,
@@ -29,6 +29,10 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
         group_name="proofs",
         partitions_def=partitions_def,
         kinds={"s3"},
+        # The frames come as sources: the bundle reads them one by one and lets each go once
+        # its file is written, and none is held while the package is signed and verified.
+        ins={name: dg.AssetIn(metadata=AS_SOURCE)
+             for name in ("ledger_extract", "stripe_balance_transactions", "payout_settlements")},
         description=(
             "finance-proof/1 package of the day: ledger_entries.jsonl (RFC 8785 leaves), "
             "provider_records.jsonl, reconciliation_report.json and the signed proof_package.json, "
@@ -42,9 +46,9 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
         publication: PublicationResource,
         recon: ReconciliationSettings,
         reconciliation_report: dict,
-        ledger_extract: pd.DataFrame,
-        stripe_balance_transactions: pd.DataFrame,
-        payout_settlements: pd.DataFrame,
+        ledger_extract: StoredFrame,
+        stripe_balance_transactions: StoredFrame,
+        payout_settlements: StoredFrame,
     ) -> dg.MaterializeResult:
         from finance_pipeline.export import registry
         from finance_pipeline.export.bundle import build_bundle
@@ -57,6 +61,7 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
                               reconciliation_report, recon.tolerances(), previous)
         publisher = publication.publisher()
         published = already_published(engine, bundle, publisher)
+        release_unused_memory()  # what building the bundle freed, before the verification's work
         if published is None:
             signers, quorum = signing.signers()
             files = seal(bundle, signers, quorum)
