@@ -196,7 +196,10 @@ def summarize(r: dict[str, Any]) -> dict[str, Any]:
     s["pipeline_total_s"] = _total(s)
     if s["materialize_s"] and s["floor_s"]:
         s["materialize_over_floor"] = round(s["materialize_s"] / s["floor_s"], 2)
-    pipeline_rss = [v for k, v in s["peak_rss_mib"].items() if k != "http" and v]
+    # `providers` builds the pull frames from the whole generated day held as Python dicts, and
+    # `http` runs the sandboxes as well: harness, not pipeline. The pulls' own memory is in
+    # `dagster` (frames built page by page) and `pull_workers`.
+    pipeline_rss = [v for k, v in s["peak_rss_mib"].items() if k not in ("http", "providers") and v]
     s["peak_rss_max_mib"] = max(pipeline_rss) if pipeline_rss else None
     return s
 

@@ -193,8 +193,12 @@ def _signers(work: Path):
 
 
 def stage_core(work: Path) -> dict[str, Any]:
+    """Reconciliation, gates, proof, signing and publication in one process, each holding what
+    its Dagster step holds: the reconciliation reads the Stripe pull without its record texts
+    and its gate reads it whole afterwards; the proof reads the stored frames as sources."""
     import pandas as pd
 
+    from finance_pipeline.defs.io_managers import StoredFrame, release_unused_memory
     from finance_pipeline.export.bundle import LEDGER_FILE, build_bundle
     from finance_pipeline.export.exporter import seal
     from finance_pipeline.publication import LocalPublisher
@@ -205,8 +209,11 @@ def stage_core(work: Path) -> dict[str, Any]:
     cfg = _cfg(work)
     day = cfg["day"]
     lo, hi = _bounds(day)
+    sources = {name: StoredFrame(name, lambda path=work / f"{name}.parquet": str(path))
+               for name in ("lines", "stripe", "payouts")}
+    release_unused_memory()  # as the storage IO manager does before a step's inputs
     lines = pd.read_parquet(work / "lines.parquet")
-    stripe = pd.read_parquet(work / "stripe.parquet")
+    stripe = sources["stripe"].read(without=["record"])
     payouts = pd.read_parquet(work / "payouts.parquet")
     signers, quorum = _signers(work)
     manifest = json.loads((work / "manifest.json").read_text())
@@ -217,7 +224,7 @@ def stage_core(work: Path) -> dict[str, Any]:
     with timer.step("gx_warmup"):
         gates.import_gx()
         gates.run_ledger_checks(lines.head(10))
-        gates.run_stripe_checks(stripe.head(10))
+        gates.run_stripe_checks(sources["stripe"].read().head(10))
         gates.run_payout_checks(payouts.head(10))
         gates.run_parity_checks(pd.DataFrame({c: pd.Series([], dtype=object) for c in
                                               ("class", "provider", "provider_id", "journal_id", "currency",
@@ -227,11 +234,18 @@ def stage_core(work: Path) -> dict[str, Any]:
     with timer.step("reconciliation"):
         rec = reconcile(lines, stripe, payouts, lo, hi, tol)
         report = build_report(rec)
+        del stripe
     with timer.step("checks"):
-        results = [gates.run_ledger_checks(lines), gates.run_stripe_checks(stripe),
-                   gates.run_payout_checks(payouts), gates.run_parity_checks(rec.discrepancies, ParityPolicy())]
+        results = [gates.run_ledger_checks(lines)]
+        release_unused_memory()
+        results += [gates.run_stripe_checks(sources["stripe"].read()), gates.run_payout_checks(payouts),
+                    gates.run_parity_checks(rec.discrepancies, ParityPolicy())]
+    counts, matched = rec.counts, len(rec.matches)
+    del lines, payouts, rec
+    release_unused_memory()  # the step ends; the proof step starts from its stored inputs
     with timer.step("proof"):
-        bundle = build_bundle(day, lines, stripe, payouts, report, tol, None)
+        bundle = build_bundle(day, sources["lines"], sources["stripe"], sources["payouts"], report, tol, None)
+        release_unused_memory()
     with timer.step("signing"):
         files = seal(bundle, signers, quorum)
     out = work / "published"
@@ -239,9 +253,8 @@ def stage_core(work: Path) -> dict[str, Any]:
         published = LocalPublisher(out).publish(day, bundle.statement["proof_id"], files)
 
     expected = (work / "expected_ledger_entries.jsonl").read_bytes()
-    counts = rec.counts
     return timer.result(
-        matched=len(rec.matches), discrepancies=counts, location=published.location,
+        matched=matched, discrepancies=counts, location=published.location,
         gates={r.name: r.success for r in results},
         ledger_file_identical=files[LEDGER_FILE] == expected,
         discrepancies_as_injected=counts == manifest["expected_discrepancies"],

@@ -25,6 +25,24 @@ from finance_pipeline.domain.canonical import canonical_bytes
 _SUFFIXES = (".parquet", ".json")
 
 
+def use_lean_arrow_pool() -> None:
+    """Allocate Arrow memory from jemalloc rather than the wheels' default mimalloc.
+
+    Measured on a million-entry day: the reconciliation peaked 300 MB higher on mimalloc, which
+    keeps freed pages for reuse where jemalloc hands them back. Buffers already allocated stay
+    with their pool. An explicit ``ARROW_DEFAULT_MEMORY_POOL`` is left alone, and so is a build
+    without jemalloc.
+    """
+    import pyarrow as pa
+
+    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL") or pa.default_memory_pool().backend_name == "jemalloc":
+        return
+    try:
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+    except NotImplementedError:
+        pass
+
+
 def release_unused_memory() -> None:
     """Give memory that earlier steps freed back to the OS before a step loads its inputs.
 
@@ -34,6 +52,7 @@ def release_unused_memory() -> None:
     """
     import pyarrow as pa
 
+    use_lean_arrow_pool()
     gc.collect()
     pa.default_memory_pool().release_unused()
     try:
@@ -54,13 +73,15 @@ class StoredFrame:
         self.name = name
         self._fetch = fetch  # () -> a path or file-like object of the Parquet file
 
-    def read(self, columns: Any = None) -> pd.DataFrame:
+    def read(self, columns: Any = None, *, without: Any = ()) -> pd.DataFrame:
+        """These of ``columns`` that the frame has (all for None), less those in ``without``."""
         import pyarrow.parquet as pq
 
         source = self._fetch()
-        if columns is not None:
-            have = set(pq.read_schema(source).names)
-            columns = [c for c in columns if c in have]
+        if columns is not None or without:
+            names = pq.read_schema(source).names
+            keep = names if columns is None else [c for c in columns if c in names]
+            columns = [c for c in keep if c not in set(without)]
             if hasattr(source, "seek"):
                 source.seek(0)
         return pd.read_parquet(source, columns=columns, engine="pyarrow")
