@@ -325,6 +325,13 @@ def test_provider_file_written_a_few_records_at_a_time(monkeypatch):
     assert len(stripe) > 3 * 3
     assert provider_records_file(stripe, payouts) == expected  # in order: the texts as they are
     assert provider_records_file(stripe.iloc[::-1].reset_index(drop=True), payouts) == expected  # sorted
+    # As a stored frame comes back: its texts in several Arrow chunks (Parquet row groups).
+    half = len(stripe) // 2
+    chunked = pa.concat_tables([pa.Table.from_pandas(f.reset_index(drop=True), preserve_index=False)
+                                for f in (stripe.iloc[:half], stripe.iloc[half:])]).to_pandas()
+    assert pa.array(chunked["record"]).num_chunks == 2
+    assert provider_records_file(chunked, payouts) == expected
+    assert provider_records_file(chunked.iloc[::-1].reset_index(drop=True), payouts) == expected
 
 
 def test_a_record_text_that_is_not_canonical_does_not_verify():
