@@ -229,8 +229,8 @@ PULL_COLUMNS = ("provider", "id", "record", "raw")
 
 
 def _release_unused() -> None:
-    """Hand the pages of a frame just let go back to the OS before the next one is read:
-    Arrow's allocator would keep them for reuse."""
+    """Let Arrow's pool hand back the pages of the frame just let go before the next frame is
+    read (its default mimalloc keeps them otherwise)."""
     import gc
 
     import pyarrow as pa

@@ -86,3 +86,24 @@ def test_a_partition_never_stored_is_a_clear_error(manager, consumer):
     assert not result.success
     message = result.get_step_failure_events()[0].step_failure_data.error.cause.message
     assert "stripe_balance_transactions partition 2026-11-03: materialize it first" in message
+
+
+@pytest.mark.parametrize("env, pool", [({}, "jemalloc"), ({"ARROW_DEFAULT_MEMORY_POOL": "system"}, "system")])
+def test_steps_allocate_arrow_memory_from_jemalloc_unless_told_otherwise(env, pool):
+    """In a fresh process: the pool is a process-wide setting."""
+    import os
+    import subprocess
+    import sys
+
+    import pyarrow as pa
+
+    try:
+        pa.jemalloc_memory_pool()
+    except NotImplementedError:
+        pytest.skip("this pyarrow build has no jemalloc")
+    clean = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    code = ("import pyarrow as pa; from finance_pipeline.defs.io_managers import release_unused_memory; "
+            "release_unused_memory(); print(pa.default_memory_pool().backend_name)")
+    out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == pool
