@@ -197,6 +197,7 @@ def stage_core(work: Path) -> dict[str, Any]:
     its Dagster step holds: the reconciliation reads the Stripe pull without its record texts
     and its gate reads it whole afterwards; the proof reads the stored frames as sources."""
     import pandas as pd
+    import pyarrow.parquet as pq
 
     from finance_pipeline.defs.io_managers import StoredFrame, release_unused_memory
     from finance_pipeline.export.bundle import LEDGER_FILE, build_bundle
@@ -209,7 +210,7 @@ def stage_core(work: Path) -> dict[str, Any]:
     cfg = _cfg(work)
     day = cfg["day"]
     lo, hi = _bounds(day)
-    sources = {name: StoredFrame(name, lambda path=work / f"{name}.parquet": str(path))
+    sources = {name: StoredFrame(name, open(work / f"{name}.parquet", "rb"))  # noqa: SIM115
                for name in ("lines", "stripe", "payouts")}
     release_unused_memory()  # as the storage IO manager does before a step's inputs
     lines = pd.read_parquet(work / "lines.parquet")
@@ -224,7 +225,7 @@ def stage_core(work: Path) -> dict[str, Any]:
     with timer.step("gx_warmup"):
         gates.import_gx()
         gates.run_ledger_checks(lines.head(10))
-        gates.run_stripe_checks(sources["stripe"].read().head(10))
+        gates.run_stripe_checks(next(pq.ParquetFile(work / "stripe.parquet").iter_batches(batch_size=10)).to_pandas())
         gates.run_payout_checks(payouts.head(10))
         gates.run_parity_checks(pd.DataFrame({c: pd.Series([], dtype=object) for c in
                                               ("class", "provider", "provider_id", "journal_id", "currency",

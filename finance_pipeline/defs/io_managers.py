@@ -70,24 +70,28 @@ AS_SOURCE = {"finance_pipeline/load": "source"}
 
 class StoredFrame:
     """A stored DataFrame that a step reads when it needs it, and only the columns it needs
-    (``bundle.FrameSource``); the step can let it go before its next piece of work."""
+    (``bundle.FrameSource``); the step can let it go before its next piece of work.
 
-    def __init__(self, name: str, fetch: Any):
+    ``file`` is the Parquet file as it was when the step loaded its inputs: an open local file
+    (a re-materialization replaces the path, not the file already open) or the bytes of the S3
+    object. Every read sees the same version.
+    """
+
+    def __init__(self, name: str, file: Any):
         self.name = name
-        self._fetch = fetch  # () -> a path or file-like object of the Parquet file
+        self._file = file  # a seekable binary file object
 
     def read(self, columns: Any = None, *, without: Any = ()) -> pd.DataFrame:
         """These of ``columns`` that the frame has (all for None), less those in ``without``."""
         import pyarrow.parquet as pq
 
-        source = self._fetch()
         if columns is not None or without:
-            names = pq.read_schema(source).names
+            self._file.seek(0)
+            names = pq.read_schema(self._file).names
             keep = names if columns is None else [c for c in columns if c in names]
             columns = [c for c in keep if c not in set(without)]
-            if hasattr(source, "seek"):
-                source.seek(0)
-        return pd.read_parquet(source, columns=columns, engine="pyarrow")
+        self._file.seek(0)
+        return pd.read_parquet(self._file, columns=columns, engine="pyarrow")
 
     def __repr__(self) -> str:
         return f"StoredFrame({self.name!r})"
@@ -145,20 +149,18 @@ class ParquetIOManager(dg.ConfigurableIOManager):
 
     def _source(self, context: dg.InputContext, stem: str) -> StoredFrame:
         rel = stem + ".parquet"
-        name = f"{context.asset_key.to_user_string()} {context.asset_partition_key if context.has_asset_partitions else ''}"
-        if not self.s3_bucket:
-            path = self._local(rel)
-            if not path.exists():
-                self._missing(context)
-            return StoredFrame(name.strip(), lambda: str(path))
-
-        def fetch() -> io.BytesIO:
-            data = self._read(rel)
+        part = context.asset_partition_key if context.has_asset_partitions else ""
+        name = f"{context.asset_key.to_user_string()} {part}".strip()
+        if self.s3_bucket:
+            data = self._read(rel)  # the compressed file: a fraction of the frame it decodes to
             if data is None:
                 self._missing(context)
-            return io.BytesIO(data)
-
-        return StoredFrame(name.strip(), fetch)
+            return StoredFrame(name, io.BytesIO(data))
+        path = self._local(rel)
+        try:
+            return StoredFrame(name, open(path, "rb"))  # noqa: SIM115 - lives as long as the source
+        except FileNotFoundError:
+            self._missing(context)
 
     @staticmethod
     def _missing(context: dg.InputContext):

@@ -160,6 +160,8 @@ def _write_lines(texts, out: io.BytesIO, order=None) -> None:
     import pyarrow.compute as pc
 
     ls = pa.large_string()
+    if order is not None and isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()  # a chunked take joins all chunks on every call
     n = len(texts) if order is None else len(order)
     for lo in range(0, n, RECORD_CHUNK):
         part = texts.slice(lo, RECORD_CHUNK) if order is None else texts.take(order.slice(lo, RECORD_CHUNK))

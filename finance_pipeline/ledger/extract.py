@@ -354,8 +354,8 @@ def entry_leaves_jsonl(lines: pd.DataFrame, mask: np.ndarray | None = None) -> b
 
 
 def _run_chunks(fn, count: int, sink: Callable[[Any], Any] | None = None) -> list[Any]:
-    """``[fn(k) for k in range(count)]``, two at a time; with ``sink``, each result in order is
-    given to it instead and not kept."""
+    """``[fn(k) for k in range(count)]``, THREADS at a time; with ``sink``, each result in order
+    is given to it instead and not kept."""
     keep: list[Any] = []
     put = sink or keep.append
     if count <= 1 or THREADS <= 1:
@@ -365,7 +365,8 @@ def _run_chunks(fn, count: int, sink: Callable[[Any], Any] | None = None) -> lis
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=THREADS) as pool:
-        # At most THREADS + 1 chunks are alive at once: submit the next as each one is taken.
+        # At most THREADS + 2 chunks are alive at once (THREADS + 1 pending, one being taken):
+        # the next is submitted as each one is taken.
         pending = [pool.submit(fn, k) for k in range(min(count, THREADS + 1))]
         for k in range(count):
             result = pending[k].result()

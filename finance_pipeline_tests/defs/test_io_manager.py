@@ -107,3 +107,17 @@ def test_steps_allocate_arrow_memory_from_jemalloc_unless_told_otherwise(env, po
     out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == pool
+
+
+def test_a_source_reads_the_version_its_step_loaded(manager):
+    """A re-materialization while the step runs does not change what the step reads."""
+    frame = _frame()
+    _run(manager, [pulled])
+    source = manager.load_input(dg.build_input_context(asset_key=pulled.key, partition_key=DAY,
+                                                       definition_metadata=AS_SOURCE))
+    newer = frame.assign(amount=frame["amount"] + 1)
+    manager.handle_output(dg.build_output_context(asset_key=pulled.key, partition_key=DAY), newer)
+    pd.testing.assert_frame_equal(source.read(["amount"]), frame[["amount"]])
+    pd.testing.assert_frame_equal(source.read(without=["record"]), frame.drop(columns=["record"]))
+    fresh = manager.load_input(dg.build_input_context(asset_key=pulled.key, partition_key=DAY))
+    pd.testing.assert_frame_equal(fresh, newer)

@@ -277,6 +277,24 @@ def test_bundle_from_sources_is_the_bundle_from_frames():
     assert [s.asked for s in sources] == [[None], pulls, pulls]
 
 
+def test_bundle_from_stored_parquet_files_with_many_row_groups(tmp_path):
+    """As the proof step reads them: Parquet files, texts split over row groups (Arrow chunks)."""
+    from finance_pipeline.defs.io_managers import StoredFrame
+
+    lines, stripe, payouts = scenario_inputs(11, True)
+    tol = Tolerances()
+    report = build_report(reconcile(lines, stripe, payouts, *day_bounds_us(DAY), tol))
+    expected = build_bundle(DAY, lines, stripe, payouts, report, tol, None)
+    sources = []
+    for name, frame in (("lines", lines), ("stripe", stripe), ("payouts", payouts)):
+        path = tmp_path / f"{name}.parquet"
+        frame.to_parquet(path, index=False, row_group_size=5)
+        sources.append(StoredFrame(name, open(path, "rb")))  # noqa: SIM115
+    assert len(stripe) > 10
+    bundle = build_bundle(DAY, *sources, report, tol, None)
+    assert bundle.statement == expected.statement and bundle.files == expected.files
+
+
 def test_context_bytes_are_the_context_documents_bytes():
     lines, _, _ = scenario_inputs(3, True)
     tol = Tolerances(time_s=7200, amount_minor=2, per_class_minor={"FEE_MISMATCH": 1})
