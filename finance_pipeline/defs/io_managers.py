@@ -40,7 +40,7 @@ def use_lean_arrow_pool() -> None:
         pa.set_memory_pool(pa.jemalloc_memory_pool())
         # Freed pages go back at once. With the default decay a frame the step let go stayed in
         # the RSS (an explicit purge did not lower it) and the 1M proof step peaked at 3.0 GiB
-        # instead of 2.7; the cost is page faults, a few seconds of the 1M day.
+        # instead of 2.7; the cost is page faults, about 15 % of the bench's core stage.
         pa.jemalloc_set_decay_ms(0)
     except NotImplementedError:
         pass
