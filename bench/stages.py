@@ -213,9 +213,9 @@ def stage_core(work: Path) -> dict[str, Any]:
     sources = {name: StoredFrame(name, open(work / f"{name}.parquet", "rb"))  # noqa: SIM115
                for name in ("lines", "stripe", "payouts")}
     release_unused_memory()  # as the storage IO manager does before a step's inputs
-    lines = pd.read_parquet(work / "lines.parquet")
+    lines = sources["lines"].read()
     stripe = sources["stripe"].read(without=["record"])
-    payouts = pd.read_parquet(work / "payouts.parquet")
+    payouts = sources["payouts"].read()
     signers, quorum = _signers(work)
     manifest = json.loads((work / "manifest.json").read_text())
     timer = Timer()

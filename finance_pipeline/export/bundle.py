@@ -160,8 +160,6 @@ def _write_lines(texts, out: io.BytesIO, order=None) -> None:
     import pyarrow.compute as pc
 
     ls = pa.large_string()
-    if order is not None and isinstance(texts, pa.ChunkedArray):
-        texts = texts.combine_chunks()  # a chunked take joins all chunks on every call
     n = len(texts) if order is None else len(order)
     for lo in range(0, n, RECORD_CHUNK):
         part = texts.slice(lo, RECORD_CHUNK) if order is None else texts.take(order.slice(lo, RECORD_CHUNK))
@@ -210,8 +208,9 @@ def provider_records_file(stripe: pd.DataFrame, payouts: pd.DataFrame) -> tuple[
         same = pc.and_(pc.equal(keys["p"].slice(1), keys["p"].slice(0, n - 1)),
                        pc.equal(keys["i"].slice(1), keys["i"].slice(0, n - 1)))
         if not pc.any(same).as_py():
-            _write_lines(pa.chunked_array([c for p in parts for c in p[0].cast(pa.large_string()).chunks],
-                                          pa.large_string()), out, order)
+            # Joined once: a take on chunked texts would join them again for every slice.
+            _write_lines(pa.concat_arrays([c for p in parts for c in p[0].cast(pa.large_string()).chunks]),
+                         out, order)
             return out.getvalue(), n
     from finance_pipeline.proof import package as pkg
 
