@@ -7,8 +7,6 @@ as their canonical JSON bytes, exactly as they would be published.
 
 from __future__ import annotations
 
-import ctypes
-import gc
 import io
 import json
 import os
@@ -21,29 +19,9 @@ from dagster_aws.s3 import S3Resource
 
 from finance_pipeline import settings
 from finance_pipeline.domain.canonical import canonical_bytes
+from finance_pipeline.memory import release_unused, use_lean_arrow_pool
 
 _SUFFIXES = (".parquet", ".json")
-
-
-def use_lean_arrow_pool() -> None:
-    """Allocate Arrow memory from jemalloc rather than the wheels' default mimalloc.
-
-    Measured on a million-entry day: the reconciliation peaked 300 MB higher on mimalloc, which
-    keeps freed pages for reuse. Buffers already allocated stay with their pool. An explicit
-    ``ARROW_DEFAULT_MEMORY_POOL`` is left alone, and so is a build without jemalloc.
-    """
-    import pyarrow as pa
-
-    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL") or pa.default_memory_pool().backend_name == "jemalloc":
-        return
-    try:
-        pa.set_memory_pool(pa.jemalloc_memory_pool())
-        # Freed pages go back at once. With the default decay a frame the step let go stayed in
-        # the RSS (an explicit purge did not lower it) and the 1M proof step peaked at 3.0 GiB
-        # instead of 2.7; the cost is page faults, about 15 % of the bench's core stage.
-        pa.jemalloc_set_decay_ms(0)
-    except NotImplementedError:
-        pass
 
 
 def release_unused_memory() -> None:
@@ -53,15 +31,8 @@ def release_unused_memory() -> None:
     glibc's keep freed pages for reuse, each for itself, so a day's proof step started with
     the extract's and the pulls' gigabytes still counted in its RSS.
     """
-    import pyarrow as pa
-
     use_lean_arrow_pool()
-    gc.collect()
-    pa.default_memory_pool().release_unused()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to trim
-        pass
+    release_unused()
 
 
 # Input metadata asking for a StoredFrame instead of the DataFrame itself.

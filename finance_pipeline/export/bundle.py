@@ -20,6 +20,7 @@ import pandas as pd
 
 from finance_pipeline.domain.canonical import canonical_bytes, canonical_str
 from finance_pipeline.domain.timeutil import day_bounds_us, format_ts_us
+from finance_pipeline.memory import release_unused
 from finance_pipeline.reconciliation.engine import Tolerances
 
 LEDGER_FILE = "ledger_entries.jsonl"
@@ -229,17 +230,6 @@ class FrameSource(Protocol):
 PULL_COLUMNS = ("provider", "id", "record", "raw")
 
 
-def _release_unused() -> None:
-    """Let Arrow's pool hand back the pages of the frame just let go before the next frame is
-    read (its default mimalloc keeps them otherwise)."""
-    import gc
-
-    import pyarrow as pa
-
-    gc.collect()
-    pa.default_memory_pool().release_unused()
-
-
 def _frame(frame: pd.DataFrame | FrameSource, columns: Sequence[str] | None = None) -> pd.DataFrame:
     return frame if isinstance(frame, pd.DataFrame) else frame.read(columns)
 
@@ -275,7 +265,7 @@ def build_bundle(day: str, lines: pd.DataFrame | FrameSource, stripe: pd.DataFra
         ledger_lines = int(day_mask.sum())
         context = context_future.result()
         del lines, ts, day_mask
-        _release_unused()
+        release_unused()  # the ledger frame, before the pulls are read
         provider_bytes, provider_count = provider_records_file(_frame(stripe, PULL_COLUMNS),
                                                                _frame(payouts, PULL_COLUMNS))
         merkle_root = root.result()
