@@ -14,12 +14,21 @@ from finance_pipeline.domain.canonical import MAX_SAFE_INT, canonical_bytes
 from finance_pipeline.domain.journal import parse_entry
 from finance_pipeline.domain.timeutil import day_bounds_us, format_ts_us
 from finance_pipeline.ledger.batches import stage_batch
-from finance_pipeline.ledger.extract import COLUMN_NAMES, DTYPES, entries_from_lines, extract_day_lines
+from finance_pipeline.ledger.extract import (
+    COLUMN_NAMES,
+    DTYPES,
+    entries_from_lines,
+    extract_day_lines,
+    libpq_url,
+    snapshot_cursors,
+)
+from finance_pipeline.ledger.engine import create_ledger_engine
 from finance_pipeline.ledger.posting import post_entries
 from finance_pipeline.ledger.schema import journal_entries
 from finance_pipeline_tests.fixtures.postgres import ADMIN_URL, drop_database
 from finance_pipeline_tests.ledger import (  # noqa: F401  (fixtures)
     DAY,
+    clone_database,
     entry,
     ledger,
     line,
@@ -32,7 +41,7 @@ LO, HI = day_bounds_us(DAY)
 
 
 def _methods(engine) -> list[str]:
-    return ["rows", "copy"] if engine.dialect.name == "postgresql" else ["rows", "json"]
+    return ["rows", "copy", "adbc"] if engine.dialect.name == "postgresql" else ["rows", "json"]
 
 
 def _assert_shape(frame: pd.DataFrame) -> None:
@@ -87,7 +96,7 @@ def icu_pg_ledger(pg_ledger_template):
 def test_code_point_order_holds_under_a_linguistic_collation(icu_pg_ledger):
     ids = ["b", "a", "B", "Z", "é"]
     post_entries(icu_pg_ledger, [entry(jid) for jid in ids])
-    for method in ("rows", "copy"):
+    for method in ("rows", "copy", "adbc"):
         frame = extract_day_lines(icu_pg_ledger, LO, HI, method=method)
         assert frame["journal_id"].drop_duplicates().tolist() == ["B", "Z", "a", "b", "é"]
 
@@ -170,3 +179,39 @@ def test_bad_arguments(sqlite_ledger):
         extract_day_lines(sqlite_ledger, LO, HI, method="fast")
     with pytest.raises(ValueError, match="needs PostgreSQL"):
         extract_day_lines(sqlite_ledger, LO, HI, method="copy")
+    with pytest.raises(ValueError, match="needs PostgreSQL"):
+        extract_day_lines(sqlite_ledger, LO, HI, method="adbc")
+
+
+@pytest.fixture
+def pg_ledger(pg_ledger_template):
+    url = clone_database(pg_ledger_template)
+    engine = create_ledger_engine(url)
+    yield engine
+    engine.dispose()
+    drop_database(url)
+
+
+@pytest.mark.postgres
+def test_the_two_reads_of_the_adbc_extract_share_one_snapshot(pg_ledger):
+    """Entries and lines are read on two connections; a posting that commits between the
+    reads is seen by neither, so no line is ever read without its entry."""
+    post_entries(pg_ledger, [entry("before")])
+    count = ("SELECT count(*) FROM journal_entries", "SELECT count(*) FROM journal_lines")
+    with snapshot_cursors(libpq_url(pg_ledger)) as cursors:
+        post_entries(pg_ledger, [entry("between")])
+        seen = []
+        for cur in cursors:
+            for sql in count:
+                cur.execute(sql)
+                seen.append(cur.fetchone()[0])
+    assert seen == [1, 2, 1, 2]
+    frame = extract_day_lines(pg_ledger, LO, HI, method="adbc")
+    assert frame["journal_id"].drop_duplicates().tolist() == ["before", "between"]
+
+
+@pytest.mark.postgres
+def test_adbc_extract_connects_with_the_engine_credentials(pg_ledger):
+    url = libpq_url(pg_ledger)
+    assert url.startswith("postgresql://") and "+psycopg" not in url
+    assert sa.engine.make_url(url).database == pg_ledger.url.database
