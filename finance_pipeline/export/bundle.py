@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
 import numpy as np
@@ -21,6 +21,7 @@ import pandas as pd
 from finance_pipeline.domain.canonical import canonical_bytes, canonical_str
 from finance_pipeline.domain.timeutil import day_bounds_us, format_ts_us
 from finance_pipeline.memory import release_unused
+from finance_pipeline.proof.verify import Computed
 from finance_pipeline.reconciliation.engine import Tolerances
 
 LEDGER_FILE = "ledger_entries.jsonl"
@@ -36,6 +37,9 @@ class DayBundle:
     day: str
     statement: dict
     files: dict[str, bytes]  # every file but proof_package.json, which needs the signatures
+    # The digests computed over the data files while the statement was built, kept apart from
+    # the statement (which a caller could change): the self-check need not hash them again.
+    computed: dict = field(default_factory=dict)
 
     @property
     def merkle_root(self) -> str:
@@ -281,4 +285,8 @@ def build_bundle(day: str, lines: pd.DataFrame | FrameSource, stripe: pd.DataFra
     )
     files = {LEDGER_FILE: ledger_bytes, PROVIDER_FILE: provider_bytes, REPORT_FILE: report_bytes,
              CONTEXT_FILE: context}
-    return DayBundle(day=day, statement=statement, files=files)
+    computed = {
+        LEDGER_FILE: Computed(ledger_bytes, statement["ledger"]["file_sha256"], merkle_root.hex()),
+        PROVIDER_FILE: Computed(provider_bytes, statement["providers"]["file_sha256"]),
+    }
+    return DayBundle(day=day, statement=statement, files=files, computed=computed)

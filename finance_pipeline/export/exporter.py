@@ -42,7 +42,8 @@ def seal(bundle: DayBundle, signers: Sequence[Any], quorum: Any) -> dict[str, by
     self_check(signatures, s_bytes, signers)
     files = dict(bundle.files)
     files[PACKAGE_FILE] = pkg.package_json(bundle.statement, signatures)
-    result = verify_package(pkg.Package.from_files(files), keyring_from_signers(signers, quorum))
+    result = verify_package(pkg.Package.from_files(files), keyring_from_signers(signers, quorum),
+                            computed=bundle.computed)
     if not result.ok:
         raise ExportError(f"{bundle.day}: the package does not verify, so it is not published: {result.text()}")
     return files

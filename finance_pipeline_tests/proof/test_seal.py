@@ -1,0 +1,77 @@
+"""Sealing a freshly built bundle: signed, then verified as an auditor would before anything
+is published; the digests the bundle computed over its own files are not computed twice."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from finance_pipeline.domain.timeutil import day_bounds_us
+from finance_pipeline.export.bundle import LEDGER_FILE, PROVIDER_FILE, REPORT_FILE, build_bundle
+from finance_pipeline.export.exporter import ExportError, seal
+from finance_pipeline.proof import package as pkg
+from finance_pipeline.proof import verify
+from finance_pipeline.reconciliation import Tolerances, build_report, reconcile
+from finance_pipeline.signing.config import SigningConfig, build_signers, keyring_from_signers
+from finance_pipeline.signing.local_keys import init_keys
+from finance_pipeline_tests.perf.test_leaves_and_bundle import DAY, scenario_inputs
+
+
+@pytest.fixture(scope="module")
+def signing(tmp_path_factory):
+    keys_dir = tmp_path_factory.mktemp("keys")
+    init_keys(keys_dir)
+    cfg = SigningConfig.embedded_default(keys_dir)
+    return build_signers(cfg), cfg.quorum
+
+
+@pytest.fixture
+def bundle():
+    lines, stripe, payouts = scenario_inputs(7, True)
+    tol = Tolerances()
+    report = build_report(reconcile(lines, stripe, payouts, *day_bounds_us(DAY), tol))
+    return build_bundle(DAY, lines, stripe, payouts, report, tol, None)
+
+
+def _count_hashing(monkeypatch) -> dict[str, list[bytes]]:
+    seen: dict[str, list[bytes]] = {"sha256": [], "tree_head": []}
+    sha, tree = verify.sha256_hex, verify.tree_head_of_lines
+    monkeypatch.setattr(verify, "sha256_hex", lambda data: seen["sha256"].append(data) or sha(data))
+    monkeypatch.setattr(verify, "tree_head_of_lines", lambda data: seen["tree_head"].append(data) or tree(data))
+    return seen
+
+
+def test_a_fresh_bundle_is_verified_without_hashing_its_data_files_again(bundle, signing, monkeypatch):
+    seen = _count_hashing(monkeypatch)
+    files = seal(bundle, *signing)
+    assert seen["tree_head"] == []
+    assert seen["sha256"] == [files[REPORT_FILE]]  # the report is small; it is hashed as usual
+    # Every check still runs and passes, as the auditor's verifier (no shortcuts) finds too.
+    result = verify.verify_package(pkg.Package.from_files(files), keyring_from_signers(*signing))
+    assert result.ok and [c.name for c in result.checks] == list(verify.CHECKS)
+
+
+@pytest.mark.parametrize("member", ["file_sha256", "merkle_root"])
+def test_a_statement_changed_after_the_bundle_was_built_is_not_sealed(bundle, signing, member):
+    """The remembered digests are compared with the statement, so a changed statement fails
+    the self-check exactly as it fails an auditor's verification."""
+    bundle.statement["ledger"][member] = "0" * 64
+    bundle.statement["proof_id"] = pkg.compute_proof_id(bundle.statement)
+    with pytest.raises(ExportError, match=f"ledger.{member}"):
+        seal(bundle, *signing)
+
+
+def test_other_bytes_than_the_ones_hashed_are_hashed_again(bundle, signing, monkeypatch):
+    """A file replaced after the build (even by equal bytes) is not covered by what the bundle
+    computed: only the very same object is."""
+    changed = bundle.files[LEDGER_FILE].replace(b'"memo":"', b'"memo":"x', 1)
+    bundle = dataclasses.replace(bundle, files={**bundle.files, LEDGER_FILE: changed})
+    with pytest.raises(ExportError, match="ledger.file_sha256"):
+        seal(bundle, *signing)
+    copy = bytearray(bundle.computed[PROVIDER_FILE].data)
+    seen = _count_hashing(monkeypatch)
+    same = dataclasses.replace(bundle, files={**bundle.files, LEDGER_FILE: bundle.computed[LEDGER_FILE].data,
+                                              PROVIDER_FILE: bytes(copy)})
+    seal(same, *signing)
+    assert bytes(copy) in seen["sha256"] and seen["tree_head"] == []
