@@ -253,7 +253,7 @@ def build_bundle(day: str, lines: pd.DataFrame | FrameSource, stripe: pd.DataFra
 
     from finance_pipeline.ledger.extract import entry_leaves_jsonl
     from finance_pipeline.proof import package as pkg
-    from finance_pipeline.proof.merkle import tree_head_of_lines
+    from finance_pipeline.proof.merkle import tree_head_and_size_of_lines
 
     lo, hi = day_bounds_us(day)
     lines = _frame(lines)
@@ -264,7 +264,7 @@ def build_bundle(day: str, lines: pd.DataFrame | FrameSource, stripe: pd.DataFra
     with ThreadPoolExecutor(max_workers=2) as pool:
         context_future = pool.submit(context_bytes, day, lines, tol)
         ledger_bytes = entry_leaves_jsonl(lines, day_mask)
-        root = pool.submit(tree_head_of_lines, ledger_bytes)
+        root = pool.submit(tree_head_and_size_of_lines, ledger_bytes)
         totals = totals_by_currency(lines.loc[day_mask, ["amount_minor", "direction", "currency"]])
         ledger_lines = int(day_mask.sum())
         context = context_future.result()
@@ -272,7 +272,7 @@ def build_bundle(day: str, lines: pd.DataFrame | FrameSource, stripe: pd.DataFra
         release_unused()  # the ledger frame, before the pulls are read
         provider_bytes, provider_count = provider_records_file(_frame(stripe, PULL_COLUMNS),
                                                                _frame(payouts, PULL_COLUMNS))
-        merkle_root = root.result()
+        merkle_root, ledger_entries = root.result()
     report_bytes = canonical_bytes(report)
     summary = report["summary"]
     statement = pkg.build_statement_for_file(
@@ -281,7 +281,7 @@ def build_bundle(day: str, lines: pd.DataFrame | FrameSource, stripe: pd.DataFra
         matched=int(summary["matched"]), discrepancies=int(sum(summary["discrepancies"].values())),
         previous=previous,
         extra={"reconciliation": {"context_sha256": hashlib.sha256(context).hexdigest()}},
-        merkle_root=merkle_root,
+        merkle_root=merkle_root, ledger_entries=ledger_entries,
     )
     files = {LEDGER_FILE: ledger_bytes, PROVIDER_FILE: provider_bytes, REPORT_FILE: report_bytes,
              CONTEXT_FILE: context}

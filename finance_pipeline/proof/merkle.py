@@ -81,14 +81,20 @@ def line_bounds(data: bytes) -> tuple[list[int], list[int]]:
 def tree_head_of_lines(data: bytes) -> bytes:
     """``tree_head(split_lines(data))`` straight from the file's bytes: no list of a million
     line objects, each leaf is hashed from a slice and dropped."""
+    return tree_head_and_size_of_lines(data)[0]
+
+
+def tree_head_and_size_of_lines(data: bytes) -> tuple[bytes, int]:
+    """(``tree_head_of_lines(data)``, the number of leaves it hashed)."""
     starts, ends = line_bounds(data)
     if not starts:
-        return EMPTY_ROOT
+        return EMPTY_ROOT, 0
     sha = hashlib.sha256
     level = [sha(_LEAF + data[a:b]).digest() for a, b in zip(starts, ends)]
+    size = len(level)
     while len(level) > 1:
         level = _next_level(level)
-    return level[0]
+    return level[0], size
 
 
 def inclusion_path(leaves: Sequence[bytes], index: int) -> list[bytes]:

@@ -277,15 +277,18 @@ def build_statement_for_file(*, day: str | date, ledger_file: bytes, ledger_line
                              provider_records: int, report_bytes: bytes, matched: int, discrepancies: int,
                              previous: Mapping[str, str] | None,
                              extra: Mapping[str, Any] | None = None,
-                             merkle_root: bytes | None = None) -> dict[str, Any]:
+                             merkle_root: bytes | None = None,
+                             ledger_entries: int | None = None) -> dict[str, Any]:
     """``build_statement`` from the written `ledger_entries.jsonl` (its lines are the leaves), so
-    a caller holding the file does not split it into a million leaves first. ``merkle_root``:
-    the file's tree head when the caller already computed it (``tree_head_of_lines``)."""
+    a caller holding the file does not split it into a million leaves first. ``merkle_root``
+    and ``ledger_entries``: the file's tree head and its number of leaves, when the caller
+    already computed them (``tree_head_and_size_of_lines``); the file is not scanned again."""
     statement: dict[str, Any] = {
         "format": FORMAT,
         "interval": interval_of(day),
         "ledger": {
-            "entries": _ledger_file_entries(ledger_file),
+            "entries": (_ledger_file_entries(ledger_file) if ledger_entries is None
+                        else _check_int("ledger_entries", ledger_entries)),
             "lines": _check_int("ledger_lines", ledger_lines),
             "file_sha256": sha256_hex(ledger_file),
             "merkle_root": (merkle_root if merkle_root is not None else tree_head_of_lines(ledger_file)).hex(),

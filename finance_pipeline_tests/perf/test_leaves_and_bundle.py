@@ -36,7 +36,7 @@ from finance_pipeline.ledger.extract import (
     format_ts_arrow,
 )
 from finance_pipeline.proof import package as pkg
-from finance_pipeline.proof.merkle import tree_head, tree_head_of_lines
+from finance_pipeline.proof.merkle import tree_head, tree_head_and_size_of_lines, tree_head_of_lines
 from finance_pipeline.providers.payout_pull import settlements_frame
 from finance_pipeline.providers.stripe_pull import balance_transactions_frame
 from finance_pipeline.reconciliation import Tolerances, build_report, reconcile
@@ -174,7 +174,9 @@ def test_entry_leaves_of_nothing():
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.binary(max_size=6) | st.sampled_from([b"", b"\n", b"\n\n"]), max_size=40).map(b"".join))
 def test_tree_head_of_lines_is_tree_head_of_split_lines(data):
-    assert tree_head_of_lines(data) == tree_head(pkg.split_lines(data))
+    leaves = pkg.split_lines(data)
+    assert tree_head_of_lines(data) == tree_head(leaves)
+    assert tree_head_and_size_of_lines(data) == (tree_head(leaves), len(leaves))
 
 
 @settings(max_examples=100, deadline=None)
@@ -183,8 +185,12 @@ def test_statement_for_the_written_file_is_the_statement_for_the_leaves(leaves):
     args = dict(day="2026-11-02", ledger_lines=2 * len(leaves), totals=[], provider_records_bytes=b"",
                 provider_records=0, report_bytes=b"{}", matched=0, discrepancies=0, previous=None,
                 extra={"reconciliation": {"context_sha256": "0" * 64}})
-    assert (pkg.build_statement_for_file(ledger_file=pkg.ledger_entries_bytes(leaves), **args)
-            == pkg.build_statement(ledger_leaves=leaves, **args))
+    data = pkg.ledger_entries_bytes(leaves)
+    expected = pkg.build_statement(ledger_leaves=leaves, **args)
+    assert pkg.build_statement_for_file(ledger_file=data, **args) == expected
+    # With the tree head and size its caller computed, the file is not scanned again.
+    root, size = tree_head_and_size_of_lines(data)
+    assert pkg.build_statement_for_file(ledger_file=data, merkle_root=root, ledger_entries=size, **args) == expected
 
 
 @pytest.mark.parametrize("bad", [b"a", b"\na\n", b"a\n\nb\n"])
