@@ -29,8 +29,10 @@ from typing import Any, Iterator
 
 US = 1_000_000
 MARGIN_S = 3600
-# The Stripe pull as configured for a busy day (STRIPE_PULL_PROCESSES): one worker per core.
+# The Stripe pull as configured for a busy day (STRIPE_PULL_PROCESSES, STRIPE_HTTP_CLIENT): one
+# worker per core, and the SDK's libcurl client.
 PULL_PROCESSES = 2
+PULL_HTTP_CLIENT = "pycurl"
 
 
 def peak_rss_mib() -> float:
@@ -171,7 +173,7 @@ def stage_http(work: Path) -> dict[str, Any]:
         with timer.step("stripe_pull"):  # the frame is built page by page, as the asset does
             stripe = pull_balance_transactions_frame("sk_test_sandbox", urls["stripe"], lo // US, hi // US,
                                                      concurrency=StripeResource().concurrency,
-                                                     processes=PULL_PROCESSES)
+                                                     processes=PULL_PROCESSES, http_client=PULL_HTTP_CLIENT)
         with timer.step("payout_pull"):
             settled = pull_settlements(urls["payout"], "payout_sandbox_token", format_ts_us(lo), format_ts_us(hi))
             ids = {r["payout_id"] for r in settled}
@@ -303,7 +305,7 @@ def stage_dagster(work: Path) -> dict[str, Any]:
             "PAYOUT_API_BASE": urls["payout"], "FP_STORAGE_DIR": str(root / "storage"),
             "FP_PARTITIONS_START": day, "FP_VAR_DIR": str(root / "var"),
             "FP_PUBLISH_DIR": str(root / "published"), "DAGSTER_HOME": str(root / "home"),
-            "STRIPE_PULL_PROCESSES": str(PULL_PROCESSES),
+            "STRIPE_PULL_PROCESSES": str(PULL_PROCESSES), "STRIPE_HTTP_CLIENT": PULL_HTTP_CLIENT,
         }
         os.environ.update(env)
         for k in ("S3_AUDIT_BUCKET", "KMS_KEY_ID", "FP_SIGNING_KEYS", "FP_SIGNING_QUORUM", "AWS_ENDPOINT_URL",

@@ -56,6 +56,7 @@ def build_resources() -> dict[str, object]:
             api_base=env_or("STRIPE_API_BASE", ""),
             concurrency=env_int_or("STRIPE_PULL_CONCURRENCY", 4),
             processes=env_int_or("STRIPE_PULL_PROCESSES", 1),
+            http_client=env_or("STRIPE_HTTP_CLIENT", "requests"),
         ),
         "payouts": PayoutProviderResource(
             base_url=env_or("PAYOUT_API_BASE", ""),

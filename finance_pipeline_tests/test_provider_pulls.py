@@ -19,6 +19,7 @@ from finance_pipeline.providers.payout_pull import (
 from finance_pipeline.providers.retry import RetryPolicy, parse_retry_after
 from finance_pipeline.providers.stripe_pull import (
     BALANCE_TRANSACTION_COLUMNS,
+    HTTP_CLIENTS,
     balance_transactions_frame,
     pull_balance_transactions,
     pull_balance_transactions_frame,
@@ -145,17 +146,19 @@ def test_a_failing_slice_fails_the_whole_pull(stripe_sandbox):
                                   page_size=20, concurrency=4)
 
 
-def test_pull_honours_retry_after_and_retries_server_errors(stripe_sandbox):
+@pytest.mark.parametrize("http", HTTP_CLIENTS)
+def test_pull_honours_retry_after_and_retries_server_errors(stripe_sandbox, http):
     records = stripe_day(150)
     stripe_sandbox.add_objects(balance_transactions=records)
-    clean = pull_balance_transactions(stripe_sandbox.api_key, stripe_sandbox.url, T0, T0 + DAY, page_size=50)
+    clean = pull_balance_transactions(stripe_sandbox.api_key, stripe_sandbox.url, T0, T0 + DAY, page_size=50,
+                                    http_client=http)
     stripe_sandbox.clear_requests()
 
     # First page goes through; the second page meets two 429s (Retry-After: 1) and a 500.
     stripe_sandbox.set_faults(after=1, rate_limit=2, retry_after=1, server_error=1)
     retry, sleep = policy(base=0.25)
     got = pull_balance_transactions(
-        stripe_sandbox.api_key, stripe_sandbox.url, T0, T0 + DAY, retry=retry, page_size=50
+        stripe_sandbox.api_key, stripe_sandbox.url, T0, T0 + DAY, retry=retry, page_size=50, http_client=http
     )
 
     assert got == clean and len(got) == 150
@@ -187,22 +190,26 @@ def test_retries_exhausted_is_a_provider_error(stripe_sandbox):
     assert len(stripe_sandbox.requests()) == 3 and sleep.waits == [1.0, 1.0]
 
 
-def test_connection_errors_are_retried_then_reported(stripe_sandbox):
+@pytest.mark.parametrize("http", HTTP_CLIENTS)
+def test_connection_errors_are_retried_then_reported(stripe_sandbox, http):
     stripe_sandbox.add_objects(balance_transactions=stripe_day(3))
     retry, sleep = policy(base=0.01)
     stripe_sandbox.set_faults(disconnect=2)
-    assert len(pull_balance_transactions(stripe_sandbox.api_key, stripe_sandbox.url, T0, T0 + DAY, retry=retry)) == 3
+    assert len(pull_balance_transactions(stripe_sandbox.api_key, stripe_sandbox.url, T0, T0 + DAY, retry=retry,
+                                         http_client=http)) == 3
     assert sleep.waits == [0.01, 0.02]
     stripe_sandbox.set_faults(disconnect=5)
     with pytest.raises(ProviderError) as exc:
-        pull_balance_transactions(stripe_sandbox.api_key, stripe_sandbox.url, T0, T0 + DAY, retry=policy(3, 0.01)[0])
+        pull_balance_transactions(stripe_sandbox.api_key, stripe_sandbox.url, T0, T0 + DAY, retry=policy(3, 0.01)[0],
+                                  http_client=http)
     assert exc.value.status is None and "connection" in str(exc.value)
 
 
-def test_bad_key_fails_at_once(stripe_sandbox):
+@pytest.mark.parametrize("http", HTTP_CLIENTS)
+def test_bad_key_fails_at_once(stripe_sandbox, http):
     retry, sleep = policy()
     with pytest.raises(ProviderError) as exc:
-        pull_balance_transactions("sk_test_wrong", stripe_sandbox.url, T0, T0 + DAY, retry=retry)
+        pull_balance_transactions("sk_test_wrong", stripe_sandbox.url, T0, T0 + DAY, retry=retry, http_client=http)
     assert exc.value.status == 401 and "API key" in str(exc.value)
     assert len(stripe_sandbox.requests()) == 1 and sleep.waits == []
 
@@ -285,16 +292,20 @@ def test_a_bad_record_fails_the_frame_pull_and_names_the_record(stripe_sandbox):
                                         page_size=10, concurrency=3)
 
 
-def test_worker_processes_pull_the_same_frame(stripe_sandbox):
+@pytest.mark.parametrize("http", HTTP_CLIENTS)
+def test_worker_processes_pull_the_same_frame(stripe_sandbox, http):
     records = stripe_day(230)
     records[5]["exchange_rate"] = 1.0834
     stripe_sandbox.add_objects(balance_transactions=records)
     one = pull_balance_transactions_frame(stripe_sandbox.api_key, stripe_sandbox.url, T0, T0 + DAY,
                                           page_size=17, concurrency=2)
     many = pull_balance_transactions_frame(stripe_sandbox.api_key, stripe_sandbox.url, T0, T0 + DAY,
-                                           page_size=17, concurrency=2, processes=3)
+                                           page_size=17, concurrency=2, processes=3,
+                                           http_client=http)
     pd.testing.assert_frame_equal(many, one)
     assert len(many) == 230
+    with pytest.raises(ValueError, match="STRIPE_HTTP_CLIENT"):
+        pull_balance_transactions_frame(stripe_sandbox.api_key, stripe_sandbox.url, T0, T0 + DAY, http_client="curl")
     with pytest.raises(ValueError, match="processes must be an int from 1 to 32"):
         pull_balance_transactions_frame(stripe_sandbox.api_key, stripe_sandbox.url, T0, T0 + DAY, processes=0)
     with pytest.raises(ValueError, match="concurrency must be an int from 1 to 64"):

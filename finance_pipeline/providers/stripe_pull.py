@@ -51,12 +51,34 @@ BALANCE_TRANSACTION_COLUMNS: dict[str, str] = {
 }
 
 
-def _client(api_key: str, api_base: str, timeout_s: float) -> stripe.StripeClient:
+# The SDK's HTTP clients the pulls can use (STRIPE_HTTP_CLIENT). ``pycurl`` (libcurl) spends
+# about a third less CPU per page than ``requests`` (bench/README.md), which matters when a busy
+# day's pull is bound by decoding pages; its timeouts are the SDK's own (30 s to connect, 80 s
+# in all), so ``timeout_s`` applies to ``requests`` only.
+HTTP_CLIENTS = ("requests", "pycurl")
+
+
+def _check_http_client(http_client: str) -> None:
+    if http_client not in HTTP_CLIENTS:
+        raise ValueError(f"http_client (STRIPE_HTTP_CLIENT) must be one of {', '.join(HTTP_CLIENTS)}, "
+                         f"got {http_client!r}")
+
+
+def _client(api_key: str, api_base: str, timeout_s: float, http_client: str = "requests") -> stripe.StripeClient:
+    _check_http_client(http_client)
+    if http_client == "pycurl":
+        try:
+            http = stripe.PycurlClient()
+        except ImportError as exc:  # pragma: no cover - pycurl is a declared dependency
+            raise ValueError(f"STRIPE_HTTP_CLIENT=pycurl needs the pycurl package ({exc}); "
+                             "install it or use requests") from None
+    else:
+        http = stripe.RequestsClient(timeout=timeout_s)
     return stripe.StripeClient(
         api_key,
         base_addresses={"api": api_base.rstrip("/")},
         max_network_retries=0,
-        http_client=stripe.RequestsClient(timeout=timeout_s),
+        http_client=http,
     )
 
 
@@ -218,19 +240,22 @@ def pull_balance_transactions(
     type: str | None = None,
     timeout_s: float = 60.0,
     concurrency: int = 1,
+    http_client: str = "requests",
 ) -> list[dict]:
     """Every balance transaction created in [created_gte, created_lt) (unix seconds), as plain
     dicts exactly as Stripe sent them, newest first. ``payout``/``type`` narrow the list;
-    ``concurrency`` pages that many slices of the window at once.
+    ``concurrency`` pages that many slices of the window at once; ``http_client``: one of
+    ``HTTP_CLIENTS``.
     """
     _check_window(created_gte, created_lt)
+    _check_http_client(http_client)
     params: dict[str, Any] = {}
     if payout is not None:
         params["payout"] = payout
     if type is not None:
         params["type"] = type
     return _pull_window("/v1/balance_transactions", params, created_gte, created_lt,
-                        lambda: _client(api_key, api_base, timeout_s), retry, page_size, concurrency)
+                        lambda: _client(api_key, api_base, timeout_s, http_client), retry, page_size, concurrency)
 
 
 def pull_payouts(
@@ -244,12 +269,14 @@ def pull_payouts(
     status: str | None = None,
     timeout_s: float = 60.0,
     concurrency: int = 1,
+    http_client: str = "requests",
 ) -> list[dict]:
     """Every payout created in [created_gte, created_lt) as plain dicts, newest first."""
     _check_window(created_gte, created_lt)
+    _check_http_client(http_client)
     params: dict[str, Any] = {} if status is None else {"status": status}
     return _pull_window("/v1/payouts", params, created_gte, created_lt,
-                        lambda: _client(api_key, api_base, timeout_s), retry, page_size, concurrency)
+                        lambda: _client(api_key, api_base, timeout_s, http_client), retry, page_size, concurrency)
 
 
 def _json_safe(value: Any) -> Any:
@@ -391,6 +418,7 @@ def pull_balance_transactions_frame(
     timeout_s: float = 60.0,
     concurrency: int = 1,
     processes: int = 1,
+    http_client: str = "requests",
 ) -> pd.DataFrame:
     """``balance_transactions_frame(pull_balance_transactions(...))``, each page turned into
     columns as it arrives: a million decoded records at once take gigabytes, their columns
@@ -403,6 +431,7 @@ def pull_balance_transactions_frame(
     limit sees). The workers hand back Arrow record batches; the frame is the same.
     """
     _check_window(created_gte, created_lt)
+    _check_http_client(http_client)
     if isinstance(processes, bool) or not isinstance(processes, int) or not 1 <= processes <= 32:
         raise ValueError(f"processes must be an int from 1 to 32, got {processes!r}")
     parts = max(1, min(processes, created_lt - created_gte))
@@ -411,7 +440,7 @@ def pull_balance_transactions_frame(
         parts = min(parts, concurrency)  # every worker pages at least one slice
     if parts == 1:
         return _frame(_pull_batches(api_key, api_base, created_gte, created_lt, retry, page_size,
-                                    timeout_s, concurrency))
+                                    timeout_s, concurrency, http_client))
     import multiprocessing
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 
@@ -422,7 +451,7 @@ def pull_balance_transactions_frame(
     stop = context.Event()  # set when one part fails: the others stop after their pages in flight
     with ProcessPoolExecutor(parts, mp_context=context, initializer=_worker_init, initargs=(stop,)) as pool:
         futures = [pool.submit(_pull_part, api_key, api_base, bounds[i], bounds[i + 1], retry, page_size,
-                               timeout_s, each[i]) for i in range(parts)]
+                               timeout_s, each[i], http_client) for i in range(parts)]
         try:
             wait(futures, return_when=FIRST_EXCEPTION)
             failed = next((f for f in futures if f.done() and f.exception() is not None), None)
@@ -453,8 +482,9 @@ def _pull_part(*args: Any) -> list[Any]:
 
 
 def _pull_batches(api_key: str, api_base: str, created_gte: int, created_lt: int, retry: RetryPolicy,
-                  page_size: int, timeout_s: float, concurrency: int, stop: Any = None) -> list[Any]:
+                  page_size: int, timeout_s: float, concurrency: int, http_client: str = "requests",
+                  stop: Any = None) -> list[Any]:
     """The window's pages as Arrow record batches (module level: worker processes run it)."""
     return _pull_window("/v1/balance_transactions", {}, created_gte, created_lt,
-                        lambda: _client(api_key, api_base, timeout_s), retry, page_size, concurrency,
+                        lambda: _client(api_key, api_base, timeout_s, http_client), retry, page_size, concurrency,
                         on_page=_batch, ids_of=lambda batch: batch.column("id").to_pylist(), stop=stop)
