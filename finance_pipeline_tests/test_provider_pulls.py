@@ -304,6 +304,9 @@ def test_worker_processes_pull_the_same_frame(stripe_sandbox, http):
                                            http_client=http)
     pd.testing.assert_frame_equal(many, one)
     assert len(many) == 230
+    # The workers paged with the HTTP library asked for (the SDK names it in every request).
+    libraries = {json.loads(e["client"])["httplib"] for e in stripe_sandbox.requests()}
+    assert libraries == {"requests", http}
     with pytest.raises(ValueError, match="STRIPE_HTTP_CLIENT"):
         pull_balance_transactions_frame(stripe_sandbox.api_key, stripe_sandbox.url, T0, T0 + DAY, http_client="curl")
     with pytest.raises(ValueError, match="processes must be an int from 1 to 32"):

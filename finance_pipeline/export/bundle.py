@@ -37,8 +37,8 @@ class DayBundle:
     day: str
     statement: dict
     files: dict[str, bytes]  # every file but proof_package.json, which needs the signatures
-    # The digests computed over the data files while the statement was built, kept apart from
-    # the statement (which a caller could change): the self-check need not hash them again.
+    # The ledger file's tree head as computed over its bytes, kept apart from the statement
+    # (which a caller could change): the self-check need not build the tree again.
     computed: dict = field(default_factory=dict)
 
     @property
@@ -285,8 +285,5 @@ def build_bundle(day: str, lines: pd.DataFrame | FrameSource, stripe: pd.DataFra
     )
     files = {LEDGER_FILE: ledger_bytes, PROVIDER_FILE: provider_bytes, REPORT_FILE: report_bytes,
              CONTEXT_FILE: context}
-    computed = {
-        LEDGER_FILE: Computed(ledger_bytes, statement["ledger"]["file_sha256"], merkle_root.hex()),
-        PROVIDER_FILE: Computed(provider_bytes, statement["providers"]["file_sha256"]),
-    }
+    computed = {LEDGER_FILE: Computed(ledger_bytes, merkle_root)}
     return DayBundle(day=day, statement=statement, files=files, computed=computed)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import io
 import itertools
+import logging
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
@@ -100,13 +101,21 @@ def extract_day_lines(
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     dialect = engine.dialect.name
-    if method == "auto":
+    chosen = method == "auto"
+    if chosen:
         method = {"postgresql": "adbc" if _has_adbc() else "copy", "sqlite": "json"}.get(dialect, "rows")
     if method in ("copy", "adbc") and dialect != "postgresql":
         raise ValueError(f"method={method!r} needs PostgreSQL")
     lo_us, hi_us = int(lo_us), int(hi_us)
     if method == "adbc":
-        return _to_frame(_read_adbc(engine, lo_us, hi_us))
+        try:
+            return _to_frame(_read_adbc(engine, lo_us, hi_us))
+        except AdbcConnectError as exc:
+            if not chosen:
+                raise
+            # Its own libpq and connection string; psycopg's connection may still work.
+            logging.getLogger(__name__).warning("%s; reading through psycopg's COPY instead", exc)
+            method = "copy"
     with engine.connect() as conn:
         if method == "copy":
             batches = list(_read_copy(conn, lo_us, hi_us, chunk_rows))
@@ -225,9 +234,22 @@ def _has_adbc() -> bool:
     return True
 
 
-def libpq_url(engine: sa.Engine) -> str:
-    """The engine's database as a libpq URI (``postgresql://user:pw@host:port/db?...``)."""
-    return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+def libpq_conninfo(engine: sa.Engine) -> str:
+    """The engine's database as a libpq ``key=value`` connection string (the URL's host, port,
+    user, password, database and query parameters, each quoted as libpq reads it)."""
+    from psycopg.conninfo import make_conninfo
+
+    url = engine.url
+    params = {k: (v[-1] if isinstance(v, tuple) else v) for k, v in url.query.items()}
+    for key, value in (("host", url.host), ("port", url.port), ("user", url.username),
+                       ("password", url.password), ("dbname", url.database)):
+        if value is not None:
+            params.setdefault(key, str(value))
+    return make_conninfo("", **params)
+
+
+class AdbcConnectError(RuntimeError):
+    """ADBC's driver could not open its connections (the ``copy`` reader may still work)."""
 
 
 @contextmanager
@@ -241,7 +263,10 @@ def snapshot_cursors(url: str, count: int = 2) -> Iterator[list[Any]]:
     cursors: list[Any] = []
     try:
         for _ in range(count):
-            conns.append(adbc.connect(url, autocommit=True))
+            try:
+                conns.append(adbc.connect(url, autocommit=True))
+            except adbc.Error as exc:
+                raise AdbcConnectError(f"ADBC could not connect to the ledger database: {exc}") from exc
             cursors.append(conns[-1].cursor())
         first = cursors[0]
         first.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -252,14 +277,19 @@ def snapshot_cursors(url: str, count: int = 2) -> Iterator[list[Any]]:
             cur.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")  # the server's own id, not input
         yield cursors
     finally:
+        # Each one closed on its own: a broken connection must not leave the others open or
+        # hide the error that broke it.
         for cur in cursors:
-            try:
-                cur.execute("ROLLBACK")
-            except Exception:  # noqa: BLE001 - a broken connection has no transaction left
-                pass
-            cur.close()
+            for step in (lambda: cur.execute("ROLLBACK"), cur.close):
+                try:
+                    step()
+                except Exception:  # noqa: BLE001 - nothing left to roll back or close
+                    pass
         for conn in conns:
-            conn.close()
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001
+                pass
 
 
 def _sql(engine: sa.Engine, stmt: sa.Select) -> str:
@@ -283,7 +313,7 @@ def _read_adbc(engine: sa.Engine, lo_us: int, hi_us: int) -> pa.Table:
         cur.execute(sql)
         return cur.fetch_arrow_table()
 
-    with snapshot_cursors(libpq_url(engine)) as (entry_cur, line_cur), \
+    with snapshot_cursors(libpq_conninfo(engine)) as (entry_cur, line_cur), \
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="extract-lines") as pool:
         pending = pool.submit(read, line_cur, lines_sql)
         entries = read(entry_cur, entries_sql)

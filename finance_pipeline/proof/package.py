@@ -272,6 +272,17 @@ def _ledger_file_entries(ledger_file: bytes) -> int:
     return ledger_file.count(b"\n")
 
 
+def _given_entries(ledger_file: bytes, entries: Any) -> int:
+    """The caller's leaf count, with the checks that cost nothing (the self-verification before
+    publishing reads every line)."""
+    count = _check_int("ledger_entries", entries)
+    if ledger_file and (not ledger_file.endswith(b"\n") or ledger_file.startswith(b"\n")) or (
+            (count == 0) != (not ledger_file)):
+        raise PackageError("ledger file: must be non-empty canonical leaves, each followed by one newline; "
+                           "write it with ledger_entries_bytes()")
+    return count
+
+
 def build_statement_for_file(*, day: str | date, ledger_file: bytes, ledger_lines: int,
                              totals: Sequence[Mapping[str, Any]], provider_records_bytes: bytes,
                              provider_records: int, report_bytes: bytes, matched: int, discrepancies: int,
@@ -288,7 +299,7 @@ def build_statement_for_file(*, day: str | date, ledger_file: bytes, ledger_line
         "interval": interval_of(day),
         "ledger": {
             "entries": (_ledger_file_entries(ledger_file) if ledger_entries is None
-                        else _check_int("ledger_entries", ledger_entries)),
+                        else _given_entries(ledger_file, ledger_entries)),
             "lines": _check_int("ledger_lines", ledger_lines),
             "file_sha256": sha256_hex(ledger_file),
             "merkle_root": (merkle_root if merkle_root is not None else tree_head_of_lines(ledger_file)).hex(),

@@ -58,17 +58,17 @@ _MAX_LISTED = 5  # problems named per check; the rest are counted
 
 @dataclass(frozen=True)
 class Computed:
-    """What a caller already computed over these very bytes: a package that was just built
-    is checked without hashing the same bytes object a second time.
+    """The tree head a caller computed over these very bytes (``data``, checked by identity),
+    so a package that was just built is checked without building its Merkle tree twice.
 
-    Only ``data`` itself (the same object, checked by identity) is covered; any other bytes
-    are hashed as usual. Deterministic code over the same bytes gives the same digest, so
-    the check's outcome is unchanged. An auditor's verification never passes this.
+    Only ``data`` itself (the same object) is covered; any other bytes get their tree built as
+    usual. The same deterministic code over the same bytes gives the same head, so the
+    check's outcome is unchanged. File hashes are always computed (cheap, off the GIL). An
+    auditor's verification never passes this.
     """
 
     data: bytes
-    sha256: str
-    merkle_root: str | None = None
+    merkle_root: bytes
 
 
 def _computed(computed: dict[str, Computed], file: str, data: bytes | None) -> Computed | None:
@@ -192,7 +192,7 @@ def verify_package(pkg: Package, keyring: Keyring, *, require_files: bool = True
                    previous_package: Package | None = None,
                    computed: dict[str, Computed] | None = None) -> VerifyResult:
     """Run every check of `CHECKS` (and ``previous`` when a previous package is given).
-    ``computed``: digests the caller computed over these files' very bytes (`Computed`)."""
+    ``computed``: tree heads the caller computed over these files' very bytes (`Computed`)."""
     run = _Run()
     doc, st, s_bytes, problem = _parse_statement(pkg)
     names = CHECKS + ((PREVIOUS_CHECK,) if previous_package is not None else ())
@@ -240,8 +240,7 @@ class _Work:
         if ledger is not None:
             lo, hi = parse_ts_us(st["interval"]["from"]), parse_ts_us(st["interval"]["to"])
             self._futures["ledger"] = self._pool.submit(_fast_ledger, ledger, lo, hi)
-            known = _computed(computed, LEDGER_FILE, ledger)
-            if known is None or known.merkle_root is None:
+            if _computed(computed, LEDGER_FILE, ledger) is None:
                 self._futures["root"] = self._pool.submit(tree_head_of_lines, ledger)
         if providers is not None:
             self._futures["providers"] = self._pool.submit(_fast_providers, providers)
@@ -267,11 +266,9 @@ def _absent(run: _Run, names: tuple[str, ...], file: str, require_files: bool) -
             run.skip(name, f"{file} not provided")
 
 
-def _compare_hash(run: _Run, name: str, st: dict, dotted: str, data: bytes, file: str,
-                  work: _Work | None = None) -> None:
+def _compare_hash(run: _Run, name: str, st: dict, dotted: str, data: bytes, file: str) -> None:
     want, err = _hex_field(st, dotted)
-    known = _computed(work.computed, file, data) if work else None
-    got = known.sha256 if known is not None else sha256_hex(data)
+    got = sha256_hex(data)
     if want is None:
         run.add(name, False, err)
     else:
@@ -299,13 +296,13 @@ def _ledger_checks(run: _Run, data: bytes | None, st: dict, require_files: bool,
     if data is None:
         _absent(run, names, LEDGER_FILE, require_files)
         return
-    _compare_hash(run, "ledger.file_sha256", st, "ledger.file_sha256", data, LEDGER_FILE, work)
+    _compare_hash(run, "ledger.file_sha256", st, "ledger.file_sha256", data, LEDGER_FILE)
     lo = parse_ts_us(st["interval"]["from"])
     hi = parse_ts_us(st["interval"]["to"])
     fast = work.get("ledger", lambda: _fast_ledger(data, lo, hi)) if work else _fast_ledger(data, lo, hi)
     known = _computed(work.computed, LEDGER_FILE, data) if work else None
-    if known is not None and known.merkle_root is not None:
-        root = bytes.fromhex(known.merkle_root)
+    if known is not None:
+        root = known.merkle_root
     else:
         root = work.get("root", lambda: tree_head_of_lines(data)) if work else tree_head_of_lines(data)
     if fast is not None:
@@ -670,7 +667,7 @@ def _provider_checks(run: _Run, data: bytes | None, st: dict, require_files: boo
     if data is None:
         _absent(run, names, PROVIDERS_FILE, require_files)
         return
-    _compare_hash(run, "providers.file_sha256", st, "providers.file_sha256", data, PROVIDERS_FILE, work)
+    _compare_hash(run, "providers.file_sha256", st, "providers.file_sha256", data, PROVIDERS_FILE)
     count = work.get("providers", lambda: _fast_providers(data)) if work else _fast_providers(data)
     if count is not None:
         _compare_int(run, "providers.records", st, "providers.records", count, "records")

@@ -267,6 +267,8 @@ class RequestLog:
                     "params": {k: v[0] if len(v) == 1 else v for k, v in req.query.items()},
                     "status": status,
                     "fault": fault,
+                    # What the client says it is (Stripe's SDK names its HTTP library here).
+                    "client": req.headers.get("x-stripe-client-user-agent") or req.headers.get("user-agent"),
                 }
             )
 

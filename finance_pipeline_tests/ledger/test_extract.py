@@ -7,6 +7,7 @@ import random
 import uuid
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
@@ -19,7 +20,7 @@ from finance_pipeline.ledger.extract import (
     DTYPES,
     entries_from_lines,
     extract_day_lines,
-    libpq_url,
+    libpq_conninfo,
     snapshot_cursors,
 )
 from finance_pipeline.ledger.engine import create_ledger_engine
@@ -198,7 +199,7 @@ def test_the_two_reads_of_the_adbc_extract_share_one_snapshot(pg_ledger):
     reads is seen by neither, so no line is ever read without its entry."""
     post_entries(pg_ledger, [entry("before")])
     count = ("SELECT count(*) FROM journal_entries", "SELECT count(*) FROM journal_lines")
-    with snapshot_cursors(libpq_url(pg_ledger)) as cursors:
+    with snapshot_cursors(libpq_conninfo(pg_ledger)) as cursors:
         post_entries(pg_ledger, [entry("between")])
         seen = []
         for cur in cursors:
@@ -210,8 +211,80 @@ def test_the_two_reads_of_the_adbc_extract_share_one_snapshot(pg_ledger):
     assert frame["journal_id"].drop_duplicates().tolist() == ["before", "between"]
 
 
+def test_the_adbc_connection_string_is_the_engine_url_as_libpq_reads_it():
+    from psycopg.conninfo import conninfo_to_dict
+
+    password = "p@:/%+ x'\\"
+    url = sa.engine.URL.create("postgresql+psycopg", username="fin ops", password=password, host="db.internal",
+                               port=6432, database="led ger",
+                               query={"options": "-c search_path=ledger", "sslmode": "require"})
+    got = conninfo_to_dict(libpq_conninfo(sa.create_engine(url)))
+    assert got == {"user": "fin ops", "password": password, "host": "db.internal", "port": "6432",
+                   "dbname": "led ger", "options": "-c search_path=ledger", "sslmode": "require"}
+    socket = sa.create_engine("postgresql+psycopg://fp@/ledger?host=/var/run/postgresql")
+    assert conninfo_to_dict(libpq_conninfo(socket)) == {"user": "fp", "dbname": "ledger",
+                                                        "host": "/var/run/postgresql"}
+
+
 @pytest.mark.postgres
-def test_adbc_extract_connects_with_the_engine_credentials(pg_ledger):
-    url = libpq_url(pg_ledger)
-    assert url.startswith("postgresql://") and "+psycopg" not in url
-    assert sa.engine.make_url(url).database == pg_ledger.url.database
+def test_auto_falls_back_to_copy_when_adbc_cannot_connect(pg_ledger, monkeypatch, caplog):
+    import finance_pipeline.ledger.extract as extract
+
+    post_entries(pg_ledger, [entry("J-1"), entry("J-2")])
+    reference = extract_day_lines(pg_ledger, LO, HI, method="copy")
+    monkeypatch.setattr(extract, "libpq_conninfo", lambda engine: "host=127.0.0.1 port=1 connect_timeout=2")
+    with pytest.raises(extract.AdbcConnectError):
+        extract_day_lines(pg_ledger, LO, HI, method="adbc")
+    pd.testing.assert_frame_equal(extract_day_lines(pg_ledger, LO, HI), reference)
+    assert "reading through psycopg's COPY instead" in caplog.text
+
+
+class _FakeCursor:
+    """An ADBC cursor that returns a given table for the entries or the lines query."""
+
+    def __init__(self, tables: dict[str, pa.Table]) -> None:
+        self.tables, self.table = tables, None
+
+    def execute(self, sql: str) -> None:
+        self.table = self.tables["lines" if "journal_lines.line_no" in sql else "entries"]
+
+    def fetch_arrow_table(self) -> pa.Table:
+        return self.table
+
+
+def test_the_adbc_reader_orders_rows_whatever_order_the_server_sends(ledger, monkeypatch):
+    """The server's row order is not defined (a hash join, a parallel scan); the reader's join
+    and sort must give the reference frame from any order of entries and of lines."""
+    import contextlib
+
+    import numpy as np
+
+    import finance_pipeline.ledger.extract as extract
+
+    entries = _tricky_entries()
+    stage_batch(ledger, "batch-x", entries[:3], "x.jsonl")
+    post_entries(ledger, entries[3:])
+    post_entries(ledger, [entry(f"M-{i}", lines=[line("cash", "debit", 10 + i), line("fees", "debit", 5),
+                                                  line("cash", "debit", 1), line("revenue", "credit", 16 + i)])
+                          for i in range(5)])
+    reference = extract_day_lines(ledger, LO, HI, method="rows")
+    table = pa.Table.from_pandas(reference, preserve_index=False)
+    rng = np.random.default_rng(3)
+    first = ~reference["journal_id"].duplicated().to_numpy()
+    entry_cols = list(COLUMN_NAMES[:10])
+    served = {
+        "entries": table.select(entry_cols).filter(pa.array(first)).take(rng.permutation(int(first.sum()))),
+        "lines": pa.table({
+            "journal_id": table["journal_id"], "line_no": table["line_no"].cast(pa.int32()),
+            "account_id": table["account_id"], "direction": table["direction"],
+            "amount_minor": table["amount_minor"], "currency": table["currency"], "role": table["account_role"],
+        }).take(rng.permutation(len(reference))),
+    }
+    assert served["lines"]["line_no"].to_pylist() != sorted(served["lines"]["line_no"].to_pylist())
+
+    @contextlib.contextmanager
+    def fake(conninfo):
+        yield [_FakeCursor(served), _FakeCursor(served)]
+
+    monkeypatch.setattr(extract, "snapshot_cursors", fake)
+    pd.testing.assert_frame_equal(extract._to_frame(extract._read_adbc(ledger, LO, HI)), reference)

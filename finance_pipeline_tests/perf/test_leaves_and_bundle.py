@@ -195,10 +195,17 @@ def test_statement_for_the_written_file_is_the_statement_for_the_leaves(leaves):
 
 @pytest.mark.parametrize("bad", [b"a", b"\na\n", b"a\n\nb\n"])
 def test_a_malformed_ledger_file_is_refused(bad):
+    args = dict(day="2026-11-02", ledger_file=bad, ledger_lines=0, totals=[], provider_records_bytes=b"",
+                provider_records=0, report_bytes=b"{}", matched=0, discrepancies=0, previous=None)
     with pytest.raises(pkg.PackageError):
-        pkg.build_statement_for_file(day="2026-11-02", ledger_file=bad, ledger_lines=0, totals=[],
-                                     provider_records_bytes=b"", provider_records=0, report_bytes=b"{}",
-                                     matched=0, discrepancies=0, previous=None)
+        pkg.build_statement_for_file(**args)
+    # With the count given, the checks that cost nothing still run (an empty line in the
+    # middle is left to the self-verification, which reads every line).
+    if bad != b"a\n\nb\n":
+        with pytest.raises(pkg.PackageError):
+            pkg.build_statement_for_file(**args, ledger_entries=2)
+    with pytest.raises(pkg.PackageError):
+        pkg.build_statement_for_file(**{**args, "ledger_file": b""}, ledger_entries=1)
 
 
 # --- the bundle --------------------------------------------------------------------------------
