@@ -39,7 +39,7 @@ class DayBundle:
     files: dict[str, bytes]  # every file but proof_package.json, which needs the signatures
     # The ledger file's tree head as computed over its bytes, kept apart from the statement
     # (which a caller could change): the self-check need not build the tree again.
-    computed: dict = field(default_factory=dict)
+    computed: dict[str, Computed] = field(default_factory=dict)
 
     @property
     def merkle_root(self) -> str:

@@ -3,9 +3,9 @@
 The rows never become Python row objects. On PostgreSQL, ADBC's driver reads the entries and
 their lines as two binary COPY streams straight into Arrow, on two connections that share one
 snapshot (``COPY ... TO STDOUT`` as CSV into Arrow's CSV reader is the fallback); SQLite renders
-each row as one JSON object that Arrow's JSON reader parses a chunk at a time. Any other backend takes the plain path (SQLAlchemy
-``yield_per`` with a server-side cursor), which is also the reference the tests compare the
-fast paths with. Integers stay int64; text is ``string[pyarrow]`` with <NA> for nulls.
+each row as one JSON object that Arrow's JSON reader parses a chunk at a time. Any other
+backend takes the plain path (SQLAlchemy ``yield_per`` with a server-side cursor), which is
+also the reference the tests compare the fast paths with. Integers stay int64; text is ``string[pyarrow]`` with <NA> for nulls.
 """
 
 from __future__ import annotations
@@ -253,7 +253,7 @@ class AdbcConnectError(RuntimeError):
 
 
 @contextmanager
-def snapshot_cursors(url: str, count: int = 2) -> Iterator[list[Any]]:
+def snapshot_cursors(conninfo: str, count: int = 2) -> Iterator[list[Any]]:
     """``count`` ADBC cursors on their own connections, each in a read-only transaction on
     the first one's snapshot: what they read together is one consistent state of the ledger
     (a posting that commits in between is seen by none of them)."""
@@ -264,7 +264,7 @@ def snapshot_cursors(url: str, count: int = 2) -> Iterator[list[Any]]:
     try:
         for _ in range(count):
             try:
-                conns.append(adbc.connect(url, autocommit=True))
+                conns.append(adbc.connect(conninfo, autocommit=True))
             except adbc.Error as exc:
                 raise AdbcConnectError(f"ADBC could not connect to the ledger database: {exc}") from exc
             cursors.append(conns[-1].cursor())

@@ -276,8 +276,8 @@ def _given_entries(ledger_file: bytes, entries: Any) -> int:
     """The caller's leaf count, with the checks that cost nothing (the self-verification before
     publishing reads every line)."""
     count = _check_int("ledger_entries", entries)
-    if ledger_file and (not ledger_file.endswith(b"\n") or ledger_file.startswith(b"\n")) or (
-            (count == 0) != (not ledger_file)):
+    malformed = bool(ledger_file) and (not ledger_file.endswith(b"\n") or ledger_file.startswith(b"\n"))
+    if malformed or (count == 0) != (not ledger_file):
         raise PackageError("ledger file: must be non-empty canonical leaves, each followed by one newline; "
                            "write it with ledger_entries_bytes()")
     return count

@@ -230,7 +230,10 @@ class _Work:
     def __init__(self, pkg: Package, st: dict, computed: dict[str, Computed]) -> None:
         self._pool = None
         self._futures: dict[str, Any] = {}
-        self.computed = computed
+        self._known: dict[str, Any] = {}
+        known = _computed(computed, LEDGER_FILE, pkg.ledger_entries)
+        if known is not None:
+            self._known["root"] = known.merkle_root
         if not COLUMNAR:
             return
         from concurrent.futures import ThreadPoolExecutor
@@ -240,12 +243,14 @@ class _Work:
         if ledger is not None:
             lo, hi = parse_ts_us(st["interval"]["from"]), parse_ts_us(st["interval"]["to"])
             self._futures["ledger"] = self._pool.submit(_fast_ledger, ledger, lo, hi)
-            if _computed(computed, LEDGER_FILE, ledger) is None:
+            if "root" not in self._known:
                 self._futures["root"] = self._pool.submit(tree_head_of_lines, ledger)
         if providers is not None:
             self._futures["providers"] = self._pool.submit(_fast_providers, providers)
 
     def get(self, name: str, compute):
+        if name in self._known:
+            return self._known[name]
         future = self._futures.get(name)
         return future.result() if future is not None else compute()
 
@@ -300,11 +305,7 @@ def _ledger_checks(run: _Run, data: bytes | None, st: dict, require_files: bool,
     lo = parse_ts_us(st["interval"]["from"])
     hi = parse_ts_us(st["interval"]["to"])
     fast = work.get("ledger", lambda: _fast_ledger(data, lo, hi)) if work else _fast_ledger(data, lo, hi)
-    known = _computed(work.computed, LEDGER_FILE, data) if work else None
-    if known is not None:
-        root = known.merkle_root
-    else:
-        root = work.get("root", lambda: tree_head_of_lines(data)) if work else tree_head_of_lines(data)
+    root = work.get("root", lambda: tree_head_of_lines(data)) if work else tree_head_of_lines(data)
     if fast is not None:
         count, line_count, got_totals = fast
         _compare_int(run, "ledger.entries", st, "ledger.entries", count, "entries")

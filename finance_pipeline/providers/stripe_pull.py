@@ -65,7 +65,7 @@ def _check_http_client(http_client: str) -> None:
 
 
 def _client(api_key: str, api_base: str, timeout_s: float, http_client: str = "requests") -> stripe.StripeClient:
-    _check_http_client(http_client)
+    # ``http_client`` was checked by the public pull functions, before any slice started.
     if http_client == "pycurl":
         try:
             http = stripe.PycurlClient()
