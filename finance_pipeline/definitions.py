@@ -12,7 +12,7 @@ from finance_pipeline.defs.drill.jobs import build_jobs as build_drill_jobs
 from finance_pipeline.defs.io_managers import ParquetIOManager
 from finance_pipeline.defs.ledger import assets as ledger_assets
 from finance_pipeline.defs.ops import build_defs as build_ops_defs
-from finance_pipeline.defs.partitions import daily_partitions
+from finance_pipeline.defs.partitions import daily_partitions, validate_chain_start
 from finance_pipeline.defs.proofs import assets as proof_assets
 from finance_pipeline.defs.providers import assets as provider_assets
 from finance_pipeline.defs.reconciliation import assets as reconciliation_assets
@@ -96,16 +96,20 @@ def build_resources() -> dict[str, object]:
     }
 
 
-def build_definitions(partitions_start: str | None = None) -> dg.Definitions:
+def build_definitions(partitions_start: str | None = None, chain_start: str | None = None) -> dg.Definitions:
     start = partitions_start or os.environ.get("FP_PARTITIONS_START") or settings.DEFAULT_PARTITIONS_START
     partitions = daily_partitions(start)
+    chain = validate_chain_start(chain_start or os.environ.get("FP_CHAIN_START") or start, start)
     assets = [
         *ledger_assets.build_assets(partitions),
         *provider_assets.build_assets(partitions),
         *reconciliation_assets.build_assets(partitions),
-        *proof_assets.build_assets(partitions),
+        *proof_assets.build_assets(partitions, chain),
     ]
-    core = dg.Definitions(assets=assets, jobs=build_drill_jobs(), resources=build_resources())
+    # A day's steps run in one process: the UI, backfills and the CLI then pay the code
+    # location's import once per run, not once per step.
+    core = dg.Definitions(assets=assets, jobs=build_drill_jobs(), resources=build_resources(),
+                          executor=dg.in_process_executor)
     return dg.Definitions.merge(core, build_ops_defs(partitions))
 
 

@@ -88,6 +88,73 @@ def export_cmd(from_day, to_day, no_progress) -> None:
         sys.exit(1)
 
 
+# Every asset of a day but the proof: what `check` materializes.
+GATE_ASSETS = ["ledger_extract", "stripe_balance_transactions", "payout_settlements", "reconciliation",
+               "reconciliation_report"]
+
+
+def check_days(days: list[str], *, echo=click.echo) -> list[dict]:
+    """Extract, pull, reconcile and run every gate for each day, through Dagster on the
+    configured instance, without the proof step: nothing is signed or published."""
+    from finance_pipeline.cli.db import ledger_engine
+    from finance_pipeline.definitions import build_definitions
+    from finance_pipeline.defs.launch import instance, materialize_day
+    from finance_pipeline.quality import verdicts
+
+    inst = instance()
+    defs = build_definitions()
+    first = defs.resolve_assets_def("proof_package").partitions_def.get_first_partition_key()
+    outcomes = []
+    with ledger_engine(None) as engine:
+        for day in days:
+            if day < first:
+                raise click.UsageError(f"{day} is before the first partition {first} (FP_PARTITIONS_START)")
+            run = materialize_day(defs, day, inst, tags={"finance_pipeline/launched_by": "check"},
+                                  assets=GATE_ASSETS)
+            verdict = verdicts.latest(engine, day)
+            if verdict is None or verdict.run_id != run.run_id:
+                status, failed, lines = "failed", [], []
+            else:
+                status = "passed" if verdict.passed else "blocked"
+                failed, lines = verdict.failed_gates, verdict.failed_expectations()
+            outcome = {"event": "check.day", "day": day, "status": status, "run_id": run.run_id,
+                       "failed_gates": failed, "failed_expectations": lines}
+            if status == "failed":
+                outcome["errors"] = run.errors
+            outcomes.append(outcome)
+            click.echo(json.dumps(outcome, sort_keys=True), err=True)
+            if status == "passed":
+                echo(f"{day}  PASSED  {', '.join(verdicts.GATES)}  run={run.run_id}")
+            elif status == "blocked":
+                echo(f"{day}  BLOCKED by {', '.join(failed)}  run={run.run_id}")
+                for line in lines:
+                    echo(f"  - {line}")
+            else:
+                echo(f"{day}  FAILED before the gates ran  "
+                     + ("; ".join(f"{k}: {v}" for k, v in run.errors.items()) or f"run={run.run_id}"))
+    return outcomes
+
+
+@click.command("check")
+@click.argument("from_day", metavar="FROM", type=click.DateTime(formats=["%Y-%m-%d"]))
+@click.argument("to_day", metavar="TO", type=click.DateTime(formats=["%Y-%m-%d"]))
+def check_cmd(from_day, to_day) -> None:
+    """Run every gate for each day from FROM to TO (inclusive, UTC) without publishing.
+
+    Extracts the ledger, pulls both providers, reconciles and runs the Great Expectations
+    suites and the parity gate, printing each failed expectation. Never signs or publishes.
+    Exit 0 only if every gate passed on every day.
+    """
+    start, end = from_day.date(), to_day.date()
+    if end < start:
+        raise click.UsageError(f"TO ({end}) is before FROM ({start})")
+    outcomes = check_days(_days(start, end))
+    bad = [o["day"] for o in outcomes if o["status"] != "passed"]
+    if bad:
+        click.echo(f"gates did not pass: {', '.join(bad)}", err=True)
+        sys.exit(1)
+
+
 @click.command("reconcile")
 @click.option("--replay", "replay_dir", required=True, type=click.Path(file_okay=False),
               help="A day's package folder (ledger_entries.jsonl, provider_records.jsonl, ...).")
@@ -112,4 +179,4 @@ def reconcile_cmd(replay_dir) -> None:
     sys.exit(1)
 
 
-COMMANDS: list[click.Command] = [export_cmd, reconcile_cmd]
+COMMANDS: list[click.Command] = [export_cmd, check_cmd, reconcile_cmd]

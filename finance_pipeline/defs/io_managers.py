@@ -7,6 +7,7 @@ as their canonical JSON bytes, exactly as they would be published.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -63,6 +64,15 @@ class StoredFrame:
             columns = [c for c in keep if c not in set(without)]
         self._file.seek(0)
         return pd.read_parquet(self._file, columns=columns, engine="pyarrow")
+
+    def sha256(self) -> str:
+        """The digest of the stored bytes this source reads (what the gate verdicts name)."""
+        digest = hashlib.sha256()
+        self._file.seek(0)
+        for chunk in iter(lambda: self._file.read(1 << 22), b""):
+            digest.update(chunk)
+        self._file.seek(0)
+        return digest.hexdigest()
 
     def __repr__(self) -> str:
         return f"StoredFrame({self.name!r})"

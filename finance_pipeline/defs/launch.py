@@ -44,14 +44,17 @@ class DayRun:
 
 
 def materialize_day(defs: dg.Definitions, day: str, inst: dg.DagsterInstance,
-                    tags: dict[str, str] | None = None, log_level: str = "CRITICAL") -> DayRun:
-    """Run every asset of one partition in process; failures are reported, not raised.
+                    tags: dict[str, str] | None = None, log_level: str = "CRITICAL",
+                    assets: list[str] | None = None) -> DayRun:
+    """Run every asset of one partition (or only ``assets``) in process; failures are
+    reported, not raised.
 
     The full event log goes to the instance (the UI shows it); the caller prints the outcome.
     """
     job = defs.resolve_implicit_global_asset_job_def()
+    selection = None if assets is None else [dg.AssetKey(a) for a in assets]
     result = _execute_in_process(job, day, inst, tags or {},
-                                 {"loggers": {"console": {"config": {"log_level": log_level}}}})
+                                 {"loggers": {"console": {"config": {"log_level": log_level}}}}, selection)
     run = DayRun(day=day, run_id=result.run_id, success=result.success)
     for ev in result.get_asset_check_evaluations():
         run.checks[ev.check_name] = ev.passed
@@ -76,7 +79,8 @@ def materialize_day(defs: dg.Definitions, day: str, inst: dg.DagsterInstance,
 
 
 def _execute_in_process(job: dg.JobDefinition, day: str, inst: dg.DagsterInstance, tags: dict[str, str],
-                        run_config: dict) -> dg.ExecuteInProcessResult:
+                        run_config: dict, asset_selection: list[dg.AssetKey] | None = None
+                        ) -> dg.ExecuteInProcessResult:
     """``job.execute_in_process(partition_key=day, raise_on_error=False, ...)`` without keeping
     every step's output in memory until the run ends.
 
@@ -96,7 +100,7 @@ def _execute_in_process(job: dg.JobDefinition, day: str, inst: dg.DagsterInstanc
 
     run_config, op_selection, asset_selection, resource_defs, partition_key, input_values = (
         type_check_and_normalize_args(run_config=run_config, partition_key=day, op_selection=None,
-                                      asset_selection=None, input_values=None, resources=None))
+                                      asset_selection=asset_selection, input_values=None, resources=None))
     ephemeral = job.as_ephemeral_job(resource_defs=resource_defs, input_values=input_values,
                                      op_selection=op_selection, asset_selection=asset_selection)
     if ephemeral.partitions_def:

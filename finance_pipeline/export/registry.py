@@ -46,23 +46,24 @@ def get(engine: sa.Engine, proof_id: str) -> ProofRecord | None:
     return ProofRecord(**row._mapping) if row else None
 
 
-def previous_link(engine: sa.Engine, day: str, first_day: str) -> dict | None:
-    """The `previous` member for ``day``: the proof of the day before, or null on the first day.
+def previous_link(engine: sa.Engine, day: str, chain_start: str) -> dict | None:
+    """The `previous` member for ``day``: null on the chain's first day, else the proof of the
+    day before, which must be published.
 
-    Refuses to skip a day: a gap would let a deleted day go unnoticed in the chain.
+    The chain start is a setting (FP_CHAIN_START), never inferred from what happens to be
+    published: a day published out of order must not silently start a second chain.
     """
-    if day <= first_day:
+    if day < chain_start:
+        raise ChainError(f"{day} is before the proof chain's first day {chain_start} (FP_CHAIN_START): "
+                         "no proof is published for it")
+    if day == chain_start:
         return None
     before = (date.fromisoformat(day) - timedelta(days=1)).isoformat()
     records = published_for_day(engine, before)
     if not records:
-        with engine.connect() as conn:
-            earlier = conn.execute(sa.select(sa.func.count()).select_from(proofs).where(proofs.c.day < day)).scalar()
-        if not earlier:
-            return None  # nothing published before: this day starts the chain
         raise ChainError(
-            f"{before} has no published proof, so {day} cannot link to it; export {before} first "
-            f"(finance-pipeline export {before} {day})"
+            f"{before} has no published proof, so {day} cannot link to it; publish {before} first "
+            f"(finance-pipeline export {before} {day}, or one backfill from {before})"
         )
     return {"proof_id": records[0].proof_id, "statement_sha256": records[0].statement_sha256}
 

@@ -180,3 +180,21 @@ proofs = sa.Table(
 
 # Tables whose rows may never change once written (enforced by triggers in the migration).
 APPEND_ONLY_TABLES = ("journal_entries", "journal_lines", "audit_events")
+
+# What the gates decided for exactly which inputs of a day (quality/verdicts.py). Publication
+# reads it, whatever run or selection reached the proof step; rows are only ever added.
+gate_verdicts = sa.Table(
+    "gate_verdicts",
+    metadata,
+    sa.Column("verdict_id", sa.String(ID_LEN), primary_key=True),
+    sa.Column("day", sa.String(10), nullable=False),
+    # sha256 of the canonical JSON of the inputs' digests and the settings the gates used.
+    sa.Column("inputs_sha256", sa.String(64), nullable=False),
+    sa.Column("passed", sa.Boolean, nullable=False),
+    # Canonical JSON: the inputs' digests, the settings and each gate's failed expectations.
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("run_id", sa.String(ID_LEN), nullable=True),
+    sa.Column("recorded_at_us", sa.BigInteger, nullable=False),
+    sa.CheckConstraint("length(day) = 10", name="day"),
+    sa.Index(None, "day", "inputs_sha256"),
+)

@@ -50,7 +50,9 @@ class LocalPublisher:
     """Write-once publisher rooted at a directory: `<root>/<prefix>/YYYY/MM/DD/<proof_id>/`."""
 
     def __init__(self, root: str | os.PathLike, prefix: str = DEFAULT_PREFIX):
-        self.root = Path(root)
+        # Absolute, so a location recorded in the registry or shown in the UI names one place
+        # whatever the reader's working directory.
+        self.root = Path(root).absolute()
         self.prefix = prefix.strip("/")
 
     def _day_dir(self, day: str) -> Path:

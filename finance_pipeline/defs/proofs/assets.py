@@ -1,7 +1,15 @@
 """The signed proof package of a day, published write-once.
 
 No `from __future__ import annotations`: Dagster inspects the annotation types.
-Runs only when the reconciliation report's blocking gates passed in the same run.
+
+Two guarantees hold however the step is reached (a whole day, `proof_package` alone from the
+UI, a backfill, a retry):
+- the gates: the step signs nothing unless the recorded gate verdict passed for exactly the
+  stored inputs it reads (quality/verdicts.py); Dagster's blocking checks only gate later
+  steps of their own run;
+- the chain: the asset depends on its own previous day, so Dagster orders backfills day by
+  day and does not run a day whose predecessor did not publish; the chain starts explicitly
+  at ``chain_start`` (FP_CHAIN_START, default the first partition).
 """
 
 import json
@@ -10,6 +18,7 @@ import time
 import dagster as dg
 
 from finance_pipeline.defs.io_managers import AS_SOURCE, StoredFrame, release_unused_memory
+from finance_pipeline.defs.reconciliation.assets import FRAME_INPUTS, gate_inputs
 from finance_pipeline.defs.resources import (
     LedgerResource,
     PublicationResource,
@@ -18,12 +27,11 @@ from finance_pipeline.defs.resources import (
 )
 
 
-def _run_started_s(context: dg.AssetExecutionContext) -> float:
-    stats = context.instance.get_run_stats(context.run.run_id)
-    return stats.start_time or time.time()
+def _location_value(location: str) -> dg.MetadataValue:
+    return dg.MetadataValue.url(location) if "://" in location else dg.MetadataValue.path(location)
 
 
-def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+def build_assets(partitions_def: dg.TimeWindowPartitionsDefinition, chain_start: str) -> list[dg.AssetsDefinition]:
     @dg.asset(
         name="proof_package",
         group_name="proofs",
@@ -31,13 +39,18 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
         kinds={"s3"},
         # The frames come as sources: the bundle reads them one by one and lets each go once
         # its file is written, and none is held while the package is signed and verified.
-        ins={name: dg.AssetIn(metadata=AS_SOURCE)
-             for name in ("ledger_extract", "stripe_balance_transactions", "payout_settlements")},
+        ins={name: dg.AssetIn(metadata=AS_SOURCE) for name in FRAME_INPUTS},
+        # The proof chain, in the asset graph: day N follows day N-1's published proof.
+        deps=[dg.AssetDep("proof_package",
+                          partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1))],
         description=(
             "finance-proof/1 package of the day: ledger_entries.jsonl (RFC 8785 leaves), "
             "provider_records.jsonl, reconciliation_report.json and the signed proof_package.json, "
-            "verified against the public keyring, then published write-once."
+            "verified against the public keyring, then published write-once. Signed only when the "
+            "day's gates passed on exactly these inputs, and only after the previous day's proof "
+            f"(the chain starts on {chain_start})."
         ),
+        metadata={"finance_pipeline/chain_start": chain_start},
     )
     def proof_package(
         context: dg.AssetExecutionContext,
@@ -53,10 +66,22 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
         from finance_pipeline.export import registry
         from finance_pipeline.export.bundle import build_bundle
         from finance_pipeline.export.exporter import already_published, publish, seal
+        from finance_pipeline.quality import verdicts
 
+        started = time.perf_counter()
         day = context.partition_key
         engine = ledger.engine()
-        previous = registry.previous_link(engine, day, partitions_def.get_first_partition_key())
+        sources = {"ledger_extract": ledger_extract, "stripe_balance_transactions": stripe_balance_transactions,
+                   "payout_settlements": payout_settlements}
+        try:
+            verdict = verdicts.require_passed(engine, gate_inputs(day, sources, reconciliation_report, recon))
+            previous = registry.previous_link(engine, day, chain_start)
+        except (verdicts.GatesNotPassedError, registry.ChainError) as exc:
+            # A refusal, not a crash: the UI shows this text, without a stack trace to read past.
+            raise dg.Failure(description=str(exc), allow_retries=False, metadata={
+                "day": day, "fix": verdicts.check_command(day)
+                if isinstance(exc, verdicts.GatesNotPassedError) else "publish the previous day first",
+            }) from None
         bundle = build_bundle(day, ledger_extract, stripe_balance_transactions, payout_settlements,
                               reconciliation_report, recon.tolerances(), previous)
         publisher = publication.publisher()
@@ -66,18 +91,23 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
             signers, quorum = signing.signers()
             files = seal(bundle, signers, quorum)
             published = publish(engine, bundle, files, publisher)
-        duration_ms = int((time.time() - _run_started_s(context)) * 1000)
+        duration_ms = int((time.perf_counter() - started) * 1000)
+        publication_status = "published" if published.created else "unchanged"
         context.log.info(json.dumps({
             "event": "proof.published", "day": day, "proofId": published.proof_id,
             "location": published.location, "created": published.created,
-            "exports.duration_ms": duration_ms,
+            "publication": publication_status, "exports.duration_ms": duration_ms,
         }, sort_keys=True))
         return dg.MaterializeResult(metadata={
             "proofId": published.proof_id,
-            "location": dg.MetadataValue.path(published.location),
+            # "published": signed and written by this run; "unchanged": this very package was
+            # already published (a re-run of a closed day signs and writes nothing).
+            "publication": publication_status,
+            "location": _location_value(published.location),
             "merkle_root": published.merkle_root,
             "statement_sha256": published.statement_sha256,
-            "previous": json.dumps(previous),
+            "previous": previous["proof_id"] if previous else "none (chain start)",
+            "gate_verdict": verdict.verdict_id,
             "created": published.created,
             "ledger_entries": dg.MetadataValue.int(bundle.statement["ledger"]["entries"]),
             "exports.duration_ms": dg.MetadataValue.int(duration_ms),

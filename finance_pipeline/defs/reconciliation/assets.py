@@ -4,17 +4,37 @@ No `from __future__ import annotations`: Dagster inspects the annotation types.
 
 The gates (GX suites on the inputs, and parity) are blocking checks on the report, not on the
 extract assets: a failing ledger suite must still let the report materialize so operators see
-what to fix, while the proof step after it is skipped in the same run.
+what to fix, while the proof step after it is skipped in the same run. Their verdict is also
+recorded in the ledger database for exactly the inputs they read (quality/verdicts.py): the
+proof step requires it whatever run reaches it.
 """
+
+from typing import Any
 
 import dagster as dg
 import pandas as pd
 
 from finance_pipeline.defs.io_managers import AS_SOURCE, StoredFrame, release_unused_memory
-from finance_pipeline.defs.resources import ReconciliationSettings
+from finance_pipeline.defs.resources import LedgerResource, ReconciliationSettings
 from finance_pipeline.domain.timeutil import day_bounds_us
 
-GATES = ("ledger_suite", "provider_suites", "parity")
+FRAME_INPUTS = ("ledger_extract", "stripe_balance_transactions", "payout_settlements")
+
+
+def gate_inputs(day: str, sources: dict, report: dict, recon: ReconciliationSettings) -> Any:
+    """What the gates of ``day`` run on: the stored inputs' digests, the report's, the settings."""
+    from finance_pipeline.domain.canonical import canonical_bytes
+    from finance_pipeline.quality.verdicts import GateInputs, sha256_of
+
+    tol = recon.tolerances()
+    digests = {name: sources[name].sha256() for name in FRAME_INPUTS}
+    digests["reconciliation_report"] = sha256_of(canonical_bytes(report))
+    settings = {
+        "tolerances": {"time_s": tol.time_s, "amount_minor": tol.amount_minor,
+                       "per_class_minor": dict(sorted(tol.per_class_minor.items()))},
+        "parity_policy": recon.parity_policy().to_dict(),
+    }
+    return GateInputs(day=day, digests=digests, settings=settings)
 
 
 def _outcome_frame(rec) -> pd.DataFrame:
@@ -38,9 +58,10 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
         name="reconcile_day",
         group_name="reconciliation",
         partitions_def=partitions_def,
-        # The Stripe pull comes as a source: the reconciliation reads it without its record
-        # texts (0.4 GB at a million records), the gate reads it whole once that is done.
-        ins={"stripe_balance_transactions": dg.AssetIn(metadata=AS_SOURCE)},
+        # The inputs come as sources: their stored bytes are what the gate verdict names, and
+        # the reconciliation reads the Stripe pull without its record texts (0.4 GB at a
+        # million records), the gate reads it whole once that is done.
+        ins={name: dg.AssetIn(metadata=AS_SOURCE) for name in FRAME_INPUTS},
         outs={
             "reconciliation": dg.AssetOut(
                 io_manager_key="parquet_io_manager", kinds={"pandas"},
@@ -69,18 +90,24 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
     def reconcile_day(
         context: dg.AssetExecutionContext,
         recon: ReconciliationSettings,
-        ledger_extract: pd.DataFrame,
+        ledger: LedgerResource,
+        ledger_extract: StoredFrame,
         stripe_balance_transactions: StoredFrame,
-        payout_settlements: pd.DataFrame,
+        payout_settlements: StoredFrame,
     ):
-        from finance_pipeline.quality import gates
+        from finance_pipeline.quality import gates, verdicts
         from finance_pipeline.reconciliation import build_report, reconcile
         from finance_pipeline.reconciliation.summary import markdown_table
 
         gates.warm_up()  # GX's import overlaps the reconciliation instead of following it
-        lo, hi = day_bounds_us(context.partition_key)
+        day = context.partition_key
+        sources = {"ledger_extract": ledger_extract, "stripe_balance_transactions": stripe_balance_transactions,
+                   "payout_settlements": payout_settlements}
+        lines = ledger_extract.read()
+        payouts = payout_settlements.read()
+        lo, hi = day_bounds_us(day)
         stripe = stripe_balance_transactions.read(without=["record"])
-        rec = reconcile(ledger_extract, stripe, payout_settlements, lo, hi, recon.tolerances())
+        rec = reconcile(lines, stripe, payouts, lo, hi, recon.tolerances())
         del stripe
         report = build_report(rec)
         counts = rec.counts
@@ -100,29 +127,50 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
             },
         )
 
-        ledger_result = gates.run_ledger_checks(ledger_extract)
+        ledger_result = gates.run_ledger_checks(lines)
+        del lines
         release_unused_memory()  # the reconciliation's working set, before the whole pull is read
         stripe_result = gates.run_stripe_checks(stripe_balance_transactions.read())
-        payout_result = gates.run_payout_checks(payout_settlements)
+        payout_result = gates.run_payout_checks(payouts)
         parity_result = gates.run_parity_checks(rec.discrepancies, recon.parity_policy())
-        yield _check("ledger_suite", [ledger_result])
-        yield _check("provider_suites", [stripe_result, payout_result])
-        yield _check("parity", [parity_result], extra={"discrepancies_by_class": dg.MetadataValue.md(table)})
+        results = {"ledger_suite": [ledger_result], "provider_suites": [stripe_result, payout_result],
+                   "parity": [parity_result]}
+        verdict = verdicts.record(ledger.engine(), gate_inputs(day, sources, report, recon), results,
+                                  run_id=context.run.run_id)
+        if not verdict.passed:
+            # One readable account of the block in the run's log: the gates, what failed, the fix.
+            context.log.error(
+                f"{day} is blocked by the gates {', '.join(verdict.failed_gates)}; nothing of this day "
+                "will be signed until they pass on the day's inputs. Failed expectations:\n"
+                + "\n".join(f"  - {line}" for line in verdict.failed_expectations()[:50])
+                + f"\nFix: correct the ledger as docs/runbook.md says, then `{verdicts.check_command(day)}`.")
+        yield _check("ledger_suite", day, results["ledger_suite"])
+        yield _check("provider_suites", day, results["provider_suites"])
+        yield _check("parity", day, results["parity"],
+                     extra={"discrepancies_by_class": dg.MetadataValue.md(table)})
 
     return [reconcile_day]
 
 
-def _check(name: str, results: list, extra: dict | None = None) -> dg.AssetCheckResult:
+def _check(name: str, day: str, results: list, extra: dict | None = None) -> dg.AssetCheckResult:
+    from finance_pipeline.quality.verdicts import check_command
+
     passed = all(r.success for r in results)
-    metadata: dict = {}
+    # The check's latest result shows which day it judged (checks are not partitioned here).
+    metadata: dict = {"partition": dg.MetadataValue.text(day)}
     for r in results:
         metadata[r.name] = dg.MetadataValue.json(r.to_metadata())
     failed = [r for r in results if not r.success]
     metadata["failed_expectations"] = dg.MetadataValue.md(
         "\n\n".join(f"**{r.name}**\n\n{r.markdown()}" for r in failed) if failed else "none"
     )
+    if failed:
+        metadata["fix"] = dg.MetadataValue.text(
+            f"correct the ledger (docs/runbook.md), then run the gates again: {check_command(day)}")
     metadata.update(extra or {})
     return dg.AssetCheckResult(
         check_name=name, asset_key="reconciliation_report", passed=passed,
         severity=dg.AssetCheckSeverity.ERROR, metadata=metadata,
+        description=(f"{day}: passed" if passed else
+                     f"{day}: blocked ({sum(len(r.failures) for r in failed)} failed expectations)"),
     )
