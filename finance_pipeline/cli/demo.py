@@ -72,6 +72,45 @@ def _port_free(port: int) -> bool:
     return True
 
 
+def sandbox_port(flag: int | None, variable: str, default: int) -> int:
+    """The port a demo sandbox listens on: the flag, else the port of ``variable``'s local URL,
+    else ``default``. A busy port is an error naming both ways to change it, never a silent
+    move to another port (the UI, the runs and the operator would disagree on where it is)."""
+    from urllib.parse import urlsplit
+
+    port, source = default, "the default"
+    if flag is not None:
+        port, source = flag, "the flag"
+    elif os.environ.get(variable):
+        url = urlsplit(os.environ[variable])
+        if url.scheme != "http" or url.hostname not in ("127.0.0.1", "localhost") or not url.port:
+            raise click.UsageError(
+                f"{variable}={os.environ[variable]} is not a local sandbox address such as "
+                f"http://127.0.0.1:{default}; the demo starts its sandboxes on this machine: unset "
+                f"{variable} or point it at a free local port")
+        port, source = url.port, variable
+    if not _port_free(port):
+        flag_name = "--stripe-port" if variable == "STRIPE_API_BASE" else "--payout-port"
+        raise click.UsageError(
+            f"port {port} ({source}) is in use, so the {variable.split('_')[0].lower()} sandbox cannot "
+            f"start there; stop what holds it, or choose another port with {flag_name} or "
+            f"{variable}=http://127.0.0.1:<port>")
+    return port
+
+
+_stripe_port_opt = click.option("--stripe-port", type=click.IntRange(1, 65535), default=None,
+                                help=f"Stripe sandbox port [default: from $STRIPE_API_BASE, else "
+                                     f"{settings.DEFAULT_STRIPE_PORT}].")
+_payout_port_opt = click.option("--payout-port", type=click.IntRange(1, 65535), default=None,
+                                help=f"Payout sandbox port [default: from $PAYOUT_API_BASE, else "
+                                     f"{settings.DEFAULT_PAYOUT_PORT}].")
+
+
+def _ports(stripe_port: int | None, payout_port: int | None) -> tuple[int, int]:
+    return (sandbox_port(stripe_port, "STRIPE_API_BASE", settings.DEFAULT_STRIPE_PORT),
+            sandbox_port(payout_port, "PAYOUT_API_BASE", settings.DEFAULT_PAYOUT_PORT))
+
+
 _start_opt = click.option("--start", "start", default=settings.DEFAULT_PARTITIONS_START, show_default=True,
                           type=click.DateTime(formats=["%Y-%m-%d"]), help="First demo day (UTC).")
 _days_opt = click.option("--days", default=3, show_default=True, type=click.IntRange(1, 366))
@@ -112,13 +151,16 @@ def seed_cmd(start, days, seed_value, inject, database_url) -> None:
 @_seed_opt
 @_inject_opt
 @_db_opt
-def run_cmd(start, days, seed_value, inject, database_url) -> None:
+@_stripe_port_opt
+@_payout_port_opt
+def run_cmd(start, days, seed_value, inject, database_url, stripe_port, payout_port) -> None:
     """The runbook end to end on the embedded default: seed, export (the gates block the days
     with injected discrepancies), post the reviewed corrections, export again (signed packages
     published to ./var/published), then verify every package offline and replay its report."""
     from finance_pipeline.cli.export import export_days
     from finance_pipeline.signing.local_keys import init_keys
 
+    ports = _ports(stripe_port, payout_port)
     db = _database_url(database_url)
     os.environ["DATABASE_URL"] = db  # the Dagster ledger resource reads it when definitions load
     os.environ["FP_PARTITIONS_START"] = start.date().isoformat()
@@ -128,7 +170,6 @@ def run_cmd(start, days, seed_value, inject, database_url) -> None:
     _, keyring_path = init_keys(settings.var_dir() / "keys")
     click.echo(f"signing keys: {keyring_path.parent} (public keyring {keyring_path})")
     day_keys = res.scenario.day_keys
-    ports = [p if _port_free(p) else 0 for p in (settings.DEFAULT_STRIPE_PORT, settings.DEFAULT_PAYOUT_PORT)]
     with _sandboxes(*ports) as (stripe, payout):
         click.echo(f"sandboxes: stripe {stripe.url}  payouts {payout.url}\n")
         click.echo("1. export: reconcile, gate, prove and publish each day")
@@ -214,12 +255,15 @@ def _verify_published(db: str, day_keys: list[str], keyring_path: Path) -> bool:
 
 @demo.command("dev")
 @click.option("--port", default=3000, show_default=True, type=int, help="Dagster UI port.")
-def dev_cmd(port) -> None:
-    """Start the sandboxes on their default ports and the Dagster UI on the demo data."""
+@_stripe_port_opt
+@_payout_port_opt
+def dev_cmd(port, stripe_port, payout_port) -> None:
+    """Start the sandboxes and the Dagster UI on the demo data."""
     from finance_pipeline.defs.launch import instance
 
+    ports = _ports(stripe_port, payout_port)
     instance()  # makes sure DAGSTER_HOME exists
-    with _sandboxes(settings.DEFAULT_STRIPE_PORT, settings.DEFAULT_PAYOUT_PORT) as (stripe, payout):
+    with _sandboxes(*ports) as (stripe, payout):
         click.echo(f"sandboxes: stripe {stripe.url}  payouts {payout.url}")
         bin_dir = Path(sys.executable).parent
         cmd = [str(bin_dir / "dagster"), "dev", "-w", "workspace.yaml", "-p", str(port)]

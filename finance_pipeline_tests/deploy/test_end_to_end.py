@@ -1,238 +1,263 @@
 """End to end, as users run it: dagster-webserver and dagster-daemon as separate processes on
 the Postgres-backed instance (deploy/dagster.postgres.yaml, a fresh database), the code
-location from workspace.yaml, a seeded demo world, a backfill launched through the GraphQL
-API, the published packages verified and chained, and the UI rendered by headless Chromium.
+location from workspace.yaml and a seeded demo world. Backfills are launched through GraphQL
+exactly as the UI's "Launch backfill" does (all partitions in one request) and Dagster orders
+them itself: proof_package depends on its own previous day.
 
-The daemon runs every run in a fresh subprocess that re-imports the code location, so all
-configuration reaches it through the environment of the two processes started here.
+The tests share one deployment and run in file order, on separate runs of days:
+(a) 11-01..05 clean; the UI rendered by headless Chromium; (b) 11-06..10 with 11-07 blocked,
+then fixed; (c) 11-11..13 with a run worker killed mid-run.
 """
 
 from __future__ import annotations
 
 import html
-import importlib.util
 import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
-from finance_pipeline_tests.defs.conftest import World, make_world
+from finance_pipeline_tests.defs.conftest import make_world
+from finance_pipeline_tests.deploy.stack import LOCATION, ROOT, running_stack, selected, tag
 from finance_pipeline_tests.fixtures.postgres import create_database, drop_database
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 ARTIFACTS = ROOT / "build" / "artifacts"
-DAYS = ["2026-11-01", "2026-11-02", "2026-11-03"]
-LOCATION = "finance_pipeline"
 ASSETS = ["ledger_extract", "payout_settlements", "proof_package", "reconciliation", "reconciliation_report",
           "stripe_balance_transactions"]
+CLEAN = [f"2026-11-{d:02d}" for d in range(1, 6)]
+BLOCKED_RANGE = [f"2026-11-{d:02d}" for d in range(6, 11)]
+BLOCKED_DAY = "2026-11-07"
+KILLED_RANGE = [f"2026-11-{d:02d}" for d in range(11, 14)]
+KILLED_DAY = "2026-11-12"
+BOGUS_REF = "ch_e2e_never_charged"
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
 
-def load_backfill_tool():
-    """deploy/backfill_in_order.py, the operators' script (a file, not part of the package)."""
-    name = "finance_deploy_backfill_in_order"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "deploy" / "backfill_in_order.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+class World:
+    """What the tests of this module share: the deployment, the ledger and what happened."""
 
+    def __init__(self, stack, world):
+        self.stack = stack
+        self.world = world
+        self.runs: dict[str, list[dict]] = {}  # backfill id -> its runs, when it finished
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    def engine(self):
+        from finance_pipeline.ledger.engine import create_ledger_engine
 
+        return create_ledger_engine(self.world.database_url)
 
-def _pg_env(url: str) -> dict[str, str]:
-    u = sa.engine.make_url(url)
-    return {"DAGSTER_PG_HOST": u.host or "127.0.0.1", "DAGSTER_PG_PORT": str(u.port or 5432),
-            "DAGSTER_PG_USER": u.username or "postgres", "DAGSTER_PG_PASSWORD": u.password or "",
-            "DAGSTER_PG_DB": u.database}
+    def keyring(self):
+        from finance_pipeline.proof.keyring import Keyring
 
+        return Keyring.load(Path(self.world.storage.parent) / "var" / "keys" / "keyring.json")
 
-def _stop(proc: subprocess.Popen, timeout_s: float = 20.0) -> None:
-    """SIGTERM to the process group we created (webserver/daemon and their code servers and
-    run workers), SIGKILL what is left after ``timeout_s``."""
-    if proc.poll() is None:
+    def published(self, day: str):
+        from finance_pipeline.export import registry
+
+        engine = self.engine()
         try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
+            return registry.published_for_day(engine, day)
+        finally:
+            engine.dispose()
+
+    def backfill(self, days: list[str], timeout_s: float = 900, on_tick=None) -> tuple[dict, list[dict]]:
+        gql = self.stack.gql
+        backfill_id = gql.launch_backfill(days, ASSETS, title=f"e2e {days[0]}..{days[-1]}")
         try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=10)
+            status = gql.wait_for_backfill(backfill_id, timeout_s=timeout_s, on_tick=on_tick)
+        except Exception as exc:
+            pytest.fail(f"{exc}\n{self.stack.log_tail()}")
+        runs = gql.runs({"dagster/backfill": backfill_id})
+        self.runs[backfill_id] = runs
+        return status, runs
+
+    def assert_chain(self, days: list[str], start_previous=None) -> list:
+        """Each day has exactly one proof, it verifies, and links to the day before."""
+        from finance_pipeline.proof.package import Package, previous_link
+        from finance_pipeline.proof.verify import verify_package
+
+        keyring = self.keyring()
+        previous = start_previous
+        packages = []
+        for day in days:
+            records = self.published(day)
+            assert len(records) == 1, (day, records)
+            pkg = Package.load_dir(records[0].location)
+            result = verify_package(pkg, keyring, previous_package=previous)
+            assert result.ok, (day, [c for c in result.checks if not c.ok])
+            assert pkg.statement()["previous"] == (previous_link(previous.statement()) if previous else None)
+            packages.append(pkg)
+            previous = pkg
+        return packages
 
 
-@dataclass
-class Stack:
-    url: str
-    world: World
-    home: Path
-    env: dict[str, str]
-    logs: Path
-    outcomes: list = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
-
-    def log_tail(self, lines: int = 60) -> str:
-        out = []
-        for name in ("webserver.log", "daemon.log"):
-            path = self.logs / name
-            if path.exists():
-                out.append(f"--- {name}\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:]))
-        return "\n".join(out)
+def proof_runs(runs: list[dict]) -> dict[str, list[dict]]:
+    """The runs of a backfill that materialize proof_package, by day, oldest first."""
+    out: dict[str, list[dict]] = {}
+    for run in sorted(runs, key=lambda r: r["startTime"] or 0):
+        if "proof_package" in selected(run):
+            out.setdefault(tag(run, "dagster/partition"), []).append(run)
+    return out
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    """The running deployment, after the three days were backfilled through GraphQL."""
+def e2e(tmp_path_factory):
     t0 = time.monotonic()
     tmp = tmp_path_factory.mktemp("e2e")
     mp = pytest.MonkeyPatch()
     dagster_db = create_database("fp_e2e_dagster")
     ledger_db = create_database("fp_e2e_ledger")
-    procs: list[subprocess.Popen] = []
     world = None
     try:
-        world = make_world(ledger_db, tmp, mp, inject=0)
-        home = tmp / "dagster_home"
-        home.mkdir()
-        shutil.copy(ROOT / "deploy" / "dagster.postgres.yaml", home / "dagster.yaml")
-        # Everything the runs need, as environment: make_world set DATABASE_URL, STRIPE_API_BASE,
-        # PAYOUT_API_BASE, FP_STORAGE_DIR, FP_VAR_DIR, FP_PUBLISH_DIR and FP_PARTITIONS_START.
-        env = {**os.environ, **_pg_env(dagster_db), "DAGSTER_HOME": str(home), "PYTHONUNBUFFERED": "1"}
-        port = _free_port()
-        logs = tmp / "logs"
-        logs.mkdir()
-        workspace = str(ROOT / "workspace.yaml")
-        # Create the instance schema once, as a deployment does before starting its services
-        # (the Helm chart's migrate job); two processes creating it at once would race.
-        subprocess.run([str(BIN / "dagster"), "instance", "migrate"], cwd=ROOT, env=env, check=True,
-                       capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
-        for name, argv in (
-            ("daemon", [str(BIN / "dagster-daemon"), "run", "-w", workspace]),
-            ("webserver", [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(port), "-w", workspace]),
-        ):
-            with open(logs / f"{name}.log", "wb") as out:
-                procs.append(subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                              stdin=subprocess.DEVNULL, start_new_session=True))
-        stack = Stack(f"http://127.0.0.1:{port}", world, home, env, logs)
-        tool = load_backfill_tool()
-        gql = tool.DagsterGraphQL(stack.url)
-        try:
-            deadline = time.monotonic() + 90
-            while True:
-                try:
-                    gql("{ version }")
-                    break
-                except Exception:
-                    if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
-                        pytest.fail("the webserver did not come up\n" + stack.log_tail())
-                    time.sleep(0.5)
-            tool.wait_for_location(gql, LOCATION, timeout_s=90)
-        finally:
-            gql.close()
-        stack.timings["startup_s"] = time.monotonic() - t0
-        t1 = time.monotonic()
-        try:
-            # In-process steps: a day then finishes within one tick of the backfill daemon (30 s).
-            stack.outcomes = tool.backfill_in_order(stack.url, DAYS, location=LOCATION, timeout_per_day_s=150,
-                                                    run_config=tool.IN_PROCESS,
-                                                    log=lambda msg: print(msg, flush=True))
-        except tool.BackfillError as exc:
-            pytest.fail(f"{exc}\n{stack.log_tail()}")
-        stack.timings["backfill_s"] = time.monotonic() - t1
-        yield stack
+        world = make_world(ledger_db, tmp, mp, days=13, inject=0)
+        with running_stack(tmp, dagster_db) as stack:
+            yield World(stack, world)
     finally:
-        for proc in reversed(procs):
-            _stop(proc)
         if world is not None:
             world.stripe.stop()
             world.payout.stop()
         mp.undo()
         drop_database(ledger_db)
         drop_database(dagster_db)
-        print(f"end-to-end stack: {time.monotonic() - t0:.0f}s in all", flush=True)
+        print(f"end-to-end: {time.monotonic() - t0:.0f}s in all", flush=True)
 
 
-def test_graphql_backfill_on_the_postgres_instance_publishes_a_verified_chain(stack):
-    from dagster import DagsterInstance, DagsterRunStatus
+def test_a_one_request_backfill_of_five_clean_days_publishes_one_chain_in_order(e2e):
+    status, runs = e2e.backfill(CLEAN)
+    assert status["status"] == "COMPLETED_SUCCESS", (status, runs, e2e.stack.log_tail())
+    assert all(r["status"] == "SUCCESS" for r in runs), runs
+    e2e.assert_chain(CLEAN)
 
-    from finance_pipeline.export import registry
-    from finance_pipeline.ledger.engine import create_ledger_engine
-    from finance_pipeline.proof.keyring import Keyring
-    from finance_pipeline.proof.package import Package, previous_link
-    from finance_pipeline.proof.verify import verify_package
+    # Dagster ordered the proofs itself: one proof run per day, each after the day before.
+    by_day = proof_runs(runs)
+    assert sorted(by_day) == CLEAN
+    assert all(len(v) == 1 for v in by_day.values()), by_day
+    for before, after in zip(CLEAN, CLEAN[1:]):
+        assert by_day[before][0]["endTime"] <= by_day[after][0]["startTime"], (before, after)
+    # Never two runs of one day at once (the queue's per-partition limit).
+    for day in CLEAN:
+        windows = sorted((r["startTime"], r["endTime"]) for r in runs if tag(r, "dagster/partition") == day)
+        for (_, end), (start, _) in zip(windows, windows[1:]):
+            assert end <= start, (day, windows)
 
-    assert [o.day for o in stack.outcomes] == DAYS, stack.log_tail()
-    assert all(o.succeeded for o in stack.outcomes), [(o.day, o.runs) for o in stack.outcomes]
-    assert all(o.published_by in o.runs for o in stack.outcomes)  # the proof came from that day's run
 
-    # The runs are in the Postgres instance, one per day, each tagged with its partition and
-    # backfill (what the queue's per-partition limit keys on), and never two of a day at once.
-    old = {k: os.environ.get(k) for k in stack.env if k.startswith("DAGSTER_PG_")}
-    os.environ.update({k: stack.env[k] for k in old})
+def _post(e2e, entries: list[dict]) -> None:
+    from finance_pipeline.ledger.posting import post_entries
+
+    engine = e2e.engine()
     try:
-        with DagsterInstance.from_config(str(stack.home)) as inst:
-            assert type(inst.run_storage).__name__ == "PostgresRunStorage"
-            runs = inst.get_runs()
-            by_day: dict[str, list] = {}
-            for run in runs:
-                by_day.setdefault(run.tags["dagster/partition"], []).append(run)
-                assert run.tags["dagster/backfill"] in {o.backfill_id for o in stack.outcomes}
-            assert sorted(by_day) == DAYS
-            for day, day_runs in by_day.items():
-                assert [r.status for r in day_runs] == [DagsterRunStatus.SUCCESS], (day, day_runs)
-            windows = sorted((inst.get_run_stats(r.run_id).start_time, inst.get_run_stats(r.run_id).end_time)
-                             for r in runs)
-            for (_, end), (start, _) in zip(windows, windows[1:]):
-                assert end <= start  # day N+1 started only after day N had finished
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-    # Three packages published, each verifying against the keyring and linking to the day before.
-    keyring = Keyring.load(Path(stack.world.storage.parent) / "var" / "keys" / "keyring.json")
-    engine = create_ledger_engine(stack.world.database_url)
-    previous = None
-    try:
-        for day in DAYS:
-            [record] = registry.published_for_day(engine, day)
-            pkg = Package.load_dir(record.location)
-            result = verify_package(pkg, keyring, previous_package=previous)
-            assert result.ok, (day, [c for c in result.checks if not c.ok])
-            statement = pkg.statement()
-            assert statement["previous"] == (previous_link(previous.statement()) if previous else None)
-            previous = pkg
+        post_entries(engine, entries)
     finally:
         engine.dispose()
 
-    # The backfill daemon closes each backfill on its next tick.
-    tool = load_backfill_tool()
-    statuses = tool.wait_for_backfills(stack.url, [o.backfill_id for o in stack.outcomes], timeout_s=90)
-    assert set(statuses.values()) <= {"COMPLETED_SUCCESS", "COMPLETED"}, statuses
-    print(f"timings: {stack.timings}", flush=True)
+
+def _bogus_charge() -> dict:
+    """A charge booked on the blocked day that Stripe never saw: PROVIDER_MISSING, blocking."""
+    return {"journal_id": "e2e-bogus-1107", "ts": f"{BLOCKED_DAY}T12:00:00Z", "kind": "standard",
+            "memo": f"Charge {BOGUS_REF}", "provider": "stripe", "provider_reference": BOGUS_REF,
+            "posted_by": "system:import",
+            "lines": [{"account_id": "stripe_clearing_usd", "direction": "debit", "amount_minor": 4_100, "currency": "USD"},
+                      {"account_id": "stripe_fees_usd", "direction": "debit", "amount_minor": 100, "currency": "USD"},
+                      {"account_id": "revenue_usd", "direction": "credit", "amount_minor": 4_200, "currency": "USD"}]}
+
+
+def _reversal_of(entry: dict) -> dict:
+    flip = {"debit": "credit", "credit": "debit"}
+    return {"journal_id": "e2e-fix-1107", "ts": f"{BLOCKED_DAY}T12:01:00Z", "kind": "reversal",
+            "memo": f"Reverse {entry['journal_id']}", "provider": "stripe", "provider_reference": BOGUS_REF,
+            "reverses": entry["journal_id"], "posted_by": "ops:ana", "reviewed_by": "ops:rita",
+            "lines": [{**line, "direction": flip[line["direction"]]} for line in entry["lines"]]}
+
+
+def test_a_blocked_day_stops_the_chain_without_forking_and_the_fix_finishes_it(e2e):
+    bogus = _bogus_charge()
+    _post(e2e, [bogus])
+    status, runs = e2e.backfill(BLOCKED_RANGE)
+    assert status["status"] in ("COMPLETED_FAILED", "FAILED"), (status, runs)
+
+    # The day before the blocked one publishes; the blocked day and every later day do not.
+    assert len(e2e.published("2026-11-06")) == 1
+    for day in BLOCKED_RANGE[1:]:
+        assert e2e.published(day) == [], day
+    by_day = proof_runs(runs)
+    # The blocked day's proof was refused with the gate's own account, not a stack trace to read.
+    [refused] = by_day[BLOCKED_DAY]
+    assert refused["status"] == "FAILURE"
+    [message] = e2e.stack.gql.failure_messages(refused["runId"])
+    assert f"{BLOCKED_DAY} is blocked: the gates parity failed" in message, message
+    assert f"finance-pipeline check {BLOCKED_DAY} {BLOCKED_DAY}" in message
+    assert "PROVIDER_MISSING" in message
+    # Later days' proofs never ran: nothing of theirs failed on its own.
+    assert not any(day in by_day for day in BLOCKED_RANGE[2:]), by_day
+
+    # "Materialize" proof_package alone for the blocked day, as an analyst would in the UI.
+    run_id = e2e.stack.gql.materialize(["proof_package"], BLOCKED_DAY)
+    alone = e2e.stack.gql.wait_for_run(run_id)
+    assert alone["status"] == "FAILURE"
+    assert any("is blocked: the gates parity failed" in m for m in e2e.stack.gql.failure_messages(run_id))
+    assert e2e.published(BLOCKED_DAY) == []
+
+    # The day stayed open: the reviewed correction is accepted, and the same backfill again
+    # finishes the chain from where it stopped.
+    _post(e2e, [_reversal_of(bogus)])
+    status, runs = e2e.backfill(BLOCKED_RANGE)
+    assert status["status"] == "COMPLETED_SUCCESS", (status, runs, e2e.stack.log_tail())
+    previous = e2e.assert_chain(CLEAN)[-1]
+    e2e.assert_chain(BLOCKED_RANGE, start_previous=previous)
+
+
+def _run_pid(inst, run_id: str, step: str) -> int | None:
+    """The run worker's pid, once ``step`` has started in it."""
+    from dagster import DagsterEventType
+
+    pid = None
+    started = False
+    for record in inst.all_logs(run_id):
+        event = record.dagster_event
+        if event is None:
+            continue
+        if event.pid:
+            pid = event.pid
+        if event.event_type == DagsterEventType.STEP_START and event.step_key == step:
+            started = True
+    return pid if started else None
+
+
+def test_a_run_worker_killed_mid_run_is_retried_before_the_next_day_and_the_chain_holds(e2e):
+    killed: dict[str, str] = {}
+
+    def kill_once(_status, runs):
+        if killed:
+            return
+        for run in runs:
+            if (tag(run, "dagster/partition") == KILLED_DAY and run["status"] == "STARTED"
+                    and "reconciliation_report" in selected(run)):
+                with e2e.stack.instance() as inst:
+                    pid = _run_pid(inst, run["runId"], "reconcile_day")
+                if pid:
+                    os.kill(pid, signal.SIGKILL)
+                    killed["run_id"] = run["runId"]
+                return
+
+    status, runs = e2e.backfill(KILLED_RANGE, on_tick=kill_once)
+    assert killed, "the day's run was never caught mid-step"
+    assert status["status"] == "COMPLETED_SUCCESS", (status, runs, e2e.stack.log_tail())
+    by_id = {r["runId"]: r for r in runs}
+    assert by_id[killed["run_id"]]["status"] == "FAILURE"
+    [retry] = [r for r in runs if tag(r, "dagster/parent_run_id") == killed["run_id"]]
+    assert retry["status"] == "SUCCESS" and tag(retry, "dagster/retry_number") == "1"
+    # The killed day published from its retry, before the next day's proof started.
+    by_day = proof_runs(runs)
+    assert by_day[KILLED_DAY][0]["startTime"] >= retry["endTime"]
+    assert by_day[KILLED_DAY][-1]["endTime"] <= by_day[KILLED_RANGE[-1]][0]["startTime"]
+    previous = e2e.assert_chain(BLOCKED_RANGE, start_previous=e2e.assert_chain(CLEAN)[-1])[-1]
+    e2e.assert_chain(KILLED_RANGE, start_previous=previous)
 
 
 # --- the UI, rendered by headless Chromium ------------------------------------------------------
@@ -294,7 +319,7 @@ def _metadata_value(tokens: list[str], label: str) -> str:
     return tokens[i + 1]
 
 
-def test_the_ui_renders_the_asset_graph_and_a_partitions_reconciliation_metadata(stack, chromium, tmp_path):
+def test_the_ui_renders_the_asset_graph_and_a_partitions_reconciliation_metadata(e2e, chromium, tmp_path):
     from finance_pipeline.export import registry
     from finance_pipeline.ledger.engine import create_ledger_engine
     from finance_pipeline.proof.package import Package
@@ -303,6 +328,7 @@ def test_the_ui_renders_the_asset_graph_and_a_partitions_reconciliation_metadata
 
     # The asset graph: the reconciliation group's lineage shows its assets as nodes, with the
     # extract and provider assets upstream and the proof downstream.
+    stack = e2e.stack
     graph_url = f"{stack.url}/locations/{LOCATION}/asset-groups/reconciliation"
     dom = _dump_dom(chromium, tmp_path, graph_url, ASSETS)
     (ARTIFACTS / "ui-asset-graph.html").write_text(dom)
@@ -314,8 +340,10 @@ def test_the_ui_renders_the_asset_graph_and_a_partitions_reconciliation_metadata
 
     # One partition of reconciliation_report: its materialization and metadata, whose values
     # are the ones the published statement of that day signed.
-    day, outcome = DAYS[1], stack.outcomes[1]
-    [run_id] = outcome.runs
+    day = CLEAN[1]
+    [run_id] = [r["runId"] for runs in e2e.runs.values() for r in runs
+                if tag(r, "dagster/partition") == day and "reconciliation_report" in selected(r)
+                and r["status"] == "SUCCESS"][:1]
     labels = ["matched", "ledger_entries", "discrepancies_total", "discrepancies_by_class"]
     report_url = f"{stack.url}/assets/reconciliation_report?view=partitions&partition={day}"
     dom = _dump_dom(chromium, tmp_path, report_url, [run_id[:8], *labels])
@@ -323,7 +351,7 @@ def test_the_ui_renders_the_asset_graph_and_a_partitions_reconciliation_metadata
     tokens = _visible_text(dom)
     missing = [text for text in (day, run_id[:8], *labels) if text not in tokens]
     assert not missing, f"partition page lacks {missing} (DOM saved to build/artifacts/ui-reconciliation-report.html)"
-    engine = create_ledger_engine(stack.world.database_url)
+    engine = create_ledger_engine(e2e.world.database_url)
     try:
         [record] = registry.published_for_day(engine, day)
     finally:
