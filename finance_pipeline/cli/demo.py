@@ -253,6 +253,29 @@ def _verify_published(db: str, day_keys: list[str], keyring_path: Path) -> bool:
     return ok
 
 
+@demo.command("check")
+@_start_opt
+@_days_opt
+@_stripe_port_opt
+@_payout_port_opt
+def check_cmd(start, days, stripe_port, payout_port) -> None:
+    """`finance-pipeline check` on the demo days, with the demo's sandboxes started for it:
+    every gate, each failed expectation printed, nothing signed or published. Exit 0 only if
+    every gate passed on every day (after `demo run`, whose corrections fix every day)."""
+    from finance_pipeline.cli.export import check_days
+
+    ports = _ports(stripe_port, payout_port)
+    os.environ["FP_PARTITIONS_START"] = start.date().isoformat()
+    os.environ.setdefault("DATABASE_URL", _database_url(None))
+    day_keys = [(start.date() + timedelta(days=i)).isoformat() for i in range(days)]
+    with _sandboxes(*ports):
+        outcomes = check_days(day_keys)
+    bad = [o["day"] for o in outcomes if o["status"] != "passed"]
+    if bad:
+        click.echo(f"gates did not pass: {', '.join(bad)}", err=True)
+        sys.exit(1)
+
+
 @demo.command("dev")
 @click.option("--port", default=3000, show_default=True, type=int, help="Dagster UI port.")
 @_stripe_port_opt

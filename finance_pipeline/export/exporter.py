@@ -1,8 +1,15 @@
 """Sign, verify and publish one day's bundle, and record it in the proof registry.
 
-Order matters: everything that can fail (signing, the self-verification against the public
-keyring, the registry's chain and change checks) happens before the first byte is published,
-and the registry row is written only after the publisher has the whole package.
+Order matters (``publish_day``):
+1. the registry and the store are asked whether this day is already published;
+2. the package is signed and verified as an auditor would (nothing is sealed if this fails);
+3. the day is sealed (ledger/periods.py): under the day's lock, its entries are counted against
+   the package's, and posting into it is refused from then on;
+4. the publisher writes the files, `proof_package.json` last;
+5. the registry row is written and the seal dropped, in one transaction: the day is closed.
+A crash anywhere leaves either nothing, or a seal that the next export of the day (or
+`finance-pipeline proofs recover DAY`) completes under the proof id in the store, or reopens
+when the store has no complete package.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import sqlalchemy as sa
 
 from finance_pipeline.export import registry
 from finance_pipeline.export.bundle import PACKAGE_FILE, DayBundle
+from finance_pipeline.ledger import periods
 
 
 class ExportError(RuntimeError):
@@ -28,6 +36,7 @@ class PublishedProof:
     merkle_root: str
     statement_sha256: str
     created: bool  # False: the same package was already published (a no-op)
+    recovered: bool = False  # an interrupted publication of this proof was completed
 
 
 def seal(bundle: DayBundle, signers: Sequence[Any], quorum: Any) -> dict[str, bytes]:
@@ -62,6 +71,12 @@ def already_published(engine: sa.Engine, bundle: DayBundle, publisher: Any,
     day, proof_id = bundle.day, bundle.statement["proof_id"]
     record = registry.check_unchanged(engine, day, proof_id, bundle.merkle_root, actor)
     on_store = publisher.existing_for_day(day)
+    if record is None:
+        with engine.connect() as conn:
+            seal = periods.get_seal(conn, day)
+        if seal is not None and seal.proof_id in on_store:
+            # Our own publication was interrupted after the store had it all: finish it.
+            return _register_stored(engine, day, seal.proof_id, publisher, actor, recovered=True)
     others = [p for p in on_store if p != proof_id]
     if record is None and others:
         registry.record_conflict(engine, day, others[0], None, proof_id, bundle.merkle_root, actor)
@@ -71,20 +86,41 @@ def already_published(engine: sa.Engine, bundle: DayBundle, publisher: Any,
     if record is None and proof_id not in on_store:
         return None
     location = record.location if record else publisher.location(day, proof_id)
-    try:
-        stored = pkg.Package.from_files(publisher.read(location)).statement()
-    except Exception as exc:  # noqa: BLE001 - any unreadable store is the same diagnosis
-        raise ExportError(f"{day}: proof {proof_id} is registered at {location} but cannot be read "
-                          f"there ({exc}); restore it from the Object Lock copy before re-running") from None
+    stored = _stored_statement(day, proof_id, location, publisher)
     if pkg.statement_bytes(stored) != pkg.statement_bytes(bundle.statement):
         raise ExportError(f"{day}: the package stored at {location} does not carry the statement of "
                           f"proof {proof_id}; the store was tampered with")
-    s_sha = pkg.statement_sha256(bundle.statement)
     if record is None:
-        record = registry.register(engine, proof_id=proof_id, day=day, merkle_root=bundle.merkle_root,
-                                   statement_sha256=s_sha, location=location,
-                                   fmt=bundle.statement["format"], actor=actor)
+        return _register_stored(engine, day, proof_id, publisher, actor, recovered=False)
+    s_sha = pkg.statement_sha256(bundle.statement)
     return PublishedProof(day, proof_id, record.location, bundle.merkle_root, s_sha, created=False)
+
+
+def _stored_statement(day: str, proof_id: str, location: str, publisher: Any) -> dict:
+    from finance_pipeline.proof import package as pkg
+
+    try:
+        return pkg.Package.from_files(publisher.read(location)).statement()
+    except Exception as exc:  # noqa: BLE001 - any unreadable store is the same diagnosis
+        raise ExportError(f"{day}: proof {proof_id} is registered at {location} but cannot be read "
+                          f"there ({exc}); restore it from the Object Lock copy before re-running") from None
+
+
+def _register_stored(engine: sa.Engine, day: str, proof_id: str, publisher: Any, actor: str,
+                     *, recovered: bool) -> PublishedProof:
+    """Register the complete package the store holds for ``proof_id`` (and drop the day's seal)."""
+    from finance_pipeline.proof import package as pkg
+
+    location = publisher.location(day, proof_id)
+    stored = _stored_statement(day, proof_id, location, publisher)
+    if stored.get("proof_id") != proof_id or stored.get("interval", {}).get("day", day) != day:
+        raise ExportError(f"{day}: the package at {location} is not proof {proof_id} of {day}; "
+                          "investigate the store before anything else")
+    merkle_root = stored["ledger"]["merkle_root"]
+    s_sha = pkg.statement_sha256(stored)
+    registry.register(engine, proof_id=proof_id, day=day, merkle_root=merkle_root, statement_sha256=s_sha,
+                      location=location, fmt=stored["format"], actor=actor)
+    return PublishedProof(day, proof_id, location, merkle_root, s_sha, created=False, recovered=recovered)
 
 
 def publish(engine: sa.Engine, bundle: DayBundle, files: dict[str, bytes], publisher: Any,
@@ -109,6 +145,44 @@ def publish(engine: sa.Engine, bundle: DayBundle, files: dict[str, bytes], publi
     )
     return PublishedProof(bundle.day, proof_id, record.location, bundle.merkle_root, s_sha,
                           created=existing is None and result.created)
+
+
+def publish_day(engine: sa.Engine, bundle: DayBundle, publisher: Any, sign: Any, *, holder: str,
+                actor: str = "system:export", lease_s: int = periods.DEFAULT_LEASE_S,
+                holder_alive: Any = None) -> PublishedProof:
+    """Publish the day once, in the order of the module docstring; ``sign()`` returns the files.
+
+    Raises LedgerMovedError when entries were posted into the day after its extract (nothing
+    published, the day stays open), PublicationInProgressError when another holder is
+    publishing it, LedgerChangedError/ExportError as ``already_published`` and ``publish`` do.
+    """
+    done = already_published(engine, bundle, publisher, actor=actor)
+    if done is not None:
+        return done
+    files = sign()
+    periods.seal_day(engine, bundle.day, bundle.statement["proof_id"], bundle.statement["ledger"]["entries"],
+                     holder=holder, lease_s=lease_s, holder_alive=holder_alive)
+    return publish(engine, bundle, files, publisher, actor=actor)
+
+
+def recover_day(engine: sa.Engine, day: str, publisher: Any, *, actor: str) -> str:
+    """Finish or undo an interrupted publication of ``day``; returns what was done, in words."""
+    with engine.connect() as conn:
+        seal = periods.get_seal(conn, day)
+    if seal is None:
+        records = registry.published_for_day(engine, day)
+        return (f"{day}: published as {records[0].proof_id}; nothing to recover" if records
+                else f"{day}: open (no publication in progress); nothing to recover")
+    if seal.proof_id in publisher.existing_for_day(day):
+        done = _register_stored(engine, day, seal.proof_id, publisher, actor, recovered=True)
+        return f"{day}: the store holds the whole package of {done.proof_id}; registered it (the day is closed)"
+    from finance_pipeline.ledger.engine import begin_write
+
+    with begin_write(engine) as conn:
+        periods.lock_days(conn, [day], exclusive=True)
+        periods.release(conn, day, actor, "recovered: no complete package in the store")
+    return (f"{day}: the interrupted publication of {seal.proof_id} left no complete package; the day is "
+            "open again (an incomplete prefix in the store is ignored by every reader)")
 
 
 def build_publisher(*, bucket: str = "", kms_key_id: str = "", lock_mode: str = "COMPLIANCE",

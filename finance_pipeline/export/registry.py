@@ -10,6 +10,7 @@ from datetime import date, timedelta
 
 import sqlalchemy as sa
 
+from finance_pipeline.ledger import periods
 from finance_pipeline.ledger.audit import now_us, record_event
 from finance_pipeline.ledger.engine import begin_write
 from finance_pipeline.ledger.schema import proofs
@@ -96,12 +97,16 @@ def record_conflict(engine: sa.Engine, day: str, published_id: str, published_ro
 
 def register(engine: sa.Engine, *, proof_id: str, day: str, merkle_root: str, statement_sha256: str,
              location: str, fmt: str, actor: str) -> ProofRecord:
-    """Record a publication (idempotent) and the audit event that goes with it."""
+    """Record a publication (idempotent) and the audit event that goes with it; the day's seal
+    (ledger/periods.py) goes in the same transaction, so the day is never open in between."""
     now = now_us()
     with begin_write(engine) as conn:
+        periods.lock_days(conn, [day], exclusive=True)
         existing = conn.execute(sa.select(proofs).where(proofs.c.proof_id == proof_id)).first()
         if existing:
+            periods.release(conn, day, actor, "published")
             return ProofRecord(**existing._mapping)
+        periods.release(conn, day, actor, "published")
         conn.execute(proofs.insert().values(
             proof_id=proof_id, day=day, merkle_root=merkle_root, statement_sha256=statement_sha256,
             location=location, published_at_us=now, format=fmt,

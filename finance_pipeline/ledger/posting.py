@@ -23,6 +23,7 @@ from finance_pipeline.domain.journal import (
     parse_entry,
 )
 from finance_pipeline.domain.timeutil import day_of_us
+from finance_pipeline.ledger import periods
 from finance_pipeline.ledger.audit import now_us as _now_us
 from finance_pipeline.ledger.audit import record_event
 from finance_pipeline.ledger.engine import begin_write
@@ -33,7 +34,6 @@ from finance_pipeline.ledger.schema import (
     journal_batches,
     journal_entries,
     journal_lines,
-    proofs,
 )
 
 # Keeps IN (...) lists well under SQLite's bound-parameter limit.
@@ -250,18 +250,22 @@ def plan_entries(
                          "or set batch_id to null")
 
     days = {i: day_of_us(entry.ts_us).isoformat() for i, entry, _ in new}
-    closed: dict[str, str] = {}
-    for chunk in _chunks(days.values()):
-        for day, proof_id in conn.execute(
-            _select_in(conn, proofs.c.day, [sa.func.min(proofs.c.proof_id)], chunk)
-            .group_by(proofs.c.day)
-        ):
-            closed[day] = proof_id
+    # The days' shared locks order this posting against a publication sealing one of them
+    # (ledger/periods.py): either this commits before the seal counts the day, or it sees it.
+    periods.lock_days(conn, days.values(), exclusive=False)
+    closed = periods.closing_proofs(conn, days.values())
     for i, day in days.items():
-        if day in closed:
-            problems.add(i, _CLOSED_DAY, _prefix(i) + "ts",
-                         f"day {day} is closed by proof {closed[day]!r}; post the correction "
-                         "dated in an open day (as an adjustment or reversal)")
+        if day not in closed:
+            continue
+        proof_id, state = closed[day]
+        if state == "closed":
+            message = (f"day {day} is closed by proof {proof_id!r}; post the correction dated in an "
+                       "open day (as an adjustment or reversal)")
+        else:
+            message = (f"day {day} is sealed: its proof {proof_id!r} is being published (or its "
+                       f"publication was interrupted: `finance-pipeline proofs recover {day}`); post "
+                       "the correction dated in an open day")
+        problems.add(i, _CLOSED_DAY, _prefix(i) + "ts", message)
 
     ordered = _reversal_targets_first(new, problems)
     problems.raise_if_any()

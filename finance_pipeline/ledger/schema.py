@@ -198,3 +198,20 @@ gate_verdicts = sa.Table(
     sa.CheckConstraint("length(day) = 10", name="day"),
     sa.Index(None, "day", "inputs_sha256"),
 )
+
+# A day whose proof is being published (ledger/periods.py): posting into it is refused, as
+# into a day with a row in `proofs`. The row goes when the publication is registered, or when
+# `finance-pipeline proofs recover DAY` finds the package incomplete and reopens the day.
+day_seals = sa.Table(
+    "day_seals",
+    metadata,
+    sa.Column("day", sa.String(10), primary_key=True),
+    sa.Column("proof_id", sa.String(128), nullable=False),
+    # The run publishing it (or the command's actor); another one is told it is in progress.
+    sa.Column("holder", sa.String(ACTOR_LEN), nullable=False),
+    sa.Column("entries", sa.BigInteger, nullable=False),
+    sa.Column("sealed_at_us", sa.BigInteger, nullable=False),
+    # Until then no other holder may take the publication over.
+    sa.Column("lease_until_us", sa.BigInteger, nullable=False),
+    sa.CheckConstraint("length(day) = 10", name="day"),
+)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from finance_pipeline.publication.base import (
-    CLAIM_FILE,
+
     PACKAGE_FILE,
     AlreadyPublishedError,
     PublicationError,
@@ -14,7 +14,7 @@ from finance_pipeline.publication.local import LocalPublisher, load_local_packag
 from finance_pipeline.publication.s3 import S3Publisher, load_s3_package, parse_s3_uri
 
 __all__ = [
-    "CLAIM_FILE", "PACKAGE_FILE", "AlreadyPublishedError", "LocalPublisher", "PublicationError",
+    "PACKAGE_FILE", "AlreadyPublishedError", "LocalPublisher", "PublicationError",
     "PublishResult", "Publisher", "S3Publisher", "load_local_package", "load_s3_package",
     "parse_s3_uri",
 ]

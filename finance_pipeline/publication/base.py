@@ -7,10 +7,12 @@ prefix without `proof_package.json` is an interrupted publication. Readers (`rea
 `existing_for_day`, the verifier) treat such a prefix as incomplete, never as a package.
 Re-running the same export resumes it (identical files are skipped, missing ones written).
 
-One package per day: before writing `proof_package.json` a publisher creates the day's claim
-`<prefix>/YYYY/MM/DD/_claim.json` (`{"day", "proof_id"}`) with a create-only write, so two
-writers with different packages for one day cannot both complete; the loser gets
-AlreadyPublishedError and its data files stay behind as an incomplete, ignored prefix.
+One package per day: a publisher refuses a package when the day already has a complete one
+with another proof id (AlreadyPublishedError). Who may publish a day at all is decided before
+the first write, by the day's seal in the ledger database (ledger/periods.py), not by a file in
+the store: a claim object under Object Lock retention could never be taken back after a crash.
+Two writers of the same proof id finish as one: `proof_package.json` written by the other,
+with the same statement (its signatures differ, ECDSA being randomised), is accepted as is.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from datetime import date
 from typing import Protocol, runtime_checkable
 
 PACKAGE_FILE = "proof_package.json"
-CLAIM_FILE = "_claim.json"
 DEFAULT_PREFIX = "proofs"
 _PROOF_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _FILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -88,7 +89,7 @@ def check_package(proof_id: str, files: dict[str, bytes]) -> None:
         raise PublicationError(f"package has no {PACKAGE_FILE}; refusing to publish data without "
                                "its signed statement")
     for name, content in files.items():
-        if not _FILE_RE.match(name) or name == CLAIM_FILE:
+        if not _FILE_RE.match(name):
             raise PublicationError(f"file name {name!r} is not allowed in a package (plain names "
                                    "only, no directories)")
         if not isinstance(content, bytes | bytearray):
@@ -100,13 +101,9 @@ def ordered_names(files: dict[str, bytes]) -> list[str]:
     return sorted(n for n in files if n != PACKAGE_FILE) + [PACKAGE_FILE]
 
 
-def claim_bytes(day: str, proof_id: str) -> bytes:
-    return (json.dumps({"day": day, "proof_id": proof_id}, sort_keys=True) + "\n").encode("utf-8")
-
-
-def claim_proof_id(raw: bytes, where: str) -> str:
+def same_statement(existing: bytes, new: bytes) -> bool:
+    """Whether two `proof_package.json` files carry the same statement (signatures aside)."""
     try:
-        return json.loads(raw)["proof_id"]
+        return json.loads(existing)["statement"] == json.loads(new)["statement"]
     except (ValueError, KeyError, TypeError):
-        raise PublicationError(f"day claim {where} is unreadable; it must hold "
-                               '{"day": ..., "proof_id": ...}: inspect it by hand') from None
+        return False

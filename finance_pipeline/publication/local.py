@@ -14,17 +14,15 @@ import tempfile
 from pathlib import Path
 
 from finance_pipeline.publication.base import (
-    CLAIM_FILE,
     DEFAULT_PREFIX,
     PACKAGE_FILE,
     AlreadyPublishedError,
     PublicationError,
     PublishResult,
     check_package,
-    claim_bytes,
-    claim_proof_id,
     day_path,
     ordered_names,
+    same_statement,
 )
 
 
@@ -75,7 +73,6 @@ class LocalPublisher:
         others = [p for p in self.existing_for_day(day) if p != proof_id]
         if others:
             raise AlreadyPublishedError(day, others[0], proof_id, self.location(day, others[0]))
-        self._check_claim(day, proof_id)
         try:
             target.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -83,24 +80,15 @@ class LocalPublisher:
                                    "directory exists and is writable") from exc
         created = False
         for name in ordered_names(files):
-            if name == PACKAGE_FILE:
-                # Claim the day just before completing the package: the loser of a race stops here.
-                self._write_once(day_dir / CLAIM_FILE, claim_bytes(day, proof_id),
-                                 on_conflict=lambda: self._check_claim(day, proof_id))
-            created = self._write_once(target / name, bytes(files[name]))
+            # Another writer of this very proof completed it first: its statement is ours.
+            accept = same_statement if name == PACKAGE_FILE else None
+            created = self._write_once(target / name, bytes(files[name]), accept=accept)
         return PublishResult(location=str(target), created=created)
 
-    def _check_claim(self, day: str, proof_id: str) -> None:
-        claim = self._day_dir(day) / CLAIM_FILE
-        if claim.is_file():
-            claimed = claim_proof_id(claim.read_bytes(), str(claim))
-            if claimed != proof_id:
-                raise AlreadyPublishedError(day, claimed, proof_id, self.location(day, claimed))
-
-    def _write_once(self, path: Path, content: bytes, on_conflict=None) -> bool:
+    def _write_once(self, path: Path, content: bytes, accept=None) -> bool:
         """Create `path` read-only with `content`; False if it already holds exactly that."""
         if path.exists():
-            return self._same_or_fail(path, content, on_conflict)
+            return self._same_or_fail(path, content, accept)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as handle:
@@ -111,13 +99,13 @@ class LocalPublisher:
             try:
                 os.link(tmp, path)  # atomic create-only: EEXIST instead of overwriting
             except FileExistsError:
-                return self._same_or_fail(path, content, on_conflict)
+                return self._same_or_fail(path, content, accept)
             except OSError as exc:
                 if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
                     raise
                 # Filesystem without hard links: best effort create-only rename.
                 if path.exists():
-                    return self._same_or_fail(path, content, on_conflict)
+                    return self._same_or_fail(path, content, accept)
                 os.rename(tmp, path)
             _fsync_dir(path.parent)
             return True
@@ -129,12 +117,9 @@ class LocalPublisher:
                 os.unlink(tmp)
 
     @staticmethod
-    def _same_or_fail(path: Path, content: bytes, on_conflict) -> bool:
+    def _same_or_fail(path: Path, content: bytes, accept) -> bool:
         existing = path.read_bytes()
-        if existing == content:
-            return False
-        if on_conflict is not None:
-            on_conflict()  # raises the specific error (e.g. AlreadyPublishedError) if it matters
+        if existing == content or (accept is not None and accept(existing, content)):
             return False
         raise PublicationError(
             f"{path} already exists with different content (sha256 {_sha(existing)}... vs "

@@ -12,7 +12,7 @@ Every object is written with:
 Permissions the publisher needs: s3:GetBucketObjectLockConfiguration, s3:ListBucket,
 s3:GetObject, s3:PutObject, s3:PutObjectRetention on the bucket/prefix, and
 kms:GenerateDataKey + kms:Decrypt on the SSE key. See publication/base.py for the layout,
-the write order (`proof_package.json` last) and the day claim.
+the write order (`proof_package.json` last).
 """
 
 from __future__ import annotations
@@ -24,17 +24,15 @@ from typing import Any, Callable
 from urllib.parse import urlparse
 
 from finance_pipeline.publication.base import (
-    CLAIM_FILE,
     DEFAULT_PREFIX,
     PACKAGE_FILE,
     AlreadyPublishedError,
     PublicationError,
     PublishResult,
     check_package,
-    claim_bytes,
-    claim_proof_id,
     day_path,
     ordered_names,
+    same_statement,
 )
 
 LOCK_MODES = ("COMPLIANCE", "GOVERNANCE")
@@ -225,27 +223,16 @@ class S3Publisher:
         others = [p for p in self.existing_for_day(day) if p != proof_id]
         if others:
             raise AlreadyPublishedError(day, others[0], proof_id, self.location(day, others[0]))
-        self._check_claim(day, proof_id)
         # One retain-until for the whole package, whole seconds (S3 stores seconds).
         retain_until = (self.clock().astimezone(timezone.utc)
                         + timedelta(days=self.retention_days)).replace(microsecond=0)
         created = False
         for name in ordered_names(files):
-            if name == PACKAGE_FILE:
-                # Claim the day just before completing the package: the loser of a race stops here.
-                self._put_once(day_prefix + CLAIM_FILE, claim_bytes(day, proof_id), retain_until,
-                               on_conflict=lambda: self._check_claim(day, proof_id))
+            # Another writer of this very proof completed it first: its statement is ours.
+            accept = same_statement if name == PACKAGE_FILE else None
             created = self._put_once(f"{day_prefix}{proof_id}/{name}", bytes(files[name]),
-                                     retain_until)
+                                     retain_until, accept=accept)
         return PublishResult(location=self.location(day, proof_id), created=created)
-
-    def _check_claim(self, day: str, proof_id: str) -> None:
-        key = self._day_prefix(day) + CLAIM_FILE
-        raw = _get(self.client, self.bucket, key)
-        if raw is not None:
-            claimed = claim_proof_id(raw, f"s3://{self.bucket}/{key}")
-            if claimed != proof_id:
-                raise AlreadyPublishedError(day, claimed, proof_id, self.location(day, claimed))
 
     def put_params(self, key: str, body: bytes, retain_until: datetime) -> dict[str, Any]:
         """The exact PutObject parameters of one package file (tests assert on these)."""
@@ -261,13 +248,13 @@ class S3Publisher:
             "IfNoneMatch": "*",  # create-only: never a second version of a published key
         }
 
-    def _put_once(self, key: str, body: bytes, retain_until: datetime, on_conflict=None) -> bool:
+    def _put_once(self, key: str, body: bytes, retain_until: datetime, accept=None) -> bool:
         """Create `key` with `body`; False if it already holds exactly that."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         existing = _get(self.client, self.bucket, key)
         if existing is not None:
-            return self._same_or_fail(key, existing, body, on_conflict)
+            return self._same_or_fail(key, existing, body, accept)
         try:
             response = self.client.put_object(**self.put_params(key, body, retain_until))
         except ClientError as exc:
@@ -275,7 +262,7 @@ class S3Publisher:
                 # Another writer created it between our read and write: compare with theirs.
                 existing = _get(self.client, self.bucket, key)
                 if existing is not None:
-                    return self._same_or_fail(key, existing, body, on_conflict)
+                    return self._same_or_fail(key, existing, body, accept)
             raise PublicationError(diagnose_s3_error(exc, "PutObject", self.bucket, key,
                                                      self.kms_key_id)) from exc
         except BotoCoreError as exc:
@@ -288,11 +275,8 @@ class S3Publisher:
                                    "the object before re-running")
         return True
 
-    def _same_or_fail(self, key: str, existing: bytes, body: bytes, on_conflict) -> bool:
-        if existing == body:
-            return False
-        if on_conflict is not None:
-            on_conflict()  # raises the specific error (e.g. AlreadyPublishedError) if it matters
+    def _same_or_fail(self, key: str, existing: bytes, body: bytes, accept) -> bool:
+        if existing == body or (accept is not None and accept(existing, body)):
             return False
         raise PublicationError(
             f"s3://{self.bucket}/{key} already exists with different content (sha256 "

@@ -60,7 +60,7 @@ def test_kms_quorum_signed_package_lands_in_s3_under_object_lock(aws_env, s3_cli
     assert sorted(s["role"] for s in sigs) == ["finance-lead", "security-engineer"]
 
     listed = s3_client.list_objects_v2(Bucket=audit_bucket, Prefix="proofs/2026/11/01/")["Contents"]
-    data_keys = [o["Key"] for o in listed if not o["Key"].endswith("_claim.json")]
+    data_keys = [o["Key"] for o in listed]
     assert {k.rsplit("/", 1)[1] for k in data_keys} >= {
         "ledger_entries.jsonl", "provider_records.jsonl", "reconciliation_report.json", "proof_package.json"}
     for key in [o["Key"] for o in listed]:

@@ -17,10 +17,12 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import pytest
+from dagster import AssetKey
 
 from finance_pipeline_tests.defs.conftest import make_world
 from finance_pipeline_tests.deploy.stack import LOCATION, ROOT, running_stack, selected, tag
@@ -212,47 +214,51 @@ def test_a_blocked_day_stops_the_chain_without_forking_and_the_fix_finishes_it(e
     e2e.assert_chain(BLOCKED_RANGE, start_previous=previous)
 
 
-def _run_pid(inst, run_id: str, step: str) -> int | None:
-    """The run worker's pid, once ``step`` has started in it."""
-    from dagster import DagsterEventType
+class _Killer(threading.Thread):
+    """Kills the worker of the first run of ``day`` that materializes the reconciliation, as
+    soon as it is executing steps (the OOM killer or a lost node, as far as Dagster can tell)."""
 
-    pid = None
-    started = False
-    for record in inst.all_logs(run_id):
-        event = record.dagster_event
-        if event is None:
-            continue
-        if event.pid:
-            pid = event.pid
-        if event.event_type == DagsterEventType.STEP_START and event.step_key == step:
-            started = True
-    return pid if started else None
+    def __init__(self, stack, day: str, timeout_s: float = 600):
+        super().__init__(daemon=True)
+        self.stack, self.day, self.timeout_s = stack, day, timeout_s
+        self.killed_run: str | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        from dagster import DagsterEventType, DagsterRunStatus, RunsFilter
+
+        try:
+            with self.stack.instance() as inst:
+                deadline = time.monotonic() + self.timeout_s
+                while time.monotonic() < deadline and self.killed_run is None:
+                    runs = inst.get_runs(filters=RunsFilter(tags={"dagster/partition": self.day},
+                                                            statuses=[DagsterRunStatus.STARTED]))
+                    for run in runs:
+                        if AssetKey("reconciliation_report") not in (run.asset_selection or set()):
+                            continue
+                        for record in inst.all_logs(run.run_id, of_type=DagsterEventType.STEP_START):
+                            if record.dagster_event and record.dagster_event.pid:
+                                os.kill(record.dagster_event.pid, signal.SIGKILL)
+                                self.killed_run = run.run_id
+                                return
+                    time.sleep(0.1)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            self.error = exc
 
 
 def test_a_run_worker_killed_mid_run_is_retried_before_the_next_day_and_the_chain_holds(e2e):
-    killed: dict[str, str] = {}
-
-    def kill_once(_status, runs):
-        if killed:
-            return
-        for run in runs:
-            if (tag(run, "dagster/partition") == KILLED_DAY and run["status"] == "STARTED"
-                    and "reconciliation_report" in selected(run)):
-                with e2e.stack.instance() as inst:
-                    pid = _run_pid(inst, run["runId"], "reconcile_day")
-                if pid:
-                    os.kill(pid, signal.SIGKILL)
-                    killed["run_id"] = run["runId"]
-                return
-
-    status, runs = e2e.backfill(KILLED_RANGE, on_tick=kill_once)
-    assert killed, "the day's run was never caught mid-step"
+    killer = _Killer(e2e.stack, KILLED_DAY)
+    killer.start()
+    status, runs = e2e.backfill(KILLED_RANGE)
+    killer.join(timeout=5)
+    assert killer.error is None, killer.error
+    assert killer.killed_run, "the day's run was never caught mid-run"
     assert status["status"] == "COMPLETED_SUCCESS", (status, runs, e2e.stack.log_tail())
     by_id = {r["runId"]: r for r in runs}
-    assert by_id[killed["run_id"]]["status"] == "FAILURE"
-    [retry] = [r for r in runs if tag(r, "dagster/parent_run_id") == killed["run_id"]]
+    assert by_id[killer.killed_run]["status"] == "FAILURE"
+    [retry] = [r for r in runs if tag(r, "dagster/parent_run_id") == killer.killed_run]
     assert retry["status"] == "SUCCESS" and tag(retry, "dagster/retry_number") == "1"
-    # The killed day published from its retry, before the next day's proof started.
+    # The killed day published after its retry, and before the next day's proof started.
     by_day = proof_runs(runs)
     assert by_day[KILLED_DAY][0]["startTime"] >= retry["endTime"]
     assert by_day[KILLED_DAY][-1]["endTime"] <= by_day[KILLED_RANGE[-1]][0]["startTime"]

@@ -7,7 +7,6 @@ import stat
 import pytest
 
 from finance_pipeline.publication import (
-    CLAIM_FILE,
     PACKAGE_FILE,
     AlreadyPublishedError,
     LocalPublisher,
@@ -69,16 +68,18 @@ def test_different_proof_for_a_published_day_is_refused(tmp_path):
     publisher.publish("2026-11-03", "proof-b", package("b"))  # another day is fine
 
 
-def test_statement_is_written_last_and_the_day_claimed_before_it(tmp_path, monkeypatch):
+def test_statement_is_written_last_and_nothing_else_is_written(tmp_path, monkeypatch):
     publisher = LocalPublisher(tmp_path)
     order = []
     original = publisher._write_once
     monkeypatch.setattr(publisher, "_write_once",
-                        lambda path, content, on_conflict=None: order.append(path.name)
-                        or original(path, content, on_conflict))
+                        lambda path, content, accept=None: order.append(path.name)
+                        or original(path, content, accept))
     publisher.publish(DAY, "proof-a", package())
-    assert order[-2:] == [CLAIM_FILE, PACKAGE_FILE]
-    assert sorted(order[:-2]) == sorted(n for n in package() if n != PACKAGE_FILE)
+    assert order[-1] == PACKAGE_FILE
+    assert sorted(order[:-1]) == sorted(n for n in package() if n != PACKAGE_FILE)
+    # No claim or marker beside the package: who may publish a day is the ledger's seal.
+    assert sorted(p.name for p in (tmp_path / "proofs/2026/11/02").iterdir()) == ["proof-a"]
 
 
 def _crash_before_statement(root) -> str:
@@ -108,14 +109,24 @@ def test_incomplete_prefix_is_not_a_published_package(tmp_path):
     assert publisher.existing_for_day(DAY) == ["proof-b"]
 
 
-def test_day_claim_blocks_a_second_package_even_when_the_first_is_incomplete(tmp_path):
+def test_a_second_writer_of_the_same_proof_finishes_as_one_and_other_bytes_are_refused(tmp_path):
+    import json
+
     publisher = LocalPublisher(tmp_path)
-    day_dir = tmp_path / "proofs/2026/11/02"
-    day_dir.mkdir(parents=True)
-    (day_dir / CLAIM_FILE).write_bytes(b'{"day": "2026-11-02", "proof_id": "proof-a"}\n')
-    with pytest.raises(AlreadyPublishedError, match="since proof proof-a was published"):
-        publisher.publish(DAY, "proof-b", package("b"))
-    assert publisher.publish(DAY, "proof-a", package("a")).created
+    first = package("a")
+    assert publisher.publish(DAY, "proof-a", first).created
+    # The same statement signed again (ECDSA differs each time): the stored package stands.
+    again = dict(first)
+    doc = json.loads(first[PACKAGE_FILE])
+    doc["signatures"] = [{"other": "signature"}]
+    again[PACKAGE_FILE] = json.dumps(doc).encode()
+    assert publisher.publish(DAY, "proof-a", again).created is False
+    assert publisher.read(publisher.location(DAY, "proof-a")) == first
+    # Another statement under the same proof id is still a refusal, never an overwrite.
+    doc["statement"] = {"changed": True}
+    again[PACKAGE_FILE] = json.dumps(doc).encode()
+    with pytest.raises(PublicationError, match="already exists with different content"):
+        publisher.publish(DAY, "proof-a", again)
 
 
 @pytest.mark.parametrize(("day", "proof_id", "files", "message"), [
@@ -124,7 +135,7 @@ def test_day_claim_blocks_a_second_package_even_when_the_first_is_incomplete(tmp
     (DAY, "../escape", package(), "not usable in a path"),
     (DAY, "p", {"ledger_entries.jsonl": b""}, "no proof_package.json"),
     (DAY, "p", {**package(), "sub/x.json": b""}, "not allowed in a package"),
-    (DAY, "p", {**package(), CLAIM_FILE: b""}, "not allowed in a package"),
+    (DAY, "p", {**package(), "_claim.json": b""}, "not allowed in a package"),
 ])
 def test_bad_input_is_refused(tmp_path, day, proof_id, files, message):
     with pytest.raises(PublicationError, match=message):

@@ -15,7 +15,6 @@ from datetime import datetime, timezone
 import pytest
 
 from finance_pipeline.publication import (
-    CLAIM_FILE,
     PACKAGE_FILE,
     AlreadyPublishedError,
     PublicationError,
@@ -75,7 +74,6 @@ def test_every_object_is_locked_encrypted_and_checksummed(publisher, recorder, s
     files = package()
     prefix = "proofs/2026/11/02/"
     expected = {f"{prefix}proof-a/{n}": d for n, d in files.items()}
-    expected[prefix + CLAIM_FILE] = b'{"day": "2026-11-02", "proof_id": "proof-a"}\n'
     assert sorted(recorder.keys()) == sorted(expected)
     for params, headers in zip(recorder.params, recorder.headers):
         body = expected[params["Key"]]
@@ -110,8 +108,9 @@ def test_every_object_is_locked_encrypted_and_checksummed(publisher, recorder, s
 
 def test_statement_is_the_last_object_written(publisher, recorder):
     publisher.publish(DAY, "proof-a", package())
-    assert recorder.keys()[-2:] == ["proofs/2026/11/02/_claim.json",
-                                    "proofs/2026/11/02/proof-a/proof_package.json"]
+    assert recorder.keys()[-1] == "proofs/2026/11/02/proof-a/proof_package.json"
+    # Nothing but the package: no claim object that retention would keep forever.
+    assert all(k.startswith("proofs/2026/11/02/proof-a/") for k in recorder.keys())
 
 
 def test_governance_mode_custom_retention_and_prefix(s3_client, audit_bucket, sse_kms_key, recorder):

@@ -27,6 +27,14 @@ from finance_pipeline.defs.resources import (
 )
 
 
+def _run_alive(instance: dg.DagsterInstance, holder: str) -> bool:
+    """Whether the run holding a day's seal may still be publishing it (unknown holders: yes)."""
+    if not holder.startswith("run:"):
+        return True
+    run = instance.get_run_by_id(holder[len("run:"):])
+    return run is not None and not run.is_finished
+
+
 def _location_value(location: str) -> dg.MetadataValue:
     return dg.MetadataValue.url(location) if "://" in location else dg.MetadataValue.path(location)
 
@@ -65,7 +73,8 @@ def build_assets(partitions_def: dg.TimeWindowPartitionsDefinition, chain_start:
     ) -> dg.MaterializeResult:
         from finance_pipeline.export import registry
         from finance_pipeline.export.bundle import build_bundle
-        from finance_pipeline.export.exporter import already_published, publish, seal
+        from finance_pipeline.export.exporter import publish_day, seal
+        from finance_pipeline.ledger import periods
         from finance_pipeline.quality import verdicts
 
         started = time.perf_counter()
@@ -85,24 +94,31 @@ def build_assets(partitions_def: dg.TimeWindowPartitionsDefinition, chain_start:
         bundle = build_bundle(day, ledger_extract, stripe_balance_transactions, payout_settlements,
                               reconciliation_report, recon.tolerances(), previous)
         publisher = publication.publisher()
-        published = already_published(engine, bundle, publisher)
         release_unused_memory()  # what building the bundle freed, before the verification's work
-        if published is None:
+
+        def sign() -> dict:
             signers, quorum = signing.signers()
-            files = seal(bundle, signers, quorum)
-            published = publish(engine, bundle, files, publisher)
+            return seal(bundle, signers, quorum)
+
+        try:
+            published = publish_day(engine, bundle, publisher, sign, holder=f"run:{context.run.run_id}",
+                                    holder_alive=lambda holder: _run_alive(context.instance, holder))
+        except (periods.LedgerMovedError, periods.PublicationInProgressError) as exc:
+            raise dg.Failure(description=str(exc), allow_retries=False, metadata={"day": day}) from None
         duration_ms = int((time.perf_counter() - started) * 1000)
         publication_status = "published" if published.created else "unchanged"
         context.log.info(json.dumps({
             "event": "proof.published", "day": day, "proofId": published.proof_id,
             "location": published.location, "created": published.created,
-            "publication": publication_status, "exports.duration_ms": duration_ms,
+            "publication": publication_status,
+            "recovered": published.recovered, "exports.duration_ms": duration_ms,
         }, sort_keys=True))
         return dg.MaterializeResult(metadata={
             "proofId": published.proof_id,
             # "published": signed and written by this run; "unchanged": this very package was
             # already published (a re-run of a closed day signs and writes nothing).
             "publication": publication_status,
+            "recovered": published.recovered,
             "location": _location_value(published.location),
             "merkle_root": published.merkle_root,
             "statement_sha256": published.statement_sha256,

@@ -1,4 +1,5 @@
-"""Gate verdicts: which gates passed for exactly which inputs of a day (issue 15).
+"""Publication controls: gate verdicts (which gates passed for exactly which inputs of a day)
+and day seals (a day whose proof is being published is closed to posting).
 
 Revision ID: 0002
 Revises: 0001
@@ -30,8 +31,20 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("verdict_id", name=op.f("pk_gate_verdicts")),
     )
     op.create_index(op.f("ix_gate_verdicts_day_inputs_sha256"), "gate_verdicts", ["day", "inputs_sha256"])
+    op.create_table(
+        "day_seals",
+        sa.Column("day", sa.String(10), nullable=False),
+        sa.Column("proof_id", sa.String(128), nullable=False),
+        sa.Column("holder", sa.String(200), nullable=False),
+        sa.Column("entries", sa.BigInteger(), nullable=False),
+        sa.Column("sealed_at_us", sa.BigInteger(), nullable=False),
+        sa.Column("lease_until_us", sa.BigInteger(), nullable=False),
+        sa.CheckConstraint("length(day) = 10", name=op.f("ck_day_seals_day")),
+        sa.PrimaryKeyConstraint("day", name=op.f("pk_day_seals")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("day_seals")
     op.drop_index(op.f("ix_gate_verdicts_day_inputs_sha256"), table_name="gate_verdicts")
     op.drop_table("gate_verdicts")
