@@ -213,4 +213,38 @@ def drill_record_cmd(report: Path, outcome: str, operator: str, checklist: Path)
     click.echo(f"recorded drill {outcome} by {operator}: {report} sha256={digest} -> {checklist}")
 
 
-COMMANDS: list[click.Command] = [repair_batch_cmd, retrigger_settlement_cmd, incidents_cmd, drill_group]
+@click.command("recover-publication")
+@click.argument("day", type=click.DateTime(formats=["%Y-%m-%d"]))
+@click.option("--actor", default=None, help="Who recovers (audit trail) [default: cli:$USER].")
+@database_url_option
+def recover_publication_cmd(day, actor: str | None, database_url: str | None) -> None:
+    """Finish or undo the interrupted publication of DAY (a sealed day).
+
+    When the store (S3_AUDIT_BUCKET, else FP_PUBLISH_DIR) holds the whole package of the proof
+    the day was sealed for, it is registered and the day is closed; otherwise the seal is dropped
+    and the day is open again. Nothing to do for an open or published day.
+    """
+    from finance_pipeline.export.exporter import ExportError, build_publisher, recover_day
+    from finance_pipeline.publication import PublicationError
+
+    env = os.environ
+    try:
+        publisher = build_publisher(
+            bucket=env.get("S3_AUDIT_BUCKET", ""),
+            kms_key_id=env.get("S3_SSE_KMS_KEY_ID") or env.get("KMS_KEY_ID", ""),
+            lock_mode=env.get("S3_OBJECT_LOCK_MODE", "COMPLIANCE"),
+            retention_days=int(env.get("S3_RETENTION_DAYS", "2555")),
+            local_dir=env.get("FP_PUBLISH_DIR", ""), endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+            region=env.get("AWS_REGION") or None)
+    except (ExportError, PublicationError, ValueError) as exc:
+        fail(EXIT_REJECTED, f"cannot open the publication store: {exc}")
+    with ledger_engine(database_url) as engine:
+        try:
+            message = recover_day(engine, day.date().isoformat(), publisher, actor=actor or _default_actor())
+        except (ExportError, PublicationError) as exc:
+            fail(EXIT_REJECTED, str(exc))
+    click.echo(message)
+
+
+COMMANDS: list[click.Command] = [repair_batch_cmd, retrigger_settlement_cmd, incidents_cmd, drill_group,
+                                 recover_publication_cmd]

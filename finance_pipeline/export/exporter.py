@@ -8,7 +8,7 @@ Order matters (``publish_day``):
 4. the publisher writes the files, `proof_package.json` last;
 5. the registry row is written and the seal dropped, in one transaction: the day is closed.
 A crash anywhere leaves either nothing, or a seal that the next export of the day (or
-`finance-pipeline proofs recover DAY`) completes under the proof id in the store, or reopens
+`finance-pipeline recover-publication DAY`) completes under the proof id in the store, or reopens
 when the store has no complete package.
 """
 

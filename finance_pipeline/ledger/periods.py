@@ -108,7 +108,7 @@ def seal_day(engine: sa.Engine, day: str, proof_id: str, entries: int, *, holder
             raise PublicationInProgressError(
                 f"{day} is already being published (proof {seal.proof_id}, by {seal.holder}, since "
                 f"{seal.sealed_at_us}); this export stops here. Wait for it; if it died, its lease ends "
-                f"in {(seal.lease_until_us - now) // 1_000_000} s, or run `finance-pipeline proofs recover {day}`")
+                f"in {(seal.lease_until_us - now) // 1_000_000} s, or run `finance-pipeline recover-publication {day}`")
         values = dict(proof_id=proof_id, holder=holder, entries=entries, sealed_at_us=now,
                       lease_until_us=now + lease_s * 1_000_000)
         if seal is None:

@@ -263,7 +263,7 @@ def plan_entries(
                        "open day (as an adjustment or reversal)")
         else:
             message = (f"day {day} is sealed: its proof {proof_id!r} is being published (or its "
-                       f"publication was interrupted: `finance-pipeline proofs recover {day}`); post "
+                       f"publication was interrupted: `finance-pipeline recover-publication {day}`); post "
                        "the correction dated in an open day")
         problems.add(i, _CLOSED_DAY, _prefix(i) + "ts", message)
 

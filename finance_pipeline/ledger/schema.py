@@ -201,7 +201,7 @@ gate_verdicts = sa.Table(
 
 # A day whose proof is being published (ledger/periods.py): posting into it is refused, as
 # into a day with a row in `proofs`. The row goes when the publication is registered, or when
-# `finance-pipeline proofs recover DAY` finds the package incomplete and reopens the day.
+# `finance-pipeline recover-publication DAY` finds the package incomplete and reopens the day.
 day_seals = sa.Table(
     "day_seals",
     metadata,
