@@ -160,10 +160,13 @@ def check_cmd(from_day, to_day) -> None:
               help="A day's package folder (ledger_entries.jsonl, provider_records.jsonl, ...).")
 def reconcile_cmd(replay_dir) -> None:
     """Re-run a day's reconciliation offline from a package and compare the report bytes."""
-    from finance_pipeline.export.replay import ReplayError, replay_dir as run_replay
+    from finance_pipeline.export.replay import ReplayError, UnsignedInputError, replay_dir as run_replay
 
     try:
         result = run_replay(replay_dir)
+    except UnsignedInputError as exc:
+        click.echo(f"NOT REPLAYED: {exc}", err=True)
+        sys.exit(1)
     except (ReplayError, OSError, ValueError, KeyError) as exc:
         click.echo(f"cannot replay {replay_dir}: {exc}", err=True)
         sys.exit(2)

@@ -28,7 +28,7 @@ LEDGER_FILE = "ledger_entries.jsonl"
 PROVIDER_FILE = "provider_records.jsonl"
 REPORT_FILE = "reconciliation_report.json"
 PACKAGE_FILE = "proof_package.json"
-CONTEXT_FILE = "reconciliation_context.json"
+from finance_pipeline.proof.package import CONTEXT_FILE  # noqa: E402 - one home for the name
 CONTEXT_FORMAT = "finance-reconciliation-context/1"
 
 

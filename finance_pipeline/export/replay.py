@@ -21,6 +21,38 @@ class ReplayError(ValueError):
     """The bundle lacks what a replay needs."""
 
 
+class UnsignedInputError(ReplayError):
+    """A file the replay would read is not the one the signed statement vouches for."""
+
+
+# Each input of the replay and the statement member that signs its hash.
+_SIGNED = {LEDGER_FILE: ("ledger", "file_sha256"), PROVIDER_FILE: ("providers", "file_sha256"),
+           REPORT_FILE: ("reconciliation", "report_sha256"),
+           CONTEXT_FILE: ("reconciliation", "context_sha256")}
+
+
+def _check_signed(files: dict[str, bytes]) -> None:
+    """Every input is the file the statement signs: a replay of other bytes proves nothing.
+    (The signatures themselves are `verify`'s to check.)"""
+    import hashlib
+
+    from finance_pipeline.proof.package import PROOF_FILE, PackageError, loads_strict
+
+    if PROOF_FILE not in files:
+        raise ReplayError(f"bundle lacks {PROOF_FILE}, so nothing says which files were signed")
+    try:
+        statement = loads_strict(files[PROOF_FILE])["statement"]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, PackageError) as exc:
+        raise ReplayError(f"{PROOF_FILE} is not a package statement ({exc})") from None
+    for name, (section, member) in _SIGNED.items():
+        signed = statement.get(section, {}).get(member) if isinstance(statement.get(section), dict) else None
+        actual = hashlib.sha256(files[name]).hexdigest()
+        if signed != actual:
+            raise UnsignedInputError(
+                f"{name} hashes to {actual} but the statement signs {section}.{member} = {signed!r}: "
+                "it is not the file that was published, so the replay would prove nothing")
+
+
 def _jsonl(data: bytes, name: str) -> list[dict]:
     try:
         return [json.loads(line) for line in data.decode("utf-8").splitlines() if line]
@@ -37,12 +69,17 @@ def replay_files(files: dict[str, bytes]) -> ReplayResult:
     missing = [n for n in (LEDGER_FILE, PROVIDER_FILE, REPORT_FILE, CONTEXT_FILE) if n not in files]
     if missing:
         raise ReplayError(f"bundle lacks {', '.join(missing)}")
-    context = json.loads(files[CONTEXT_FILE])
-    tol = Tolerances(time_s=int(context["tolerances"]["time_s"]),
-                     amount_minor=int(context["tolerances"]["amount_minor"]),
-                     per_class_minor=dict(context["tolerances"]["per_class_minor"]))
-    entries = _jsonl(files[LEDGER_FILE], LEDGER_FILE) + list(context["boundary_entries"])
-    lines = lines_frame(entries, context["account_roles"])
+    _check_signed(files)
+    try:
+        context = json.loads(files[CONTEXT_FILE])
+        tol = Tolerances(time_s=int(context["tolerances"]["time_s"]),
+                         amount_minor=int(context["tolerances"]["amount_minor"]),
+                         per_class_minor=dict(context["tolerances"]["per_class_minor"]))
+        boundary, roles = list(context["boundary_entries"]), context["account_roles"]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise ReplayError(f"{CONTEXT_FILE} is not a reconciliation context ({type(exc).__name__}: {exc})") from None
+    entries = _jsonl(files[LEDGER_FILE], LEDGER_FILE) + boundary
+    lines = lines_frame(entries, roles)
     stripe, payouts = [], []
     for rec in _jsonl(files[PROVIDER_FILE], PROVIDER_FILE):
         provider = rec.pop("provider")

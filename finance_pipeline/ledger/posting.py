@@ -267,9 +267,46 @@ def plan_entries(
                        "the correction dated in an open day")
         problems.add(i, _CLOSED_DAY, _prefix(i) + "ts", message)
 
+    _check_day_totals(conn, new, days, problems)
     ordered = _reversal_targets_first(new, problems)
     problems.raise_if_any()
     return _Plan(new=ordered, present_ids=present)
+
+
+def _check_day_totals(conn: sa.Connection, new: list[tuple[int, JournalEntry, str]], days: dict[int, str],
+                      problems: _Problems) -> None:
+    """Refuse the entry that would push its day's debit or credit total in a currency past
+    MAX_SAFE_INT: the signed statement carries those totals as exact JSON integers, and a day
+    whose total cannot be written could never be published (entries are never removed)."""
+    from finance_pipeline.domain.timeutil import day_bounds_us
+
+    totals: dict[tuple[str, str, str], int] = {}
+    for day in sorted(set(days.values())):
+        lo, hi = day_bounds_us(day)
+        rows = conn.execute(
+            sa.select(journal_lines.c.currency, journal_lines.c.direction, sa.func.sum(journal_lines.c.amount_minor))
+            .join(journal_entries, journal_entries.c.journal_id == journal_lines.c.journal_id)
+            .where(journal_entries.c.ts_us >= lo, journal_entries.c.ts_us < hi)
+            .group_by(journal_lines.c.currency, journal_lines.c.direction))
+        for currency, direction, total in rows:
+            totals[(day, currency.strip(), direction)] = int(total or 0)
+    for i, entry, _ in new:
+        day = days[i]
+        adds: dict[tuple[str, str, str], int] = {}
+        for line in entry.lines:
+            key = (day, line.currency, line.direction)
+            adds[key] = adds.get(key, 0) + line.amount_minor
+        over = [key for key, add in adds.items() if totals.get(key, 0) + add > MAX_SAFE_INT]
+        if over:
+            _, currency, direction = over[0]
+            problems.add(i, _INVALID, _prefix(i) + "lines",
+                         f"would bring the {direction} total of {day} in {currency} to "
+                         f"{totals.get(over[0], 0) + adds[over[0]]}, past {MAX_SAFE_INT} (2^53-1), the "
+                         "largest total a signed proof can carry exactly; post the amount in a day "
+                         "with room, or in several days")
+            continue
+        for key, add in adds.items():
+            totals[key] = totals.get(key, 0) + add
 
 
 def _reversal_targets_first(

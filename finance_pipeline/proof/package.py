@@ -39,6 +39,8 @@ PROVIDERS_FILE = "provider_records.jsonl"
 REPORT_FILE = "reconciliation_report.json"
 PROOF_FILE = "proof_package.json"
 SPEC_FILES = (LEDGER_FILE, PROVIDERS_FILE, REPORT_FILE, PROOF_FILE)
+# The optional file of the package format; its hash is `reconciliation.context_sha256`.
+CONTEXT_FILE = "reconciliation_context.json"
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
@@ -366,6 +368,9 @@ class Package:
     reconciliation_report: bytes | None = None
     proof_package: bytes | None = None
     extra_files: dict[str, bytes] = field(default_factory=dict)
+    # Entries of a package folder that are no readable regular file of a usable name
+    # (symlinks, sub-folders, hidden or oddly named files): never part of a package.
+    foreign: list[str] = field(default_factory=list)
 
     _ATTRS = {LEDGER_FILE: "ledger_entries", PROVIDERS_FILE: "provider_records",
               REPORT_FILE: "reconciliation_report", PROOF_FILE: "proof_package"}
@@ -407,15 +412,19 @@ class Package:
             raise PackageLoadError(f"{root}: not a package folder (expected the files "
                                    f"{', '.join(SPEC_FILES)})")
         files: dict[str, bytes] = {}
+        foreign: list[str] = []
         try:
             for entry in sorted(os.scandir(root), key=lambda e: e.name):
-                if entry.name.startswith(".") or not entry.is_file():
-                    continue
-                if entry.name in SPEC_FILES or _SAFE_NAME.match(entry.name):
+                if entry.is_symlink() or not entry.is_file(follow_symlinks=False):
+                    foreign.append(entry.name)
+                elif entry.name in SPEC_FILES or _SAFE_NAME.match(entry.name):
                     files[entry.name] = Path(entry.path).read_bytes()
+                else:
+                    foreign.append(entry.name)
         except OSError as exc:
             raise PackageLoadError(f"{root}: cannot read ({exc.strerror or exc})") from None
         pkg = cls.from_files(files)
+        pkg.foreign = foreign
         absent = pkg.missing() if require_all else ([PROOF_FILE] if pkg.proof_package is None else [])
         if absent:
             raise PackageLoadError(f"{root}: missing {', '.join(absent)}; a package has "
@@ -562,7 +571,7 @@ def load_package(path_or_uri: str | Path) -> Package:
 
 __all__ = [
     "ALGORITHM", "Draft", "FORMAT", "LEDGER_FILE", "MAX_STATEMENT_BYTES", "PROOF_FILE",
-    "PROVIDERS_FILE", "Package", "PackageError", "PackageLoadError", "REPORT_FILE", "SPEC_FILES",
+    "PROVIDERS_FILE", "CONTEXT_FILE", "Package", "PackageError", "PackageLoadError", "REPORT_FILE", "SPEC_FILES",
     "StatementTooLarge", "build_statement", "build_statement_for_file", "compute_proof_id", "interval_of", "ledger_entries_bytes",
     "ledger_totals", "load_package", "loads_strict", "package_json", "prepare", "previous_link",
     "provider_records_bytes", "register_loader", "report_counts", "signature_entry", "sort_leaves",

@@ -25,6 +25,7 @@ from finance_pipeline.proof.keyring import Keyring, KeyringKey
 from finance_pipeline.proof.merkle import tree_head_of_lines
 from finance_pipeline.proof.package import (
     ALGORITHM,
+    CONTEXT_FILE,
     FORMAT,
     LEDGER_FILE,
     MAX_STATEMENT_BYTES,
@@ -47,7 +48,8 @@ CHECKS = (
     "ledger.file_sha256", "ledger.entries", "ledger.lines", "ledger.merkle_root",
     "ledger.leaves", "ledger.totals",
     "providers.file_sha256", "providers.records", "providers.order",
-    "reconciliation.report_sha256", "reconciliation.summary",
+    "reconciliation.report_sha256", "reconciliation.summary", "reconciliation.context_sha256",
+    "package.files",
     "signatures", "quorum",
 )
 PREVIOUS_CHECK = "previous"
@@ -217,6 +219,8 @@ def verify_package(pkg: Package, keyring: Keyring, *, require_files: bool = True
         _ledger_checks(run, pkg.ledger_entries, st, require_files, work)
         _provider_checks(run, pkg.provider_records, st, require_files, work)
     _report_checks(run, pkg.reconciliation_report, st, require_files)
+    _context_check(run, pkg.extra_files.get(CONTEXT_FILE), st)
+    _files_check(run, pkg)
     _signature_checks(run, doc, s_bytes, keyring)
     if previous_package is not None:
         _previous_check(run, st, previous_package)
@@ -744,6 +748,33 @@ def _fast_providers(data: bytes) -> int | None:
         previous = last
         total += count
     return total
+
+
+def _context_check(run: _Run, data: bytes | None, st: dict) -> None:
+    """`reconciliation_context.json` hashes to `reconciliation.context_sha256`; either both
+    are there or neither (a context file the statement does not sign is refused)."""
+    name = "reconciliation.context_sha256"
+    signed = _member(st, "reconciliation.context_sha256") is not _MISSING
+    if not signed and data is None:
+        run.add(name, True, f"no {CONTEXT_FILE} (optional)")
+    elif not signed:
+        run.add(name, False, f"{CONTEXT_FILE} is present but the statement has no "
+                             "reconciliation.context_sha256 to vouch for it")
+    elif data is None:
+        run.add(name, False, f"the statement signs reconciliation.context_sha256 but {CONTEXT_FILE} is missing")
+    else:
+        _compare_hash(run, name, st, "reconciliation.context_sha256", data, CONTEXT_FILE)
+
+
+def _files_check(run: _Run, pkg: Package) -> None:
+    """No file is part of a package but those of the format: anything else is unsigned."""
+    extra = sorted(n for n in pkg.extra_files if n != CONTEXT_FILE) + sorted(pkg.foreign)
+    if extra:
+        shown = ", ".join(repr(n) for n in extra[:_MAX_LISTED])
+        more = f" and {len(extra) - _MAX_LISTED} more" if len(extra) > _MAX_LISTED else ""
+        run.add("package.files", False, f"files that are not part of the format (unsigned): {shown}{more}")
+    else:
+        run.add("package.files", True, "only the files of the format")
 
 
 def _report_checks(run: _Run, data: bytes | None, st: dict, require_files: bool) -> None:

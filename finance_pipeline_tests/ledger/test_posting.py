@@ -503,3 +503,24 @@ def test_record_event_rolls_back_with_its_transaction(ledger):
         record_event(conn, "bob", "test.event", "thing", "t-1", {"n": 1, "b": None})
     [event] = list_events(ledger, subject_type="thing", subject_id="t-1")
     assert (event.actor, event.action, event.detail) == ("bob", "test.event", {"b": None, "n": 1})
+
+
+def test_an_entry_that_would_overflow_its_days_signed_total_is_refused(ledger):
+    """Each line may carry up to 2^53-1, but the day's per-currency totals are signed too: an
+    entry pushing one past 2^53-1 would make the day unpublishable for ever."""
+    half = MAX_SAFE_INT // 2
+    post_entries(ledger, [entry("J-big-1", amount=half)])
+    before = row_counts(ledger)
+    with pytest.raises(JournalValidationError) as exc:
+        post_entries(ledger, [entry("J-big-2", amount=half + 2)])
+    assert fields(exc) == ["entries[0].lines"]
+    assert "past 9007199254740991 (2^53-1)" in str(exc.value) and "2026-11-02" in str(exc.value)
+    assert row_counts(ledger) == before
+    # Up to the limit exactly is fine, and the same amount in another day has room.
+    assert post_entries(ledger, [entry("J-big-3", amount=MAX_SAFE_INT - half)]).created == 1
+    assert post_entries(ledger, [entry("J-big-4", amount=half + 2, ts="2026-11-03T10:00:00Z")]).created == 1
+    # Within one submission too: the second entry is the one refused, nothing is written.
+    with pytest.raises(JournalValidationError) as exc:
+        post_entries(ledger, [entry("J-big-5", amount=half, ts="2026-11-04T10:00:00Z"),
+                              entry("J-big-6", amount=half + 2, ts="2026-11-04T11:00:00Z")])
+    assert fields(exc) == ["entries[1].lines"]

@@ -29,7 +29,8 @@ def _package(seed: int = 7) -> Package:
     s = statement_bytes(bundle.statement)
     doc = package_json(bundle.statement, [w.sign(s) for w in signers()[:2]])
     return Package(bundle.files["ledger_entries.jsonl"], bundle.files["provider_records.jsonl"],
-                   bundle.files["reconciliation_report.json"], doc)
+                   bundle.files["reconciliation_report.json"], doc,
+                   extra_files={"reconciliation_context.json": bundle.files["reconciliation_context.json"]})
 
 
 @pytest.fixture(scope="module")

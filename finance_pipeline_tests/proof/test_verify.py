@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import re
@@ -525,6 +526,10 @@ def test_guide_script_on_ledger_sizes(tmp_path, n):
     ("role", "claims role"),
     ("outsider", "FAIL  quorum"),
     ("chain", "FAIL  previous.statement_sha256"),
+    ("context", "FAIL  reconciliation.context_sha256"),
+    ("unsigned-context", "FAIL  reconciliation.context_sha256"),
+    ("extra-file", "FAIL  package.files"),
+    ("symlink", "FAIL  package.files"),
 ])
 def test_guide_script_catches_tampering(tmp_path, tamper, expected):
     _need("bash", "openssl", "sha256sum")
@@ -556,14 +561,27 @@ def test_guide_script_catches_tampering(tmp_path, tamper, expected):
         pkg = sign_all(d, lead, outsider)
     elif tamper == "chain":
         prev = build("2026-11-01", entries=[entry("x", "2026-11-01T01:00:00Z")])
+    elif tamper in ("context", "unsigned-context"):
+        context = b'{"tolerances":{"time_s":3600}}'
+        signed = draft(previous=previous_link(day1.statement()),
+                       extra={"reconciliation": {"context_sha256": hashlib.sha256(context).hexdigest()}})
+        if tamper == "context":
+            pkg = signed.package([w.sign(signed.signed_bytes) for w in (lead, controller)],
+                                 extra_files={"reconciliation_context.json": context.replace(b"3600", b"7200")})
+        else:
+            pkg.extra_files["reconciliation_context.json"] = context
     pkg.write_dir(tmp_path / "p")
+    if tamper == "extra-file":
+        (tmp_path / "p" / "NOTICE.txt").write_text("not signed")
+    elif tamper == "symlink":
+        os.symlink("/etc/hostname", tmp_path / "p" / "hostname")
     prev.write_dir(tmp_path / "prev")
     out = _run_guide(tmp_path, tmp_path / "p", prev=tmp_path / "prev")
     assert out.returncode == 1, out.stdout + out.stderr
     assert expected in out.stdout, out.stdout
     assert "PACKAGE INVALID" in out.stdout
     # and the project's verifier agrees
-    assert not verify_package(pkg, keyring(), previous_package=prev).ok
+    assert not verify_package(Package.load_dir(tmp_path / "p"), keyring(), previous_package=prev).ok
 
 
 def test_guide_optional_keyring_to_trusted_txt(tmp_path):
