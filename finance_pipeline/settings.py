@@ -19,6 +19,8 @@ DEFAULT_PAYOUT_TOKEN = "payout_sandbox_token"
 # One hour: the 02:00 UTC export of yesterday then sees every boundary counterpart.
 DEFAULT_TIME_TOLERANCE_S = 3600
 DEFAULT_AMOUNT_TOLERANCE_MINOR = 0
+# How far in the future an entry may be dated (clock skew between writers), in seconds.
+DEFAULT_ENTRY_FUTURE_SKEW_S = 3600
 
 
 def var_dir() -> Path:
@@ -40,3 +42,22 @@ def default_payout_api_base() -> str:
 
 def default_storage_dir() -> str:
     return str(var_dir() / "storage")
+
+
+def partitions_start() -> str:
+    """The first daily partition (FP_PARTITIONS_START): no entry may be dated before it."""
+    return os.environ.get("FP_PARTITIONS_START") or DEFAULT_PARTITIONS_START
+
+
+def entry_future_skew_s() -> int:
+    """FP_ENTRY_FUTURE_SKEW_S: how far past now an entry may be dated."""
+    raw = os.environ.get("FP_ENTRY_FUTURE_SKEW_S", "").strip()
+    if not raw:
+        return DEFAULT_ENTRY_FUTURE_SKEW_S
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"FP_ENTRY_FUTURE_SKEW_S must be a number of seconds such as 3600, got {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"FP_ENTRY_FUTURE_SKEW_S must be >= 0, got {value}")
+    return value

@@ -54,7 +54,8 @@ def format_ts_us(ts_us: int) -> str:
     """The spec's form: ``YYYY-MM-DDTHH:MM:SSZ``, or ``.ffffffZ`` when the fraction is not zero."""
     secs, micro = divmod(int(ts_us), _US)
     dt = _EPOCH + timedelta(seconds=secs)
-    base = dt.strftime("%Y-%m-%dT%H:%M:%S")
+    # Not strftime: glibc's %Y does not pad years below 1000 ("1-01-01").
+    base = f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}"
     return f"{base}.{micro:06d}Z" if micro else f"{base}Z"
 
 

@@ -92,9 +92,22 @@ def _leaf(obj: Any) -> Any:
     return obj.to_leaf() if isinstance(obj, JournalEntry) else obj
 
 
+def _ts_window() -> tuple[int, int, str, int]:
+    """[first partition 00:00Z, now + skew]: where a proof can cover an entry."""
+    from finance_pipeline import settings
+    from finance_pipeline.domain.timeutil import day_bounds_us
+
+    start = settings.partitions_start()
+    skew = settings.entry_future_skew_s()
+    return day_bounds_us(start)[0], _now_us() + skew * 1_000_000, start, skew
+
+
 def _parse_all(
     entries: Sequence[JournalEntry | dict], batch_id: str | None, problems: _Problems
 ) -> list[tuple[int, JournalEntry, str]]:
+    from finance_pipeline.domain.timeutil import format_ts_us
+
+    lo, hi, start, skew = _ts_window()
     parsed: list[tuple[int, JournalEntry, str]] = []
     for i, obj in enumerate(entries):
         prefix = _prefix(i)
@@ -106,6 +119,15 @@ def _parse_all(
             for error in exc.errors:
                 problems.items.append((i, _INVALID, error))
             continue
+        if entry.ts_us < lo:
+            problems.add(i, _INVALID, prefix + "ts",
+                         f"{format_ts_us(entry.ts_us)} is before the ledger's first day {start} "
+                         "(FP_PARTITIONS_START), so no proof could ever cover it; date it on or after "
+                         f"{start}")
+        elif entry.ts_us > hi:
+            problems.add(i, _INVALID, prefix + "ts",
+                         f"{format_ts_us(entry.ts_us)} is more than {skew} s in the future "
+                         "(FP_ENTRY_FUTURE_SKEW_S); post an entry once it has happened")
         for name, limit in _MAX_LEN.items():
             value = getattr(entry, name)
             if value is not None and len(value) > limit:

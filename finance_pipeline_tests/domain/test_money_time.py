@@ -54,3 +54,11 @@ def test_day_bounds_are_half_open():
     assert format_ts_us(hi) == "2026-11-03T00:00:00Z"
     assert day_of_us(hi - 1).isoformat() == "2026-11-02"
     assert day_of_us(hi).isoformat() == "2026-11-03"
+
+
+def test_timestamps_render_in_the_specs_form_for_every_year():
+    from finance_pipeline.domain.timeutil import format_ts_us, parse_ts_us
+
+    for text in ("0001-01-01T00:00:00Z", "0999-12-31T23:59:59.000001Z", "2026-11-02T10:15:00Z",
+                 "9999-12-31T23:59:59Z"):
+        assert format_ts_us(parse_ts_us(text)) == text

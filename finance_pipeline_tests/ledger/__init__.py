@@ -24,6 +24,8 @@ ACCOUNTS = [
     ("fees", "Stripe fees", "expense", "USD", "stripe_fees"),
     ("eur_cash", "Bank (EUR)", "asset", "EUR", None),
     ("eur_revenue", "Sales (EUR)", "revenue", "EUR", None),
+    ("jpy_cash", "Bank (JPY)", "asset", "JPY", None),
+    ("jpy_revenue", "Sales (JPY)", "revenue", "JPY", None),
 ]
 
 

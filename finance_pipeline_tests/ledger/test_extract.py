@@ -121,8 +121,9 @@ def _tricky_entries() -> list[dict]:
                          provider="stripe" if i % 2 else None,
                          provider_reference=f"txn_{i}" if i % 2 else None))
     out.append(entry("T-adj", kind="adjustment", reviewed_by="bob", ts="2026-11-02T09:00:00Z",
-                     lines=[line("cash", "debit", MAX_SAFE_INT), line("fees", "debit", 1),
-                            line("revenue", "credit", MAX_SAFE_INT - 1), line("revenue", "credit", 2)]))
+                     # A line of exactly 2^53-1, in a currency whose day total it alone makes.
+                     lines=[line("jpy_cash", "debit", MAX_SAFE_INT, "JPY"), line("fees", "debit", 1),
+                            line("jpy_revenue", "credit", MAX_SAFE_INT, "JPY"), line("revenue", "credit", 1)]))
     out.append(entry("T-rev", kind="reversal", reverses="T-0", ts="2026-11-02T09:00:00Z",
                      lines=[line("revenue", "debit", 1250), line("cash", "credit", 1250),
                             line("eur_cash", "debit", 7, "EUR"), line("eur_revenue", "credit", 7, "EUR")]))

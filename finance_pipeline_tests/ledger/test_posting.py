@@ -487,7 +487,8 @@ def test_create_account_is_idempotent_but_never_changes_one(ledger):
     assert again == get_account(ledger, "cash")
     with pytest.raises(AccountExistsError, match="already exists as asset USD"):
         create_account(ledger, "cash", "Bank (USD)", "asset", "EUR", "bank")
-    assert [a.account_id for a in list_accounts(ledger)] == ["cash", "eur_cash", "eur_revenue", "fees", "revenue"]
+    assert [a.account_id for a in list_accounts(ledger)] == ["cash", "eur_cash", "eur_revenue", "fees", "jpy_cash",
+                                                             "jpy_revenue", "revenue"]
     assert [a.account_id for a in list_accounts(ledger, role="bank")] == ["cash"]
     assert get_account(ledger, "nope") is None
 
@@ -524,3 +525,36 @@ def test_an_entry_that_would_overflow_its_days_signed_total_is_refused(ledger):
         post_entries(ledger, [entry("J-big-5", amount=half, ts="2026-11-04T10:00:00Z"),
                               entry("J-big-6", amount=half + 2, ts="2026-11-04T11:00:00Z")])
     assert fields(exc) == ["entries[1].lines"]
+
+
+@pytest.mark.parametrize("ts, fragment", [
+    ("2020-01-01T00:00:00Z", "is before the ledger's first day 2026-11-01 (FP_PARTITIONS_START)"),
+    ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00Z is before the ledger's first day"),
+    ("2026-10-31T23:59:59.999999Z", "is before the ledger's first day"),
+    ("2099-01-01T00:00:00Z", "is more than 3600 s in the future (FP_ENTRY_FUTURE_SKEW_S)"),
+])
+def test_entries_no_proof_could_cover_are_refused(ledger, monkeypatch, ts, fragment):
+    monkeypatch.setenv("FP_PARTITIONS_START", "2026-11-01")
+    monkeypatch.delenv("FP_ENTRY_FUTURE_SKEW_S", raising=False)
+    before = row_counts(ledger)
+    with pytest.raises(JournalValidationError) as exc:
+        post_entries(ledger, [entry("J-when", ts=ts)])
+    assert fields(exc) == ["entries[0].ts"]
+    assert fragment in str(exc.value)
+    assert row_counts(ledger) == before
+    # The first instant of the first day is fine; so is "now".
+    assert post_entries(ledger, [entry("J-first", ts="2026-11-01T00:00:00Z")]).created == 1
+    from finance_pipeline.domain.timeutil import format_ts_us
+    from finance_pipeline.ledger.audit import now_us
+
+    assert post_entries(ledger, [entry("J-now", ts=format_ts_us(now_us()))]).created == 1
+
+
+def test_the_future_skew_is_a_setting(sqlite_ledger, monkeypatch):
+    from datetime import datetime, timedelta, timezone
+
+    soon = (datetime.now(timezone.utc) + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with pytest.raises(JournalValidationError, match="in the future"):
+        post_entries(sqlite_ledger, [entry("J-soon", ts=soon)])
+    monkeypatch.setenv("FP_ENTRY_FUTURE_SKEW_S", str(3 * 3600))
+    assert post_entries(sqlite_ledger, [entry("J-soon", ts=soon)]).created == 1
