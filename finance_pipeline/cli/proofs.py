@@ -94,11 +94,31 @@ def open_package(location: str, *, previous: bool = False) -> Package:
         _cannot_run(f"{location}: cannot read ({exc.strerror or exc})")
 
 
+def _echo(text: str) -> None:
+    """Print text that may quote hostile input (a lone surrogate cannot be written as UTF-8)."""
+    click.echo(text.encode("utf-8", "backslashreplace").decode("utf-8"))
+
+
+def _json(doc: Any) -> str:
+    try:
+        return json.dumps(doc, indent=2, ensure_ascii=False).encode("utf-8").decode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(doc, indent=2, ensure_ascii=True)
+
+
 def _report(result: VerifyResult, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        click.echo(_json(result.to_dict()))
     else:
-        click.echo(result.text())
+        _echo(result.text())
+
+
+def _could_not_run(exc: BaseException, as_json: bool) -> NoReturn:
+    """A failure no check foresaw: exit 2 with what happened, as a JSON verdict with --json."""
+    message = f"could not verify: {type(exc).__name__}: {exc}"[:2000]
+    if as_json:
+        click.echo(_json({"ok": False, "error": message, "checks": []}))
+    _cannot_run(message.encode("utf-8", "backslashreplace").decode("utf-8"))
 
 
 def keyring_option(fn):
@@ -127,7 +147,10 @@ def verify_cmd(path: str, keyring_path: str | None, kms: tuple[str, ...], min_si
     keyring = build_keyring(keyring_path, kms, min_signatures)
     pkg = open_package(path)
     prev = open_package(previous_path, previous=True) if previous_path else None
-    result = verify_package(pkg, keyring, previous_package=prev)
+    try:
+        result = verify_package(pkg, keyring, previous_package=prev)
+    except Exception as exc:  # noqa: BLE001 - every exit is 0, 1 or 2, never a traceback
+        _could_not_run(exc, as_json)
     _report(result, as_json)
     raise click.exceptions.Exit(EXIT_VALID if result.ok else EXIT_INVALID)
 
@@ -179,22 +202,27 @@ def verify_entry_cmd(package_path: str, proof_path: str, keyring_path: str | Non
     keyring = build_keyring(keyring_path, kms, min_signatures)
     proof = _read_proof(proof_path)
     pkg = open_package(package_path)
-    result = verify_package(pkg, keyring)
+    try:
+        result = verify_package(pkg, keyring)
+    except Exception as exc:  # noqa: BLE001 - every exit is 0, 1 or 2, never a traceback
+        _could_not_run(exc, as_json)
     if not result.ok:
         if as_json:
-            click.echo(json.dumps({"ok": False, "package": result.to_dict(), "inclusion": None}, indent=2))
+            click.echo(_json({"ok": False, "package": result.to_dict(), "inclusion": None}))
         else:
-            click.echo(result.text())
+            _echo(result.text())
             click.echo("inclusion proof not checked: the package itself is invalid")
         raise click.exceptions.Exit(EXIT_INVALID)
-    incl = verify_entry(proof, result.statement or {})
+    try:
+        incl = verify_entry(proof, result.statement or {})
+    except Exception as exc:  # noqa: BLE001
+        _could_not_run(exc, as_json)
     if as_json:
-        click.echo(json.dumps({"ok": incl.ok, "package": result.to_dict(),
-                               "inclusion": {"ok": incl.ok, "journal_id": incl.journal_id,
-                                             "detail": incl.detail}}, indent=2, ensure_ascii=False))
+        click.echo(_json({"ok": incl.ok, "package": result.to_dict(),
+                          "inclusion": {"ok": incl.ok, "journal_id": incl.journal_id, "detail": incl.detail}}))
     else:
         click.echo(f"package {result.proof_id}: VALID")
-        click.echo(f"inclusion: {'ok' if incl.ok else 'FAIL'}  {incl.detail}")
+        _echo(f"inclusion: {'ok' if incl.ok else 'FAIL'}  {incl.detail}")
     raise click.exceptions.Exit(EXIT_VALID if incl.ok else EXIT_INVALID)
 
 

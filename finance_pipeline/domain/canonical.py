@@ -472,6 +472,37 @@ def _texts_not_times(table: Any, lines: Any) -> Any:
     return table
 
 
+# Arrow's JSON parser recurses once per nesting level, on a thread's stack (about 500 bytes a
+# level: 8 MiB overflow, a segfault, near 16,000 levels). Lines that could nest deeper than
+# this (more opening brackets in one line) are never handed to it; they take the general path.
+MAX_COLUMNAR_DEPTH = 4096
+
+
+def arrow_json_safe(buf: Any) -> bool:
+    """Whether Arrow's JSON reader may be given ``buf``: every line starts with '{' (a line that
+    is a bare ``null`` crashes pyarrow 26.0.1's reader outright) and no line holds more than
+    MAX_COLUMNAR_DEPTH of '[' and '{' together, so none can nest deep enough to overflow it.
+    Lines that fail this are no canonical object lines anyway: the general path explains why."""
+    import numpy as np
+
+    b = np.frombuffer(buf, dtype=np.uint8)
+    if b.size == 0:
+        return True
+    ends = np.flatnonzero(b == 10)
+    starts = np.concatenate(([0], ends[:-1] + 1)) if ends.size else np.array([0])
+    starts = starts[starts < b.size]
+    if not bool((b[starts] == 123).all()):
+        return False
+    bounds = np.concatenate(([-1], ends, [b.size - 1]))
+    if int(np.diff(bounds).max(initial=0)) <= MAX_COLUMNAR_DEPTH:
+        return True  # no line is even that long (the usual case)
+    opens = np.flatnonzero((b == 91) | (b == 123))
+    if opens.size <= MAX_COLUMNAR_DEPTH:
+        return True
+    per_line = np.bincount(np.searchsorted(ends, opens), minlength=1)
+    return int(per_line.max()) <= MAX_COLUMNAR_DEPTH
+
+
 def canonical_object_lines(jsonl: Any, count: int, *, add: Mapping[str, Any] | None = None,
                            ) -> tuple[Any, Any] | None:
     """Parse ``count`` JSON objects, one per line (each line ends with ``\\n``), column-wise.
@@ -496,6 +527,8 @@ def canonical_object_lines(jsonl: Any, count: int, *, add: Mapping[str, Any] | N
     ls = pa.large_string()
     if count == 0:
         return (None, pa.array([], ls)) if buf.size == 0 else None
+    if not arrow_json_safe(buf):
+        return None
     try:
         table = pa_json.read_json(
             pa.BufferReader(buf),

@@ -104,13 +104,18 @@ def verify_entry(proof: Any, statement: Mapping[str, Any]) -> InclusionResult:
         return InclusionResult(False, "statement.ledger.merkle_root is not 64 lowercase hex digits")
     if not isinstance(leaf, str):
         return InclusionResult(False, "leaf must be the canonical ledger line as a string")
+    try:
+        leaf_bytes = leaf.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate escape ("\ud800"): no canonical line holds one
+        return InclusionResult(False, "leaf is not valid Unicode text (it holds a lone surrogate escape), "
+                                      "so it cannot be a canonical ledger line")
     if not isinstance(path, list) or not all(isinstance(p, str) and _HEX64.match(p) for p in path):
         return InclusionResult(False, "audit_path must be a list of 64-digit lowercase hex hashes")
     try:
         journal_id = loads_strict(leaf).get("journal_id")
     except (ValueError, AttributeError):
         journal_id = None
-    if not verify_inclusion(leaf.encode("utf-8"), index, size, [bytes.fromhex(p) for p in path],
+    if not verify_inclusion(leaf_bytes, index, size, [bytes.fromhex(p) for p in path],
                             bytes.fromhex(root)):
         return InclusionResult(False, "the audit path does not lead from this leaf to "
                                       "statement.ledger.merkle_root", journal_id if isinstance(journal_id, str) else None)

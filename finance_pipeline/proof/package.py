@@ -82,9 +82,12 @@ def loads_strict(data: bytes | str, *, allow_float: bool = False) -> Any:
     """Parse UTF-8 JSON, rejecting repeated member names, NaN/Infinity and (unless
     ``allow_float``) non-integer numbers."""
     text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
-    return json.loads(text, parse_constant=_reject_constant,
-                      parse_float=float if allow_float else _reject_float,
-                      object_pairs_hook=_no_duplicates)
+    try:
+        return json.loads(text, parse_constant=_reject_constant,
+                          parse_float=float if allow_float else _reject_float,
+                          object_pairs_hook=_no_duplicates)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply to be read") from None
 
 
 def sha256_hex(data: bytes) -> str:

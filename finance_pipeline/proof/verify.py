@@ -33,6 +33,7 @@ from finance_pipeline.proof.package import (
     PROVIDERS_FILE,
     REPORT_FILE,
     Package,
+    PackageError,
     compute_proof_id,
     interval_of,
     ledger_totals,
@@ -181,10 +182,14 @@ def _parse_statement(pkg: Package) -> tuple[dict | None, dict | None, bytes | No
         return doc, None, None, f"statement.format is {st.get('format')!r}, expected {FORMAT!r}"
     try:
         s_bytes = canonical_bytes(st)
-    except CanonicalJSONError as exc:
-        return doc, None, None, f"statement cannot be canonicalized (RFC 8785): {exc}"
+    except (CanonicalJSONError, UnicodeEncodeError, RecursionError) as exc:
+        return doc, None, None, f"statement cannot be canonicalized (RFC 8785): {type(exc).__name__}: {exc}"
     frm, to = _member(st, "interval.from"), _member(st, "interval.to")
-    if not isinstance(frm, str) or not _DAY_START.match(frm) or to != interval_of(frm[:10])["to"]:
+    try:
+        day_ok = isinstance(frm, str) and bool(_DAY_START.match(frm)) and to == interval_of(frm[:10])["to"]
+    except (ValueError, PackageError):  # a date that does not exist, such as 2026-02-30
+        day_ok = False
+    if not day_ok:
         return doc, None, None, (f"statement.interval must be one UTC day "
                                  f"{{from: D T00:00:00Z, to: D+1 T00:00:00Z}}, got {frm!r} .. {to!r}")
     return doc, st, s_bytes, ""
@@ -215,16 +220,36 @@ def verify_package(pkg: Package, keyring: Keyring, *, require_files: bool = True
             expected_id if st.get("proof_id") == expected_id
             else f"statement says {st.get('proof_id')!r}, recomputed {expected_id}")
 
+    # Whatever the files hold, every check ends as a named verdict, never a traceback.
     with _Work(pkg, st, computed or {}) as work:
-        _ledger_checks(run, pkg.ledger_entries, st, require_files, work)
-        _provider_checks(run, pkg.provider_records, st, require_files, work)
-    _report_checks(run, pkg.reconciliation_report, st, require_files)
-    _context_check(run, pkg.extra_files.get(CONTEXT_FILE), st)
-    _files_check(run, pkg)
-    _signature_checks(run, doc, s_bytes, keyring)
+        _guarded(run, _LEDGER_CHECKS, _ledger_checks, pkg.ledger_entries, st, require_files, work)
+        _guarded(run, _PROVIDER_CHECKS, _provider_checks, pkg.provider_records, st, require_files, work)
+    _guarded(run, ("reconciliation.report_sha256", "reconciliation.summary"), _report_checks,
+             pkg.reconciliation_report, st, require_files)
+    _guarded(run, ("reconciliation.context_sha256",), _context_check, pkg.extra_files.get(CONTEXT_FILE), st)
+    _guarded(run, ("package.files",), _files_check, pkg)
+    _guarded(run, ("signatures", "quorum"), _signature_checks, doc, s_bytes, keyring)
     if previous_package is not None:
-        _previous_check(run, st, previous_package)
+        _guarded(run, (PREVIOUS_CHECK,), _previous_check, st, previous_package)
     return result
+
+
+_LEDGER_CHECKS = ("ledger.file_sha256", "ledger.entries", "ledger.lines", "ledger.merkle_root",
+                  "ledger.leaves", "ledger.totals")
+_PROVIDER_CHECKS = ("providers.file_sha256", "providers.records", "providers.order")
+
+
+def _guarded(run: _Run, names: tuple[str, ...], check, *args: Any) -> None:
+    """Run one group of checks; an error they did not foresee fails the checks not yet given."""
+    before = len(run.checks)
+    try:
+        check(run, *args)
+    except Exception as exc:  # noqa: BLE001 - hostile input must end as a verdict
+        done = {c.name for c in run.checks[before:]}
+        reason = f"{type(exc).__name__}: {exc}"
+        for name in names:
+            if name not in done:
+                run.add(name, False, f"could not be checked on these bytes ({reason[:200]})")
 
 
 class _Work:
@@ -494,10 +519,12 @@ def _check_leaf_piece(buf) -> dict | None:
     import pyarrow.compute as pc
     import pyarrow.json as pa_json
 
-    from finance_pipeline.domain.canonical import canonical_text_lines
+    from finance_pipeline.domain.canonical import arrow_json_safe, canonical_text_lines
     from finance_pipeline.domain.journal import DIRECTIONS, KINDS, MAX_ID_LEN, PROVIDERS
     from finance_pipeline.domain.money import known_currencies
 
+    if not arrow_json_safe(buf):
+        return None
     n = int(np.count_nonzero(np.frombuffer(buf, dtype=np.uint8) == 10))
     try:
         table = pa_json.read_json(
