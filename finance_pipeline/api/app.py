@@ -31,6 +31,7 @@ from finance_pipeline.api.auth import (
     POST_JOURNAL_ROLES,
     READ_ROLES,
     REVIEWER_ROLES,
+    SERVICE_ROLES,
     SETTLE_ROLES,
     ApiError,
     authenticate,
@@ -46,6 +47,7 @@ from finance_pipeline.ledger.errors import (
     JournalConflictError,
     LedgerError,
 )
+from finance_pipeline.ledger import reviews
 from finance_pipeline.ledger.posting import post_entries
 from finance_pipeline.ledger.schema import journal_entries, journal_lines
 from finance_pipeline.payouts import service
@@ -70,6 +72,7 @@ class ApiSettings:
     default_page_size: int = 100
     max_page_size: int = 500
     payout_policy: PayoutPolicy | None = None  # None: FP_PAYOUT_TIERS, read when the app is built
+    review_ttl_s: int = 86400  # how long a submitted entry waits for its review (FP_JOURNAL_REVIEW_TTL_S)
     clock: Callable[[], int] = field(default=now_us)
 
 
@@ -328,15 +331,19 @@ def create_app(
                                                                   "the details"}]}, status_code=500)
 
     # -- journal
-    @app.post("/finance/journal", status_code=201, response_model=schemas.JournalPostResult,
-              responses={200: {"model": schemas.JournalPostResult,
-                               "description": "Already posted with this exact body (idempotent repeat)."},
+    @app.post("/finance/journal", status_code=202, response_model=schemas.JournalSubmissionOut,
+              responses={200: {"model": schemas.JournalSubmissionOut,
+                               "description": "Already submitted with this exact body, still pending."},
+                         201: {"model": schemas.JournalPostResult,
+                               "description": "Posted at once: the pipeline's service identity only."},
                          **_errors(401, 403, 409, 413, 422)},
               openapi_extra=_body_doc(schemas.JournalEntryInput), tags=["journal"],
-              summary="Post one journal entry (finance-journal/1)")
+              summary="Submit one journal entry (finance-journal/1) for review")
     def post_journal(who: Principal = Depends(principal), body: bytes = Depends(raw_body)) -> Any:
-        """201 when created, 200 when this exact entry is already posted, 409 when the
-        journal_id is posted with another body or its day is closed by a proof."""
+        """202: the entry waits for a second person (POST /finance/journal/{journal_id}/review);
+        posted_by is you, reviewed_by the approver, both from the tokens, never from the body.
+        A service token (system:...) posts at once: 201, or 200 when already posted. 409 when
+        the journal_id is posted or pending with another body or its day is closed or sealed."""
         require_role(who, POST_JOURNAL_ROLES, "post journal entries")
         try:
             obj = schemas.loads_body(body)
@@ -346,13 +353,28 @@ def create_app(
             raise ApiError(403, [FieldError(
                 "posted_by", f"must be the authenticated actor {who.actor!r}, got "
                              f"{obj['posted_by']!r}; each person posts with their own token")])
+        problems = schemas.string_problems(obj)
+        if problems:
+            raise ApiError(422, problems)
+        if who.roles & SERVICE_ROLES:
+            return _post_as_service(obj, who)
+        try:
+            submission, created = reviews.submit(engine, obj, submitter=who.actor, now_us=settings.clock(),
+                                                 ttl_s=settings.review_ttl_s)
+        except (LedgerError, JournalValidationError) as exc:
+            raise _journal_error(exc) from None
+        return JSONResponse(_submission_out(submission, settings.clock()), status_code=202 if created else 200)
+
+    def _post_as_service(obj: Any, who: Principal) -> JSONResponse:
         errors: list[FieldError] = []
         entry = None
         try:
             entry = parse_entry(obj)
         except JournalValidationError as exc:
             errors.extend(exc.errors)
-        errors.extend(_reviewer_errors(obj, tokens, errors))
+        if entry is not None and (entry.kind == "adjustment" or entry.reviewed_by is not None):
+            errors.append(FieldError("kind", "adjustments, and any entry naming a reviewer, are people's "
+                                             "corrections: submit them with a person's token for review"))
         if errors:
             raise ApiError(422, errors)
         assert entry is not None
@@ -365,6 +387,50 @@ def create_app(
                    "body_sha256": entry.body_sha256(), "entry": entry.to_leaf()}
         return JSONResponse(schemas.JournalPostResult.model_validate(payload).model_dump(),
                             status_code=201 if created else 200)
+
+    @app.post("/finance/journal/{journal_id}/review", status_code=201, response_model=schemas.JournalSubmissionOut,
+              responses={200: {"model": schemas.JournalSubmissionOut, "description": "Rejected: not posted."},
+                         **_errors(401, 403, 404, 409, 413, 422)},
+              openapi_extra=_body_doc(schemas.ReviewInput), tags=["journal"],
+              summary="Approve (post) or reject another person's submitted entry")
+    def post_review(who: Principal = Depends(principal),
+                    journal_id: str = Path(min_length=1, max_length=64, examples=["je-2026-11-02-0001"]),
+                    body: bytes = Depends(raw_body)) -> Any:
+        """The reviewer is the token's actor: a finance-lead or security-engineer who did not submit
+        it. 201 approved and posted; 200 rejected; 409 expired, already reviewed, or its day closed."""
+        require_role(who, REVIEWER_ROLES, "review journal entries")
+        try:
+            obj = schemas.loads_body(body)
+        except schemas.BodyError as exc:
+            raise ApiError(422, exc.errors) from None
+        if not isinstance(obj, dict):
+            raise ApiError(422, [FieldError("$", 'must be a JSON object such as {"decision": "approve"}')])
+        unknown = sorted(set(obj) - {"decision", "comment"})
+        if unknown:
+            raise ApiError(422, [FieldError(unknown[0], "is not a member; send decision and, optionally, comment")])
+        decision, comment = obj.get("decision"), obj.get("comment")
+        if decision not in ("approve", "reject"):
+            raise ApiError(422, [FieldError("decision", f"must be 'approve' or 'reject', got {decision!r}")])
+        if comment is not None and (not isinstance(comment, str) or len(comment) > 1000
+                                    or schemas.string_problems(comment)):
+            raise ApiError(422, [FieldError("comment", "must be text of at most 1000 characters")])
+        now = settings.clock()
+        try:
+            done = reviews.review(engine, journal_id, reviewer=who.actor, reviewer_roles=who.roles,
+                                  approve=decision == "approve", now_us=now, comment=comment)
+        except reviews.ReviewError as exc:
+            raise ApiError(exc.status, exc.errors) from None
+        except (LedgerError, JournalValidationError) as exc:
+            raise _journal_error(exc) from None
+        return JSONResponse(_submission_out(done, now), status_code=201 if done.status == "posted" else 200)
+
+    @app.get("/finance/journal/reviews", response_model=schemas.JournalReviewsOut, tags=["journal"],
+             responses=_errors(401, 403), summary="Entries waiting for a second person")
+    def list_reviews(who: Principal = Depends(principal)) -> Any:
+        """Pending submissions, oldest first (expired ones are left out)."""
+        require_role(who, READ_ROLES, "read the journal")
+        now = settings.clock()
+        return {"reviews": [_submission_out(s, now) for s in reviews.pending(engine, now)]}
 
     @app.get("/finance/journal", response_model=schemas.JournalPage, tags=["journal"],
              responses=_errors(401, 413, 422), summary="List entries dated in UTC days FROM..TO")
@@ -515,20 +581,9 @@ def create_app(
     return app
 
 
-def _reviewer_errors(obj: Any, tokens: TokenDirectory, already: list[FieldError]) -> list[FieldError]:
-    """``reviewed_by`` must be another actor holding a reviewer role (the paired review)."""
-    if not isinstance(obj, dict):
-        return []
-    reviewer = obj.get("reviewed_by")
-    if not isinstance(reviewer, str) or not reviewer or any(e.field == "reviewed_by" for e in already):
-        return []
-    if reviewer == obj.get("posted_by"):
-        return [FieldError("reviewed_by", "must be a different person than posted_by (two-person review)")]
-    if not tokens.actor_roles(reviewer) & REVIEWER_ROLES:
-        return [FieldError("reviewed_by", f"{reviewer!r} is not an actor holding "
-                                          f"{' or '.join(sorted(REVIEWER_ROLES))}; name the colleague "
-                                          "who reviewed the entry")]
-    return []
+def _submission_out(sub: Any, now: int) -> dict[str, Any]:
+    doc = {**sub.to_dict(now), "review": f"/finance/journal/{sub.journal_id}/review"}
+    return schemas.JournalSubmissionOut.model_validate(doc).model_dump()
 
 
 def _parse_day(text: str, name: str) -> date:

@@ -15,11 +15,13 @@ from finance_pipeline.domain.journal import FieldError
 log = logging.getLogger(__name__)
 
 # Who may do what. Reading is open to every role; auditors only read.
-READ_ROLES = frozenset({"operator", "finance-lead", "security-engineer", "super-admin", "auditor"})
-POST_JOURNAL_ROLES = frozenset({"operator", "finance-lead"})
+READ_ROLES = frozenset({"operator", "finance-lead", "security-engineer", "super-admin", "auditor", "service"})
+POST_JOURNAL_ROLES = frozenset({"operator", "finance-lead", "service"})
+# Who posts without a second person: the pipeline's service identity (bulk bookings).
+SERVICE_ROLES = frozenset({"service"})
 SETTLE_ROLES = frozenset({"operator", "finance-lead", "super-admin"})
-# Roles whose holder may stand as reviewed_by of an entry (the runbook's paired review).
-REVIEWER_ROLES = frozenset({"finance-lead", "security-engineer"})
+# Roles whose holder may approve another person's entry (the runbook's paired review).
+from finance_pipeline.ledger.reviews import REVIEWER_ROLES  # noqa: E402 - one home for the rule
 
 
 class ApiError(Exception):

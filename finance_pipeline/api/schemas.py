@@ -81,9 +81,10 @@ class JournalEntryInput(BaseModel):
     provider: Provider | None = None
     provider_reference: Annotated[str, Field(min_length=1, max_length=255)] | None = None
     reverses: Id | None = Field(default=None, description="Required for kind=reversal.")
-    posted_by: Actor = Field(description="Must be the authenticated actor.")
-    reviewed_by: Actor | None = Field(default=None, description=(
-        "Required for kind=adjustment: another actor holding finance-lead or security-engineer."))
+    posted_by: Actor | None = Field(default=None, description=(
+        "The authenticated actor, or left out: it is taken from the token."))
+    reviewed_by: None = Field(default=None, description=(
+        "Left out: the second person's approval (POST /finance/journal/{journal_id}/review) sets it."))
     lines: Annotated[list[JournalLineInput], Field(min_length=2)]
 
 
@@ -115,6 +116,29 @@ class JournalPostResult(BaseModel):
     journal_id: str
     body_sha256: str = Field(description="SHA-256 of the entry's canonical leaf.")
     entry: JournalEntry
+
+
+class JournalSubmissionOut(BaseModel):
+    status: Literal["pending", "posted", "rejected", "expired"]
+    journal_id: str
+    submitted_by: str = Field(description="The submitter, as their token authenticated them.")
+    submitted_at: str
+    expires_at: str = Field(description="Unreviewed by then, the submission lapses.")
+    reviewed_by: str | None = Field(description="The second person, as their token authenticated them.")
+    reviewed_at: str | None
+    comment: str | None
+    entry: dict[str, Any] = Field(description="The entry as it will be posted (reviewed_by set by the approval).")
+    review: str = Field(description="Where a second person approves or rejects it.")
+
+
+class JournalReviewsOut(BaseModel):
+    reviews: list[JournalSubmissionOut]
+
+
+class ReviewInput(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"decision": "approve"}]})
+    decision: Literal["approve", "reject"] = Field(description="approve posts the entry; reject drops it.")
+    comment: str | None = Field(default=None, max_length=1000)
 
 
 class JournalPage(BaseModel):

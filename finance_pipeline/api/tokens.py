@@ -41,7 +41,9 @@ from finance_pipeline.ledger.audit import now_us as _clock
 
 log = logging.getLogger(__name__)
 
-ROLES = ("operator", "finance-lead", "security-engineer", "super-admin", "auditor")
+# "service": the pipeline's own importer identity; its entries are posted without review and
+# are marked so by its actor (system:...). People's entries wait for a second person.
+ROLES = ("operator", "finance-lead", "security-engineer", "super-admin", "auditor", "service")
 READ_ONLY_ROLES = ("auditor",)
 ENV_FILE = "FP_API_TOKENS_FILE"
 ENV_PEPPER = "FP_API_TOKEN_PEPPER"
@@ -110,6 +112,10 @@ def validate_grant(actor: object, roles: Iterable[object]) -> tuple[str, tuple[s
         # A read-only credential must stay read-only: no mixing with roles that change things.
         raise TokenError("auditor is read-only and cannot be combined with other roles; give the "
                          "auditor a token of its own")
+    if "service" in roles and (len(set(roles)) > 1 or not actor.startswith("system:")):
+        # Its entries skip the review: it must be a machine, visibly, and nothing else.
+        raise TokenError("service is the pipeline's own identity: give it alone, to an actor named "
+                         "system:<something> (e.g. system:import)")
     return actor, tuple(sorted(set(roles)))  # type: ignore[arg-type]
 
 

@@ -196,9 +196,8 @@ def run_cmd(start, days, seed_value, inject, database_url, stripe_port, payout_p
 def _apply_fixes(db: str, scenario, days: set[str], payout) -> None:
     import httpx
 
-    from finance_pipeline.demo.corrections import corrections
+    from finance_pipeline.demo.corrections import corrections, post_with_review
     from finance_pipeline.ledger.engine import create_ledger_engine
-    from finance_pipeline.ledger.posting import post_entries
 
     engine = create_ledger_engine(db)
     try:
@@ -206,7 +205,7 @@ def _apply_fixes(db: str, scenario, days: set[str], payout) -> None:
             if fix.injection.day not in days:
                 continue
             if fix.entries:
-                post_entries(engine, fix.entries, actor="ops:ana")
+                post_with_review(engine, fix.entries)
             if fix.settle_payout:
                 # Re-trigger the stuck payout's settlement at the provider.
                 httpx.post(f"{payout.url}/_sandbox/stuck",

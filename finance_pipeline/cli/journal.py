@@ -93,32 +93,115 @@ def import_cmd(file: str, batch_id: str | None, actor: str, database_url: str | 
                f"{result.already_present} already present ({len(entries)} in {os.path.basename(file)})")
 
 
+def _who(token: str | None) -> tuple[str, frozenset[str]]:
+    """The actor and roles of an API token (--token, else FP_API_TOKEN): who you are is what
+    your token says, never a typed name."""
+    from finance_pipeline.api.tokens import TokenError, TokenStore
+
+    secret = token or os.environ.get("FP_API_TOKEN", "")
+    if not secret:
+        fail(EXIT_REJECTED, "--token: give your API token (or set FP_API_TOKEN); get one with "
+                            "`finance-pipeline tokens add --actor ops:ana --roles operator`")
+    try:
+        who = TokenStore.from_env().authenticate(secret)
+    except TokenError as exc:
+        fail(EXIT_REJECTED, f"--token: {exc}")
+    if who is None:
+        fail(EXIT_REJECTED, "--token: not a valid, active token of FP_API_TOKENS_FILE")
+    return who.actor, frozenset(who.roles)
+
+
+_token_option = click.option("--token", default=None, metavar="TOKEN",
+                             help="Your API token [default: $FP_API_TOKEN]; it says who you are.")
+
+
+def _review_ttl_s() -> int:
+    raw = os.environ.get("FP_JOURNAL_REVIEW_TTL_S") or "86400"
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        fail(EXIT_REJECTED, f"FP_JOURNAL_REVIEW_TTL_S must be a positive number of seconds, got {raw!r}")
+    return value
+
+
 @journal_group.command("post")
 @click.argument("source", type=click.File("r", encoding="utf-8"), default="-")
+@_token_option
 @database_url_option
-def post_cmd(source, database_url: str | None) -> None:
-    """Post one entry: a JSON object read from SOURCE ('-' for stdin).
+def post_cmd(source, token: str | None, database_url: str | None) -> None:
+    """Submit one entry for review: a JSON object read from SOURCE ('-' for stdin).
 
-    Prints `created ID` or `already present ID`. Exit 1 when rejected, 3 when the journal_id is
-    already posted with a different body.
+    The entry is posted once a second person approves it (`journal review ID --approve`).
+    posted_by is your token's actor; leave reviewed_by out. Prints `pending ID` (or
+    `already pending ID`). Exit 1 when rejected, 3 when the journal_id is taken.
     """
-    from finance_pipeline.ledger.errors import LedgerError
-    from finance_pipeline.ledger.posting import post_entries
     from finance_pipeline.domain.journal import JournalValidationError
+    from finance_pipeline.ledger import reviews
+    from finance_pipeline.ledger.audit import now_us
+    from finance_pipeline.ledger.errors import LedgerError
 
+    actor, _ = _who(token)
     try:
         entry = loads_strict(source.read())
     except ValueError as exc:
         fail(EXIT_REJECTED, f"$: is not valid JSON ({exc})")
     with ledger_engine(database_url) as engine:
         try:
-            result = post_entries(engine, [entry])
+            sub, created = reviews.submit(engine, entry, submitter=actor, now_us=now_us(), ttl_s=_review_ttl_s())
         except (LedgerError, JournalValidationError) as exc:
             exit_for_ledger_error(exc, where=lambda i: "")
-    if result.created:
-        click.echo(f"created {result.created_ids[0]}")
-    else:
-        click.echo(f"already present {result.present_ids[0]}")
+    click.echo(f"{'pending' if created else 'already pending'} {sub.journal_id}  (submitted by {actor}; a "
+               f"finance-lead or security-engineer approves it: finance-pipeline journal review "
+               f"{sub.journal_id} --approve)")
+
+
+@journal_group.command("review")
+@click.argument("journal_id")
+@click.option("--approve/--reject", "approve", required=True, help="Post the entry, or drop it.")
+@click.option("--comment", default=None, help="Why (kept in the audit trail).")
+@_token_option
+@database_url_option
+def review_cmd(journal_id: str, approve: bool, comment: str | None, token: str | None,
+               database_url: str | None) -> None:
+    """Approve (post) or reject another person's submitted entry JOURNAL_ID.
+
+    You must hold finance-lead or security-engineer and must not be its author. Exit 1 when
+    refused (yours, no role, expired, already reviewed), 3 when its day was closed meanwhile.
+    """
+    from finance_pipeline.domain.journal import JournalValidationError
+    from finance_pipeline.ledger import reviews
+    from finance_pipeline.ledger.audit import now_us
+    from finance_pipeline.ledger.errors import LedgerError
+
+    actor, roles = _who(token)
+    with ledger_engine(database_url) as engine:
+        try:
+            done = reviews.review(engine, journal_id, reviewer=actor, reviewer_roles=roles, approve=approve,
+                                  now_us=now_us(), comment=comment)
+        except reviews.ReviewError as exc:
+            fail(EXIT_REJECTED, str(exc))
+        except (LedgerError, JournalValidationError) as exc:
+            exit_for_ledger_error(exc, where=lambda i: "")
+    click.echo(f"{done.status} {journal_id}  (submitted by {done.submitted_by}, reviewed by {actor})")
+
+
+@journal_group.command("pending")
+@database_url_option
+def pending_cmd(database_url: str | None) -> None:
+    """Entries waiting for a second person, oldest first."""
+    from finance_pipeline.ledger import reviews
+    from finance_pipeline.ledger.audit import now_us
+
+    with ledger_engine(database_url) as engine:
+        items = reviews.pending(engine, now_us())
+    for sub in items:
+        e = sub.entry
+        click.echo(f"{e['ts']}  {sub.journal_id}  {e['kind']}  by {sub.submitted_by}  until "
+                   f"{sub.to_dict(0)['expires_at']}  {e['memo']}")
+    if not items:
+        click.echo("no entries await review", err=True)
 
 
 def _day(ctx, param, value: str | None) -> date | None:

@@ -6,6 +6,8 @@ or revoking one is recorded as an audit event in the ledger database.
 
 from __future__ import annotations
 
+import os
+
 import getpass
 import json
 
@@ -61,13 +63,18 @@ def serve_cmd(host: str, port: int, database_url: str | None, tokens_file: str |
                    err=True)
     try:
         policy = PayoutPolicy.from_env()
+        review_ttl_s = int(os.environ.get("FP_JOURNAL_REVIEW_TTL_S") or 86400)
+        if review_ttl_s <= 0:
+            raise ValueError
     except PolicyConfigError as exc:
         fail(EXIT_REJECTED, str(exc))
+    except ValueError:
+        fail(EXIT_REJECTED, "FP_JOURNAL_REVIEW_TTL_S must be a positive number of seconds, such as 86400")
     with ledger_engine(database_url) as engine, PayoutProviderClient.from_env() as client:
         from finance_pipeline.api.app import ApiSettings
 
         app = create_app(engine, tokens=store, payout_client=client,
-                         settings=ApiSettings(payout_policy=policy))
+                         settings=ApiSettings(payout_policy=policy, review_ttl_s=review_ttl_s))
         click.echo(f"Finance API on http://{host}:{port} (tokens {store.path}, payouts via "
                    f"{client.base_url})", err=True)
         uvicorn.run(app, host=host, port=port, log_level=log_level)
@@ -81,7 +88,7 @@ def tokens_group() -> None:
 @tokens_group.command("add")
 @click.option("--actor", required=True, help="Who the token speaks for, e.g. ops:ana.")
 @click.option("--roles", required=True,
-              help="Comma-separated: operator, finance-lead, security-engineer, super-admin, auditor.")
+              help="Comma-separated: operator, finance-lead, security-engineer, super-admin, auditor, service (system:* actors only).")
 @click.option("--by", default=None, help="Who is adding it (audit trail) [default: cli:$USER].")
 @tokens_file_option
 @database_url_option

@@ -7,6 +7,7 @@ poster (two-person review); wrong bookings are reversed, never edited.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from finance_pipeline.demo.scenario import Injection, Scenario, account_id
 from finance_pipeline.domain.timeutil import format_ts_us, parse_ts_us
@@ -97,3 +98,17 @@ def corrections(sc: Scenario) -> list[Fix]:
 def inj_diff(entry: dict, txn: dict) -> int:
     gross_booked = next(l["amount_minor"] for l in entry["lines"] if l["account_id"].startswith("revenue"))
     return gross_booked - txn["amount"]
+
+
+def post_with_review(engine: Any, entries: list[dict], *, now_us: int | None = None) -> None:
+    """Post the corrections as the runbook does: the operator submits each, a finance lead
+    (another person) approves it; the entry then carries both names."""
+    from finance_pipeline.ledger import reviews
+    from finance_pipeline.ledger.audit import now_us as clock
+
+    for e in entries:
+        body = {k: v for k, v in e.items() if k not in ("posted_by", "reviewed_by")}
+        now = clock() if now_us is None else now_us
+        reviews.submit(engine, body, submitter=POSTER, now_us=now)
+        reviews.review(engine, e["journal_id"], reviewer=REVIEWER, reviewer_roles={"finance-lead"},
+                       approve=True, now_us=now)

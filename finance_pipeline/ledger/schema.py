@@ -215,3 +215,26 @@ day_seals = sa.Table(
     sa.Column("lease_until_us", sa.BigInteger, nullable=False),
     sa.CheckConstraint("length(day) = 10", name="day"),
 )
+
+REVIEW_STATUSES = ("pending", "posted", "rejected")
+
+# Manual postings wait here for a second person (ledger/reviews.py): the entry is posted only
+# when another actor with a reviewer role approves it, and both names come from their tokens.
+journal_reviews = sa.Table(
+    "journal_reviews",
+    metadata,
+    sa.Column("journal_id", sa.String(ID_LEN), primary_key=True),
+    # Canonical JSON of the entry as submitted: posted_by is the submitter, reviewed_by null.
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("body_sha256", sa.String(64), nullable=False),
+    sa.Column("ts_us", sa.BigInteger, nullable=False, index=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("submitted_by", sa.String(ACTOR_LEN), nullable=False),
+    sa.Column("submitted_at_us", sa.BigInteger, nullable=False),
+    sa.Column("expires_at_us", sa.BigInteger, nullable=False),
+    sa.Column("reviewed_by", sa.String(ACTOR_LEN), nullable=True),
+    sa.Column("reviewed_at_us", sa.BigInteger, nullable=True),
+    sa.Column("comment", sa.Text, nullable=True),
+    sa.CheckConstraint(_in("status", REVIEW_STATUSES), name="status"),
+    sa.CheckConstraint("reviewed_by IS NULL OR reviewed_by <> submitted_by", name="two_people"),
+)

@@ -73,34 +73,108 @@ def post(client, token, payload, **kw) -> httpx.Response:
 # --- accepted -------------------------------------------------------------------------------
 
 
-def test_post_201_then_identical_repeat_200_then_conflicting_repeat_409(api):
+def svc(journal_id: str = "J-1", **overrides) -> dict:
+    """A standard entry as the pipeline's service identity books it (no review)."""
+    return entry(journal_id, **{"posted_by": "system:import", **overrides})
+
+
+def manual(journal_id: str = "J-1", **overrides) -> dict:
+    """A person's entry: who posts it and who reviews it come from the tokens, not the body."""
+    out = entry(journal_id, **overrides)
+    out.pop("posted_by")
+    out.pop("reviewed_by")
+    return out
+
+
+def review(client, token, journal_id, decision="approve", **extra) -> httpx.Response:
+    return client.post(f"/finance/journal/{journal_id}/review", json={"decision": decision, **extra},
+                       headers=bearer(token))
+
+
+def test_the_service_identity_posts_201_then_identical_repeat_200_then_conflicting_repeat_409(api):
     client, engine, tok = api
-    first = post(client, tok["ops:ana"], body())
+    first = post(client, tok["system:import"], svc())
     assert first.status_code == 201, first.text
-    parsed = parse_entry(body())
+    parsed = parse_entry(svc())
     assert first.json() == {"status": "created", "journal_id": "J-1", "body_sha256": parsed.body_sha256(),
                             "entry": parsed.to_leaf()}
     assert [(e.actor, e.action) for e in list_events(engine, subject_type="journal_entry", subject_id="J-1")] == [
-        ("ops:ana", "journal.post")]
+        ("system:import", "journal.post")]
 
-    repeat = post(client, tok["ops:ana"], body())
+    repeat = post(client, tok["system:import"], svc())
     assert (repeat.status_code, repeat.json()["status"]) == (200, "already_present")
 
     before = row_counts(engine)
-    conflict = post(client, tok["ops:ana"], body(amount=1300))
+    conflict = post(client, tok["system:import"], svc(amount=1300))
     assert conflict.status_code == 409
     assert fields_of(conflict) == ["journal_id"]
     assert "already posted with a different body" in conflict.json()["errors"][0]["message"]
     assert row_counts(engine) == before
+    # Adjustments are people's corrections: never without a review.
+    adj = post(client, tok["system:import"], svc("J-adj", kind="adjustment", reviewed_by="fin:lena"))
+    assert adj.status_code == 422 and fields_of(adj) == ["kind"]
 
 
-def test_a_finance_lead_may_post_and_an_adjustment_names_a_reviewer(sqlite_api):
+@pytest.mark.parametrize("kind", ["standard", "adjustment", "reversal"])
+def test_a_persons_entry_waits_for_a_second_person_and_is_posted_with_both_names_from_tokens(api, kind):
+    client, engine, tok = api
+    assert post(client, tok["system:import"], svc("J-0")).status_code == 201
+    extra = {"reverses": "J-0", "lines": [line("revenue", "debit", 1250), line("cash", "credit", 1250)]} \
+        if kind == "reversal" else {}
+    payload = manual("J-m", kind=kind, memo="manual fix", **extra)
+    before = row_counts(engine)
+    sub = post(client, tok["ops:ana"], payload)
+    assert sub.status_code == 202, sub.text
+    assert sub.json()["status"] == "pending" and sub.json()["submitted_by"] == "ops:ana"
+    assert sub.json()["review"] == "/finance/journal/J-m/review"
+    assert sub.json()["entry"]["posted_by"] == "ops:ana" and sub.json()["entry"]["reviewed_by"] is None
+    assert row_counts(engine)["journal_entries"] == before["journal_entries"]  # not posted yet
+    listed = client.get("/finance/journal", params={"from": DAY}, headers=bearer(tok["aud:alex"])).json()
+    assert [e["journal_id"] for e in listed["entries"]] == ["J-0"]
+    pending = client.get("/finance/journal/reviews", headers=bearer(tok["fin:lena"])).json()["reviews"]
+    assert [p["journal_id"] for p in pending] == ["J-m"]
+    assert post(client, tok["ops:ana"], payload).status_code == 200  # the same submission again
+
+    # Not by the author, not by an operator: by a finance lead or security engineer.
+    own = review(client, tok["ops:ana"], "J-m")
+    assert own.status_code == 403
+    assert review(client, tok["ops:omar"], "J-m").status_code == 403
+    done = review(client, tok["fin:lena"], "J-m", comment="checked against the bank statement")
+    assert done.status_code == 201, done.text
+    assert done.json()["status"] == "posted" and done.json()["reviewed_by"] == "fin:lena"
+    listed = client.get("/finance/journal", params={"from": DAY}, headers=bearer(tok["aud:alex"])).json()
+    posted = {e["journal_id"]: e for e in listed["entries"]}
+    assert (posted["J-m"]["posted_by"], posted["J-m"]["reviewed_by"]) == ("ops:ana", "fin:lena")
+    actions = [(e.actor, e.action) for e in list_events(engine, subject_type="journal_entry", subject_id="J-m")]
+    assert actions == [("ops:ana", "journal.submit"), ("fin:lena", "journal.post"), ("fin:lena", "journal.approve")]
+    again = review(client, tok["sec:sam"], "J-m")
+    assert again.status_code == 409 and "already posted by fin:lena" in again.json()["errors"][0]["message"]
+
+
+def test_a_typed_reviewer_or_poster_in_the_body_is_refused(sqlite_api):
+    """What one operator could do before: name a lead who did nothing, or post alone."""
     client, engine, tok = sqlite_api
-    assert post(client, tok["fin:lena"], body("J-2", posted_by="fin:lena")).status_code == 201
-    adj = body("J-3", kind="adjustment", reviewed_by="sec:sam", memo="fix fee")
-    resp = post(client, tok["ops:ana"], adj)
-    assert resp.status_code == 201, resp.text
-    assert resp.json()["entry"]["reviewed_by"] == "sec:sam"
+    before = row_counts(engine)
+    named = post(client, tok["ops:ana"], {**manual("J-adj", kind="adjustment"), "reviewed_by": "fin:lena"})
+    assert named.status_code == 422 and fields_of(named) == ["reviewed_by"]
+    assert "is set by the review" in errors_of(named)[0][1]
+    assert row_counts(engine) == before
+
+
+def test_a_rejected_or_expired_submission_is_never_posted(sqlite_api):
+    client, engine, tok = sqlite_api
+    assert post(client, tok["ops:ana"], manual("J-r")).status_code == 202
+    rejected = review(client, tok["sec:sam"], "J-r", decision="reject", comment="wrong day")
+    assert rejected.status_code == 200 and rejected.json()["status"] == "rejected"
+    assert post(client, tok["ops:ana"], manual("J-x")).status_code == 202
+    client.app.state.settings.clock.now_us += 86_400 * 1_000_000  # a day later: lapsed
+    late = review(client, tok["fin:lena"], "J-x")
+    assert late.status_code == 409 and "expired" in late.json()["errors"][0]["message"]
+    listed = client.get("/finance/journal", params={"from": DAY}, headers=bearer(tok["aud:alex"])).json()
+    assert listed["entries"] == []
+    assert review(client, tok["fin:lena"], "J-none").status_code == 404
+    bad = client.post("/finance/journal/J-x/review", json={"decision": "maybe"}, headers=bearer(tok["fin:lena"]))
+    assert bad.status_code == 422 and fields_of(bad) == ["decision"]
 
 
 # --- rejected: nothing stored ---------------------------------------------------------------
@@ -146,22 +220,6 @@ def test_missing_role_or_impersonation_is_403_and_changes_nothing(sqlite_api, ac
     resp = post(client, tok[actor], payload)
     assert resp.status_code == 403, resp.text
     assert fields_of(resp) == [field]
-    assert row_counts(engine) == before
-
-
-@pytest.mark.parametrize(("reviewer", "says"), [
-    ("ops:ana", "different person than posted_by"),         # self-review
-    ("ops:omar", "is not an actor holding"),                 # exists, but not a reviewer role
-    ("fin:nobody", "is not an actor holding"),               # no such actor
-    (None, "is required for kind=adjustment"),
-])
-def test_adjustment_without_an_authorized_second_person_is_422_naming_reviewed_by(sqlite_api, reviewer, says):
-    client, engine, tok = sqlite_api
-    before = row_counts(engine)
-    resp = post(client, tok["ops:ana"], body("J-adj", kind="adjustment", reviewed_by=reviewer))
-    assert resp.status_code == 422
-    assert fields_of(resp) == ["reviewed_by"]
-    assert says in resp.json()["errors"][0]["message"]
     assert row_counts(engine) == before
 
 
@@ -256,7 +314,7 @@ def test_the_body_limit_holds_on_a_real_server_at_its_exact_boundary(sqlite_api_
         assert huge in (413, "connection closed")
         assert row_counts(sqlite_ledger) == before
 
-        assert http.post("/finance/journal", content=at_limit).status_code == 201
+        assert http.post("/finance/journal", content=at_limit).status_code == 202  # accepted for review
 
 
 # --- reading --------------------------------------------------------------------------------
@@ -265,15 +323,15 @@ def test_the_body_limit_holds_on_a_real_server_at_its_exact_boundary(sqlite_api_
 def test_list_pages_entries_of_the_days_in_code_point_order(api):
     client, engine, tok = api
     posted = [
-        body("J-b", ts="2026-11-02T00:00:00Z"),
-        body("Z-1", ts="2026-11-02T10:00:00Z"),
-        body("a-1", ts="2026-11-02T10:00:00Z"),          # same ts: 'Z' < 'a' in code points
-        body("J-c", ts="2026-11-03T23:59:59.999999Z"),
-        body("J-d", ts="2026-11-03T12:00:00+02:00"),     # converted to 10:00Z
-        body("J-out", ts="2026-11-04T00:00:00Z"),        # the day after: not listed
+        svc("J-b", ts="2026-11-02T00:00:00Z"),
+        svc("Z-1", ts="2026-11-02T10:00:00Z"),
+        svc("a-1", ts="2026-11-02T10:00:00Z"),          # same ts: 'Z' < 'a' in code points
+        svc("J-c", ts="2026-11-03T23:59:59.999999Z"),
+        svc("J-d", ts="2026-11-03T12:00:00+02:00"),     # converted to 10:00Z
+        svc("J-out", ts="2026-11-04T00:00:00Z"),        # the day after: not listed
     ]
     for payload in posted:
-        assert post(client, tok["ops:ana"], payload).status_code == 201
+        assert post(client, tok["system:import"], payload).status_code == 201
     expected = ["J-b", "Z-1", "a-1", "J-d", "J-c"]
 
     seen, cursor, pages = [], None, 0
@@ -327,7 +385,7 @@ def test_forged_cursors_are_422_not_a_database_error(api, cursor):
 def test_a_cursor_only_continues_the_query_it_came_from(sqlite_api):
     client, _, tok = sqlite_api
     for i in range(3):
-        post(client, tok["ops:ana"], body(f"J-{i}"))
+        post(client, tok["system:import"], svc(f"J-{i}"))
     first = client.get("/finance/journal", params={"from": DAY, "limit": 1}, headers=bearer(tok["ops:ana"])).json()
     resp = client.get("/finance/journal", params={"from": DAY, "to": "2026-11-05", "cursor": first["next_cursor"]},
                       headers=bearer(tok["ops:ana"]))
@@ -354,13 +412,14 @@ def test_get_proof_returns_the_registry_record(api):
 def test_the_openapi_document_is_served_and_documents_the_inputs(sqlite_api):
     client, _, _ = sqlite_api
     doc = client.get("/openapi.json").json()
-    assert set(doc["paths"]) == {"/finance/journal", "/finance/proofs/{proof_id}", "/payout/{payout_id}",
+    assert set(doc["paths"]) == {"/finance/journal", "/finance/journal/{journal_id}/review",
+                                 "/finance/journal/reviews", "/finance/proofs/{proof_id}", "/payout/{payout_id}",
                                  "/payout/{payout_id}/approvals", "/payout/{payout_id}/settle"}
     post_op = doc["paths"]["/finance/journal"]["post"]
     assert post_op["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/JournalEntryInput"}
     entry_schema = doc["components"]["schemas"]["JournalEntryInput"]
     assert entry_schema["additionalProperties"] is False
-    assert set(entry_schema["required"]) == {"journal_id", "ts", "kind", "memo", "posted_by", "lines"}
-    assert {"201", "200", "401", "403", "409", "413", "422"} <= set(post_op["responses"])
+    assert set(entry_schema["required"]) == {"journal_id", "ts", "kind", "memo", "lines"}
+    assert {"202", "201", "200", "401", "403", "409", "413", "422"} <= set(post_op["responses"])
     assert doc["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"

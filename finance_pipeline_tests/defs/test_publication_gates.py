@@ -149,3 +149,20 @@ def test_the_chain_is_in_the_asset_graph(clean_world, monkeypatch):
     monkeypatch.setenv("FP_CHAIN_START", "1/11/2026")
     with pytest.raises(ValueError, match="FP_CHAIN_START must be a day"):
         clean_world.definitions()
+
+
+def test_the_days_extract_shows_entries_waiting_for_review(clean_world):
+    from finance_pipeline.ledger import reviews
+    from finance_pipeline.ledger.audit import now_us
+
+    engine = create_ledger_engine(clean_world.database_url)
+    try:
+        body = {k: v for k, v in _entry("wait-1", f"{DAY}T15:00:00Z").items() if k != "posted_by"}
+        body["kind"] = "adjustment"
+        reviews.submit(engine, body, submitter="ops:ana", now_us=now_us())
+    finally:
+        engine.dispose()
+    run = materialize_day(clean_world.definitions(), DAY, dg.DagsterInstance.ephemeral(), assets=["ledger_extract"])
+    meta = run.metadata["ledger_extract"]
+    assert meta["pending_reviews"] == 1
+    assert "`wait-1` (adjustment) by ops:ana" in meta["pending_review_entries"]

@@ -49,12 +49,23 @@ def test_blocked_day_fixed_with_reviewed_entries_then_published_and_verified(env
         assert "BLOCKED by parity" in blocked.stdout
         assert '"LEDGER_MISSING": 1' in blocked.stdout
 
-        # Each correction goes in as one reviewed journal entry on stdin.
+        # Each correction: the operator submits it on stdin with their token, a finance lead
+        # approves it with theirs (two-person review; the names come from the tokens).
+        tokens = {}
+        for actor, roles in (("ops:ana", "operator"), ("fin:lena", "finance-lead")):
+            added = _cli(["tokens", "add", "--actor", actor, "--roles", roles], env)
+            assert added.returncode == 0, added.stderr
+            tokens[actor] = added.stdout.strip()
         scenario = build_scenario(build_date(DAY), 1, 7)
         for fix in corrections(scenario):
             for entry in fix.entries:
-                posted = _cli(["journal", "post", "-"], env, stdin=json.dumps(entry))
-                assert posted.returncode == 0, posted.stdout + posted.stderr
+                body = {k: v for k, v in entry.items() if k not in ("posted_by", "reviewed_by")}
+                submitted = _cli(["journal", "post", "-", "--token", tokens["ops:ana"]], env, stdin=json.dumps(body))
+                assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+                approved = _cli(["journal", "review", entry["journal_id"], "--approve",
+                                 "--token", tokens["fin:lena"]], env)
+                assert approved.returncode == 0, approved.stdout + approved.stderr
+                assert approved.stdout.startswith(f"posted {entry['journal_id']}")
             if fix.settle_payout:  # the stuck payout: the provider settles it once re-triggered
                 payout.mark_stuck([fix.settle_payout], stuck=False)
                 httpx.post(f"{payout.url}/payouts/{fix.settle_payout}/settle", json={"settled_at": fix.settle_at},

@@ -144,28 +144,70 @@ def test_import_is_one_batch_and_reimport_is_a_no_op(url, tmp_path):
     assert "0 entries created, 1 already present" in run(["journal", "import", other], url).output
 
 
-def test_post_from_stdin_exit_statuses(url):
-    body = entry("P-1")
-    created = run(["journal", "post", "-"], url, input=json.dumps(body))
-    assert (created.exit_code, created.output.strip()) == (0, "created P-1")
-    present = run(["journal", "post", "-"], url, input=json.dumps(body))
-    assert (present.exit_code, present.output.strip()) == (0, "already present P-1")
+@pytest.fixture
+def people(tmp_path, monkeypatch):
+    """An operator, a finance lead and another operator, each with their own API token."""
+    from finance_pipeline.api.tokens import TokenStore
 
-    conflict = run(["journal", "post", "-"], url, input=json.dumps(entry("P-1", amount=1)))
+    monkeypatch.setenv("FP_API_TOKENS_FILE", str(tmp_path / "tokens.json"))
+    store = TokenStore(tmp_path / "tokens.json")
+    return {actor: store.add(actor, roles)[0] for actor, roles in
+            (("ops:ana", ["operator"]), ("fin:lena", ["finance-lead"]), ("ops:omar", ["operator"]))}
+
+
+def _manual(journal_id: str, **overrides) -> dict:
+    body = entry(journal_id, **overrides)
+    body.pop("posted_by")
+    body.pop("reviewed_by")
+    return body
+
+
+def test_post_submits_for_review_and_a_second_persons_token_posts_it(url, people):
+    body = _manual("P-1")
+    sub = run(["journal", "post", "-", "--token", people["ops:ana"]], url, input=json.dumps(body))
+    assert sub.exit_code == 0, sub.output + sub.stderr
+    assert sub.output.startswith("pending P-1  (submitted by ops:ana;")
+    assert _counts(url)["journal_entries"] == 0
+    again = run(["journal", "post", "-", "--token", people["ops:ana"]], url, input=json.dumps(body))
+    assert again.output.startswith("already pending P-1")
+    assert "P-1  standard  by ops:ana" in run(["journal", "pending"], url).output
+
+    # Who you are comes from your token: none, a bad one, your own entry, no reviewer role.
+    assert "--token: give your API token" in run(["journal", "review", "P-1", "--approve"], url).stderr
+    assert run(["journal", "review", "P-1", "--approve", "--token", "fpt_nope"], url).exit_code == 1
+    own = run(["journal", "review", "P-1", "--approve", "--token", people["ops:ana"]], url)
+    assert own.exit_code == 1 and "cannot review it" in own.stderr
+    peer = run(["journal", "review", "P-1", "--approve", "--token", people["ops:omar"]], url)
+    assert peer.exit_code == 1 and "reviewing needs one of the roles" in peer.stderr
+    assert _counts(url)["journal_entries"] == 0
+
+    done = run(["journal", "review", "P-1", "--approve", "--token", people["fin:lena"]], url)
+    assert done.exit_code == 0, done.stderr
+    assert done.output.strip() == "posted P-1  (submitted by ops:ana, reviewed by fin:lena)"
+    assert _counts(url)["journal_entries"] == 1
+    listed = run(["journal", "list", "--from", "2026-11-02", "--json"], url).output
+    assert '"posted_by":"ops:ana"' in listed and '"reviewed_by":"fin:lena"' in listed
+
+
+def test_post_exit_statuses_name_the_field(url, people):
+    def post(body) -> object:
+        return run(["journal", "post", "-", "--token", people["ops:ana"]], url,
+                   input=body if isinstance(body, str) else json.dumps(body))
+
+    assert post(_manual("P-1")).exit_code == 0
+    conflict = post(_manual("P-1", amount=1))
     assert conflict.exit_code == 3
-    assert "journal_id: 'P-1' is already posted with a different body" in conflict.stderr
-
-    invalid = run(["journal", "post", "-"], url, input=json.dumps(entry("P-2", ts="2026-11-02T10:00:00")))
+    assert "journal_id: 'P-1' awaits review with another body" in conflict.stderr
+    typed = post({**_manual("P-2"), "reviewed_by": "fin:lena"})
+    assert typed.exit_code == 1 and typed.stderr.startswith("reviewed_by: is set by the review")
+    invalid = post(_manual("P-2", ts="2026-11-02T10:00:00"))
     assert invalid.exit_code == 1
     assert invalid.stderr.startswith("ts: ")
-
-    unknown = run(["journal", "post", "-"], url,
-                  input=json.dumps(entry("P-3", lines=[line("cash", "debit", 1), line("x", "credit", 1)])))
+    unknown = post(_manual("P-3", lines=[line("cash", "debit", 1), line("x", "credit", 1)]))
     assert unknown.exit_code == 1
     assert "accounts create x" in unknown.stderr
-
-    assert run(["journal", "post", "-"], url, input="[1, 2").exit_code == 1
-    assert _counts(url)["journal_entries"] == 1
+    assert post("[1, 2").exit_code == 1
+    assert _counts(url)["journal_entries"] == 0
 
 
 def test_list_text_and_json_lines(url, tmp_path):

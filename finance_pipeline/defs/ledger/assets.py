@@ -44,9 +44,14 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
     def ledger_extract(
         context: dg.AssetExecutionContext, ledger: LedgerResource, recon: ReconciliationSettings
     ) -> dg.Output:
+        from finance_pipeline.ledger import reviews
+        from finance_pipeline.ledger.audit import now_us
         from finance_pipeline.ledger.extract import extract_day_lines
 
         lo, hi = day_bounds_us(context.partition_key)
+        # People's entries of the day still waiting for their second person: not in the ledger
+        # (nor in this extract) until approved.
+        waiting = reviews.pending(ledger.engine(), now_us(), day=context.partition_key)
         margin = recon.time_tolerance_s * _US
         lines = extract_day_lines(ledger.engine(), lo - margin, hi + margin)
         ts = lines["ts_us"].to_numpy()
@@ -64,6 +69,10 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
                 "totals": dg.MetadataValue.md(
                     totals.to_markdown(index=False) if not totals.empty else "_no entries_"
                 ),
+                "pending_reviews": dg.MetadataValue.int(len(waiting)),
+                "pending_review_entries": dg.MetadataValue.md(
+                    "\n".join(f"- `{w.journal_id}` ({w.entry['kind']}) by {w.submitted_by}: {w.entry['memo']}"
+                              for w in waiting[:50]) or "_none_"),
             },
         )
 
