@@ -1,4 +1,5 @@
-"""Embedded defaults: what runs when DATABASE_URL, STRIPE_API_BASE, ... are not set.
+"""Embedded defaults: what runs when DATABASE_URL, PAYOUT_API_BASE, ... are not set (Stripe
+itself is the one default that is not embedded: STRIPE_API_BASE unset means Stripe's API).
 
 Plain constants, read by nobody at import time except as defaults; the environment is
 consulted only when definitions are loaded or a command runs.
@@ -33,6 +34,12 @@ def default_database_url() -> str:
 
 
 def default_stripe_api_base() -> str:
+    """Stripe's own API: the local sandbox is set explicitly (demo, `make dev`, tests), never
+    reached by default, so a real key is never sent to a stand-in."""
+    return "https://api.stripe.com"
+
+
+def sandbox_stripe_api_base() -> str:
     return f"http://127.0.0.1:{DEFAULT_STRIPE_PORT}"
 
 

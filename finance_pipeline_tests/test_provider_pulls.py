@@ -476,3 +476,24 @@ def test_pending_payouts_and_settlements_frame(payout_sandbox):
     with pytest.raises(ValueError, match="'stl_p01' already has a 'provider' member"):
         settlements_frame([{**s, "provider": "x"} if s["id"] == "stl_p01" else s for s in settled])
     pd.testing.assert_frame_equal(frame, settlements_frame(list(reversed(settled + pending))))
+
+
+def test_stripe_api_base_unset_means_stripes_own_api_and_live_keys_go_only_to_https(monkeypatch, stripe_sandbox):
+    from finance_pipeline.definitions import build_resources
+    from finance_pipeline.providers.stripe_pull import check_endpoint, pull_balance_transactions_frame
+
+    def base() -> str:
+        return build_resources()["stripe"].process_config_and_initialize().base
+
+    monkeypatch.delenv("STRIPE_API_BASE", raising=False)
+    assert base() == "https://api.stripe.com"
+    monkeypatch.setenv("STRIPE_API_BASE", "http://127.0.0.1:12111")
+    assert base() == "http://127.0.0.1:12111"
+
+    check_endpoint("sk_live_abc", "https://api.stripe.com")
+    check_endpoint("sk_test_abc", "http://127.0.0.1:12111")
+    # A live key over plain HTTP is refused before any request is made.
+    with pytest.raises(ValueError, match="not an https:// address but STRIPE_API_KEY is a live key"):
+        pull_balance_transactions_frame("sk_live_abc", stripe_sandbox.url, 0, 86400)
+    with pytest.raises(ValueError, match="live key"):
+        check_endpoint("rk_live_abc", "http://api.stripe.com")

@@ -402,6 +402,21 @@ def _frame(batches: list[Any]) -> pd.DataFrame:
     return pd.DataFrame(data)
 
 
+STRIPE_API = "https://api.stripe.com"
+
+
+def check_endpoint(api_key: str, api_base: str) -> None:
+    """A live key goes to an https:// address only (Stripe's API unless STRIPE_API_BASE says
+    otherwise): sent over plain HTTP it would be readable on the way."""
+    from urllib.parse import urlsplit
+
+    if api_key.startswith(("sk_live_", "rk_live_")) and urlsplit(api_base).scheme != "https":
+        raise ValueError(
+            f"STRIPE_API_BASE={api_base} is not an https:// address but STRIPE_API_KEY is a live key, so "
+            "the key is not sent there: unset STRIPE_API_BASE to use Stripe's API "
+            f"({STRIPE_API}), or use a test key (sk_test_...) with a local sandbox")
+
+
 def balance_transactions_frame(records: list[Mapping[str, Any]]) -> pd.DataFrame:
     """One row per balance transaction, sorted by id; money and times are int64, never float."""
     return _frame([_batch(records[i:i + _BATCH]) for i in range(0, len(records), _BATCH)])
@@ -432,6 +447,7 @@ def pull_balance_transactions_frame(
     """
     _check_window(created_gte, created_lt)
     _check_http_client(http_client)
+    check_endpoint(api_key, api_base)
     if isinstance(processes, bool) or not isinstance(processes, int) or not 1 <= processes <= 32:
         raise ValueError(f"processes must be an int from 1 to 32, got {processes!r}")
     parts = max(1, min(processes, created_lt - created_gte))
