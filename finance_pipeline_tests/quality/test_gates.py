@@ -404,13 +404,18 @@ def test_stripe_net_must_equal_amount_minus_fee():
                           "amount": 2_500, "fee": 103, "net": 2_400}]
 
 
-def test_stripe_negative_fee_fails():
+def test_stripe_negative_and_zero_fees_pass_when_net_is_amount_minus_fee():
+    """A refund returning its fee (fee -290), a won dispute's refunded fee, a fee-free payout:
+    ordinary Stripe activity that must not block a day."""
     df = stripe_frame()
-    df.loc[0, "fee"] = -1
-    df.loc[0, "net"] = df.loc[0, "amount"] + 1
+    df.loc[0, "amount"], df.loc[0, "fee"], df.loc[0, "net"] = -10_000, -290, -9_710
+    df.loc[1, "fee"] = 0
+    df.loc[1, "net"] = df.loc[1, "amount"]
+    assert run_stripe_checks(df).success
+    df.loc[0, "net"] = -10_290  # the fee counted the wrong way round
     f = only_failure(run_stripe_checks(df))
-    assert (f.expectation, f.column) == ("expect_column_values_to_be_between", "fee")
-    assert f.samples[0]["id"] == "txn_001" and f.samples[0]["fee"] == -1
+    assert f.expectation == "expect_column_pair_values_to_be_equal"
+    assert f.samples[0]["id"] == "txn_001" and f.samples[0]["fee"] == -290
 
 
 def test_stripe_duplicate_and_null_ids_fail():
