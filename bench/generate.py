@@ -172,7 +172,7 @@ def build(n: int, day: str, seed: int = 7) -> Dataset:
         lc = cur.lower()
         return {
             "id": "txn_" + next(txn_iter), "object": "balance_transaction", "amount": amt,
-            "available_on": created + 2 * 86400, "created": created, "currency": lc,
+            "available_on": created + 2 * 86400, "balance_type": "payments", "created": created, "currency": lc,
             "description": description, "exchange_rate": exchange_rate, "fee": fee,
             "fee_details": ([{"amount": fee, "application": None, "currency": lc,
                               "description": "Stripe processing fees", "type": "stripe_fee"}] if fee else []),

@@ -141,6 +141,7 @@ def test_objects_are_shaped_like_stripe(stripe_sandbox):
         "object": "balance_transaction",
         "amount": 1007,
         "available_on": T0 + 420,
+        "balance_type": "payments",  # required by Stripe's schema; the data file leaves it out
         "created": T0 + 420,
         "currency": "usd",  # the data file says "USD"; Stripe sends lower case
         "description": None,
@@ -315,3 +316,74 @@ def test_malformed_data_file_fails_at_start(tmp_path):
     path.write_text(json.dumps({"balance_transactions": [txn(1), txn(1)]}))
     with pytest.raises(SandboxDataError, match="duplicate id 'txn_0001'"):
         StripeSandboxApp(path)
+
+
+# --- conformance with Stripe's own OpenAPI description --------------------------------------------
+
+REFERENCE = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "reference" / "stripe"
+
+
+def _stripe_schema(list_name: str) -> dict:
+    """The list schema of ``openapi-subset.json`` as JSON Schema: ``nullable`` becomes a null
+    alternative, references to the subset's schemas become ``$defs``, references to objects it
+    leaves out (an expanded ``source``) accept any object."""
+    spec = json.loads((REFERENCE / "openapi-subset.json").read_text())
+    schemas = spec["components"]["schemas"]
+
+    def conv(node):
+        if isinstance(node, list):
+            return [conv(n) for n in node]
+        if not isinstance(node, dict):
+            return node
+        if "$ref" in node:
+            name = node["$ref"].rsplit("/", 1)[1]
+            return {"$ref": f"#/$defs/{name}"} if name in schemas else {"type": "object"}
+        out = {k: conv(v) for k, v in node.items() if not k.startswith("x-") and k not in ("nullable", "format")}
+        return {"anyOf": [out, {"type": "null"}]} if node.get("nullable") else out
+
+    root = conv(spec["lists"][list_name])
+    root["$defs"] = {name: conv(s) for name, s in schemas.items()}
+    return root
+
+
+def _all_pages(sandbox, path: str) -> list[dict]:
+    pages, after = [], None
+    while True:
+        params = {"limit": 100, **({"starting_after": after} if after else {})}
+        resp = httpx.get(sandbox.url + path, params=params, headers={"Authorization": f"Bearer {sandbox.api_key}"})
+        assert resp.status_code == 200, resp.text
+        pages.append(resp.json())
+        if not pages[-1]["has_more"]:
+            return pages
+        after = pages[-1]["data"][-1]["id"]
+
+
+def test_every_object_the_sandbox_serves_conforms_to_stripes_openapi_subset(tmp_path):
+    import jsonschema
+    from datetime import date
+
+    from finance_pipeline.demo.seed import seed
+    from finance_pipeline.ledger.engine import create_ledger_engine
+
+    pytest.importorskip("jsonschema")
+    if not REFERENCE.is_dir():
+        pytest.fail(f"the Stripe reference data is missing at {REFERENCE}")
+    engine = create_ledger_engine(f"sqlite:///{tmp_path / 'ledger.sqlite3'}")
+    res = seed(engine, tmp_path / "stripe.json", tmp_path / "payouts.json", start=date(2026, 11, 1), days=3,
+               seed=7, inject=1)
+    engine.dispose()
+    sandbox = start_stripe_sandbox(res.stripe_data)
+    try:
+        for path, name in (("/v1/balance_transactions", "GET /v1/balance_transactions"),
+                           ("/v1/payouts", "GET /v1/payouts")):
+            validator = jsonschema.Draft202012Validator(_stripe_schema(name))
+            pages = _all_pages(sandbox, path)
+            assert sum(len(p["data"]) for p in pages) > 0, path
+            for page in pages:
+                problems = [f"{list(e.path)}: {e.message}" for e in validator.iter_errors(page)]
+                assert not problems, (path, problems[:5])
+            # The check itself can fail: an object without a required member does not pass.
+            broken = dict(pages[0], data=[{k: v for k, v in pages[0]["data"][0].items() if k != "currency"}])
+            assert not validator.is_valid(broken)
+    finally:
+        sandbox.stop()

@@ -114,7 +114,8 @@ def _balance_txn(ids: _Ids, *, created: int, amount: int, fee: int, currency: st
                  source: str, description: str) -> dict:
     return {
         "id": ids.new("txn_"), "object": "balance_transaction", "amount": amount,
-        "available_on": created + 2 * 86400, "created": created, "currency": currency.lower(),
+        "available_on": created + 2 * 86400, "balance_type": "payments", "created": created,
+        "currency": currency.lower(),
         "description": description, "exchange_rate": None, "fee": fee,
         "fee_details": (
             [{"amount": fee, "application": None, "currency": currency.lower(),

@@ -46,6 +46,9 @@ from finance_pipeline.sandboxes.common import (
 DEFAULT_API_KEY = "sk_test_sandbox"
 
 PAYOUT_STATUSES = ("paid", "pending", "in_transit", "failed", "canceled")
+# Members Stripe always returns, with the values its OpenAPI description allows.
+BALANCE_TYPES = ("issuing", "payments", "refund_and_dispute_prefunding", "risk_reserved")
+PAYOUT_RECONCILIATION_STATUSES = ("completed", "in_progress", "not_applicable")
 
 # Stripe's reporting_category for common types; anything else reports its own type.
 _REPORTING_CATEGORY = {
@@ -170,15 +173,20 @@ def normalise_balance_transaction(raw: Any, where: str) -> tuple[dict, str | Non
         )
     payout = _need_str(raw, "_payout", where, None, prefix="po_")
     known = {
-        "id", "object", "amount", "available_on", "created", "currency", "description", "exchange_rate",
-        "fee", "fee_details", "net", "reporting_category", "source", "status", "type",
+        "id", "object", "amount", "available_on", "balance_type", "created", "currency", "description",
+        "exchange_rate", "fee", "fee_details", "net", "reporting_category", "source", "status", "type",
     }
+    balance_type = _need_str(raw, "balance_type", where, "payments")
+    if balance_type not in BALANCE_TYPES:
+        raise SandboxDataError(f"{where}: 'balance_type' must be one of {', '.join(BALANCE_TYPES)}, "
+                               f"got {balance_type!r}")
     served = {
         **_passthrough(raw, known),
         "id": tid,
         "object": "balance_transaction",
         "amount": amount,
         "available_on": _need_int(raw, "available_on", where, created),
+        "balance_type": balance_type,
         "created": created,
         "currency": currency,
         "description": raw.get("description"),
@@ -209,8 +217,13 @@ def normalise_payout(raw: Any, where: str) -> tuple[dict, list[str]]:
     known = {
         "id", "object", "amount", "arrival_date", "automatic", "balance_transaction", "created", "currency",
         "description", "destination", "failure_code", "failure_message", "livemode", "metadata", "method",
-        "source_type", "statement_descriptor", "status", "type", "balance_transactions",
+        "source_type", "statement_descriptor", "status", "type", "balance_transactions", "reconciliation_status",
     }
+    # Stripe's own default: a paid payout's transactions are reconciled, others not yet.
+    recon_status = _need_str(raw, "reconciliation_status", where, "completed" if status == "paid" else "not_applicable")
+    if recon_status not in PAYOUT_RECONCILIATION_STATUSES:
+        raise SandboxDataError(f"{where}: 'reconciliation_status' must be one of "
+                               f"{', '.join(PAYOUT_RECONCILIATION_STATUSES)}, got {recon_status!r}")
     served = {
         **_passthrough(raw, known),
         "id": pid,
@@ -228,6 +241,7 @@ def normalise_payout(raw: Any, where: str) -> tuple[dict, list[str]]:
         "livemode": False,
         "metadata": raw.get("metadata", {}),
         "method": _need_str(raw, "method", where, "standard"),
+        "reconciliation_status": recon_status,
         "source_type": _need_str(raw, "source_type", where, "card"),
         "statement_descriptor": raw.get("statement_descriptor"),
         "status": status,
