@@ -346,7 +346,7 @@ def _definitions(day: str, tolerated: dict[str, int]):
 
     partitions = daily_partitions(day)
     assets = [*ledger_assets.build_assets(partitions), *provider_assets.build_assets(partitions),
-              *reconciliation_assets.build_assets(partitions), *proof_assets.build_assets(partitions)]
+              *reconciliation_assets.build_assets(partitions), *proof_assets.build_assets(partitions, day)]
     resources = build_resources()
     resources["recon"] = ReconciliationSettings(max_allowed=dict(tolerated))
     return dg.Definitions(assets=assets, resources=resources)

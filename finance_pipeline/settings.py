@@ -22,6 +22,8 @@ DEFAULT_TIME_TOLERANCE_S = 3600
 DEFAULT_AMOUNT_TOLERANCE_MINOR = 0
 # How far in the future an entry may be dated (clock skew between writers), in seconds.
 DEFAULT_ENTRY_FUTURE_SKEW_S = 3600
+# How long a person's submitted entry waits for its second person, in seconds.
+DEFAULT_JOURNAL_REVIEW_TTL_S = 86400
 
 
 def var_dir() -> Path:
@@ -67,4 +69,18 @@ def entry_future_skew_s() -> int:
         raise ValueError(f"FP_ENTRY_FUTURE_SKEW_S must be a number of seconds such as 3600, got {raw!r}") from None
     if value < 0:
         raise ValueError(f"FP_ENTRY_FUTURE_SKEW_S must be >= 0, got {value}")
+    return value
+
+
+def journal_review_ttl_s() -> int:
+    """FP_JOURNAL_REVIEW_TTL_S: how long a submitted entry waits for its review."""
+    raw = os.environ.get("FP_JOURNAL_REVIEW_TTL_S", "").strip()
+    if not raw:
+        return DEFAULT_JOURNAL_REVIEW_TTL_S
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ValueError(f"FP_JOURNAL_REVIEW_TTL_S must be a positive number of seconds such as 86400, got {raw!r}")
     return value

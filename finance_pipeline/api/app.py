@@ -366,6 +366,8 @@ def create_app(
         return JSONResponse(_submission_out(submission, settings.clock()), status_code=202 if created else 200)
 
     def _post_as_service(obj: Any, who: Principal) -> JSONResponse:
+        if isinstance(obj, dict) and obj.get("posted_by") is None:
+            obj = {**obj, "posted_by": who.actor}  # as documented: taken from the token
         errors: list[FieldError] = []
         entry = None
         try:

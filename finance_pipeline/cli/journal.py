@@ -77,6 +77,13 @@ def import_cmd(file: str, batch_id: str | None, actor: str, database_url: str | 
             problems.append(f"line {number}: $: is not valid JSON ({exc})")
             continue
         line_of.append(number)
+    # A bulk import is the pipeline's own bookings; people's corrections (adjustments, or any
+    # entry naming a reviewer) go through `journal post` and a second person's review.
+    for number, obj in zip(line_of, entries):
+        if isinstance(obj, dict) and (obj.get("kind") == "adjustment" or obj.get("reviewed_by") is not None):
+            problems.append(f"line {number}: {'kind' if obj.get('kind') == 'adjustment' else 'reviewed_by'}: "
+                            "a reviewed correction cannot be imported in bulk; submit it with "
+                            "`finance-pipeline journal post --token ...` for a second person's review")
     if problems:
         fail(EXIT_REJECTED, *problems, f"{file}: nothing imported")
     if not entries:
@@ -116,14 +123,12 @@ _token_option = click.option("--token", default=None, metavar="TOKEN",
 
 
 def _review_ttl_s() -> int:
-    raw = os.environ.get("FP_JOURNAL_REVIEW_TTL_S") or "86400"
+    from finance_pipeline import settings
+
     try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        fail(EXIT_REJECTED, f"FP_JOURNAL_REVIEW_TTL_S must be a positive number of seconds, got {raw!r}")
-    return value
+        return settings.journal_review_ttl_s()
+    except ValueError as exc:
+        fail(EXIT_REJECTED, str(exc))
 
 
 @journal_group.command("post")

@@ -216,15 +216,19 @@ def drill_record_cmd(report: Path, outcome: str, operator: str, checklist: Path)
 @click.command("recover-publication")
 @click.argument("day", type=click.DateTime(formats=["%Y-%m-%d"]))
 @click.option("--actor", default=None, help="Who recovers (audit trail) [default: cli:$USER].")
+@click.option("--force", is_flag=True, help="Also while the seal's lease runs (you know its run is dead).")
 @database_url_option
-def recover_publication_cmd(day, actor: str | None, database_url: str | None) -> None:
+def recover_publication_cmd(day, actor: str | None, force: bool, database_url: str | None) -> None:
     """Finish or undo the interrupted publication of DAY (a sealed day).
 
     When the store (S3_AUDIT_BUCKET, else FP_PUBLISH_DIR) holds the whole package of the proof
     the day was sealed for, it is registered and the day is closed; otherwise the seal is dropped
-    and the day is open again. Nothing to do for an open or published day.
+    and the day is open again. Nothing to do for an open or published day. A publication whose
+    lease still runs may be alive: it is left alone unless --force.
     """
     from finance_pipeline.export.exporter import ExportError, build_publisher, recover_day
+    from finance_pipeline.export.registry import LedgerChangedError
+    from finance_pipeline.ledger.periods import PublicationInProgressError
     from finance_pipeline.publication import PublicationError
 
     env = os.environ
@@ -240,8 +244,9 @@ def recover_publication_cmd(day, actor: str | None, database_url: str | None) ->
         fail(EXIT_REJECTED, f"cannot open the publication store: {exc}")
     with ledger_engine(database_url) as engine:
         try:
-            message = recover_day(engine, day.date().isoformat(), publisher, actor=actor or _default_actor())
-        except (ExportError, PublicationError) as exc:
+            message = recover_day(engine, day.date().isoformat(), publisher, actor=actor or _default_actor(),
+                                  force=force)
+        except (ExportError, PublicationError, PublicationInProgressError, LedgerChangedError) as exc:
             fail(EXIT_REJECTED, str(exc))
     click.echo(message)
 

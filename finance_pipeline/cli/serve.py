@@ -6,12 +6,12 @@ or revoking one is recorded as an audit event in the ledger database.
 
 from __future__ import annotations
 
-import os
-
 import getpass
 import json
 
 import click
+
+from finance_pipeline import settings
 
 from finance_pipeline.cli.db import EXIT_REJECTED, database_url_option, fail, ledger_engine
 
@@ -63,13 +63,9 @@ def serve_cmd(host: str, port: int, database_url: str | None, tokens_file: str |
                    err=True)
     try:
         policy = PayoutPolicy.from_env()
-        review_ttl_s = int(os.environ.get("FP_JOURNAL_REVIEW_TTL_S") or 86400)
-        if review_ttl_s <= 0:
-            raise ValueError
-    except PolicyConfigError as exc:
+        review_ttl_s = settings.journal_review_ttl_s()
+    except (PolicyConfigError, ValueError) as exc:
         fail(EXIT_REJECTED, str(exc))
-    except ValueError:
-        fail(EXIT_REJECTED, "FP_JOURNAL_REVIEW_TTL_S must be a positive number of seconds, such as 86400")
     with ledger_engine(database_url) as engine, PayoutProviderClient.from_env() as client:
         from finance_pipeline.api.app import ApiSettings
 

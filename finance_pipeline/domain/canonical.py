@@ -489,8 +489,8 @@ def arrow_json_safe(buf: Any) -> bool:
     if b.size == 0:
         return True
     ends = np.flatnonzero(b == 10)
-    starts = np.concatenate(([0], ends[:-1] + 1)) if ends.size else np.array([0])
-    starts = starts[starts < b.size]
+    starts = np.concatenate(([0], ends + 1))
+    starts = starts[starts < b.size]  # every line's first byte, an unterminated last line's too
     if not bool((b[starts] == 123).all()):
         return False
     bounds = np.concatenate(([-1], ends, [b.size - 1]))

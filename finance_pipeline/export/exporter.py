@@ -113,7 +113,8 @@ def _register_stored(engine: sa.Engine, day: str, proof_id: str, publisher: Any,
 
     location = publisher.location(day, proof_id)
     stored = _stored_statement(day, proof_id, location, publisher)
-    if stored.get("proof_id") != proof_id or stored.get("interval", {}).get("day", day) != day:
+    stored_day = str((stored.get("interval") or {}).get("from", ""))[:10]
+    if stored.get("proof_id") != proof_id or stored_day != day:
         raise ExportError(f"{day}: the package at {location} is not proof {proof_id} of {day}; "
                           "investigate the store before anything else")
     merkle_root = stored["ledger"]["merkle_root"]
@@ -165,21 +166,36 @@ def publish_day(engine: sa.Engine, bundle: DayBundle, publisher: Any, sign: Any,
     return publish(engine, bundle, files, publisher, actor=actor)
 
 
-def recover_day(engine: sa.Engine, day: str, publisher: Any, *, actor: str) -> str:
-    """Finish or undo an interrupted publication of ``day``; returns what was done, in words."""
+def recover_day(engine: sa.Engine, day: str, publisher: Any, *, actor: str, force: bool = False,
+                now: int | None = None) -> str:
+    """Finish or undo an interrupted publication of ``day``; returns what was done, in words.
+
+    A seal within its lease may belong to a publication still writing: it is left alone unless
+    ``force`` (the operator knows its run is dead).
+    """
+    from finance_pipeline.ledger.audit import now_us
+    from finance_pipeline.ledger.engine import begin_write
+
+    now = now_us() if now is None else now
     with engine.connect() as conn:
         seal = periods.get_seal(conn, day)
     if seal is None:
         records = registry.published_for_day(engine, day)
         return (f"{day}: published as {records[0].proof_id}; nothing to recover" if records
                 else f"{day}: open (no publication in progress); nothing to recover")
+    if seal.lease_until_us > now and not force:
+        raise periods.PublicationInProgressError(
+            f"{day} is being published (proof {seal.proof_id}, by {seal.holder}) and its lease runs "
+            f"{(seal.lease_until_us - now) // 1_000_000} s more; wait, or pass --force if that run is dead")
     if seal.proof_id in publisher.existing_for_day(day):
         done = _register_stored(engine, day, seal.proof_id, publisher, actor, recovered=True)
         return f"{day}: the store holds the whole package of {done.proof_id}; registered it (the day is closed)"
-    from finance_pipeline.ledger.engine import begin_write
-
     with begin_write(engine) as conn:
         periods.lock_days(conn, [day], exclusive=True)
+        again = periods.get_seal(conn, day)
+        if again is None or (again.proof_id, again.holder) != (seal.proof_id, seal.holder):
+            raise periods.PublicationInProgressError(
+                f"{day}: its seal changed while recovering (another publication took it); run it again")
         periods.release(conn, day, actor, "recovered: no complete package in the store")
     return (f"{day}: the interrupted publication of {seal.proof_id} left no complete package; the day is "
             "open again (an incomplete prefix in the store is ignored by every reader)")

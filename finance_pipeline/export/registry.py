@@ -106,6 +106,15 @@ def register(engine: sa.Engine, *, proof_id: str, day: str, merkle_root: str, st
         if existing:
             periods.release(conn, day, actor, "published")
             return ProofRecord(**existing._mapping)
+        other = conn.execute(sa.select(proofs.c.proof_id).where(proofs.c.day == day)).first()
+        if other is not None:
+            raise LedgerChangedError(f"{day} is already published as {other[0]}; {proof_id} is not registered")
+        seal = periods.get_seal(conn, day)
+        if seal is not None and seal.proof_id != proof_id:
+            # Another publication took the day over meanwhile: this one must not close it.
+            raise periods.PublicationInProgressError(
+                f"{day} is sealed for proof {seal.proof_id} (by {seal.holder}), not {proof_id}: this "
+                "publication lost the day to another and registers nothing")
         periods.release(conn, day, actor, "published")
         conn.execute(proofs.insert().values(
             proof_id=proof_id, day=day, merkle_root=merkle_root, statement_sha256=statement_sha256,

@@ -30,6 +30,9 @@ def create_ledger_engine(url: str | None = None, **kwargs) -> sa.Engine:
     url_obj = sa.engine.make_url(resolve_url(url))
     if url_obj.get_backend_name() != "sqlite":
         kwargs.setdefault("pool_pre_ping", True)
+        # Explicit, whatever the server's default: a transaction that waited for a day's lock
+        # (ledger/periods.py) must then see what the lock's holder committed.
+        kwargs.setdefault("isolation_level", "READ COMMITTED")
         return sa.create_engine(url_obj, **kwargs)
 
     if url_obj.database and url_obj.database != ":memory:" and not url_obj.database.startswith("file:"):

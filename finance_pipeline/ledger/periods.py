@@ -79,6 +79,11 @@ def get_seal(conn: sa.Connection, day: str) -> Seal | None:
     return Seal(**row._mapping) if row is not None else None
 
 
+def get_seal_of(engine: sa.Engine, day: str) -> Seal | None:
+    with engine.connect() as conn:
+        return get_seal(conn, day)
+
+
 def seal_day(engine: sa.Engine, day: str, proof_id: str, entries: int, *, holder: str,
              lease_s: int = DEFAULT_LEASE_S, now: int | None = None,
              holder_alive: Callable[[str], bool] | None = None) -> Seal:

@@ -387,12 +387,16 @@ class Package:
 
     @classmethod
     def from_files(cls, files: Mapping[str, bytes]) -> "Package":
+        """The package of these files; a name no package file could have (a path, an odd
+        character) is kept in ``foreign``, for the verifier to refuse, not raised here."""
         pkg = cls()
         for name, data in files.items():
             if name in cls._ATTRS:
                 setattr(pkg, cls._ATTRS[name], bytes(data))
+            elif _SAFE_NAME.match(name):
+                pkg.extra_files[name] = bytes(data)
             else:
-                pkg.extra_files[_check_name(name)] = bytes(data)
+                pkg.foreign.append(name)
         return pkg
 
     def missing(self) -> list[str]:

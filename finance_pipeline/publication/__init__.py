@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from finance_pipeline.publication.base import (
-
     PACKAGE_FILE,
     AlreadyPublishedError,
     PublicationError,

@@ -89,7 +89,11 @@ class LocalPublisher:
         """Create `path` read-only with `content`; False if it already holds exactly that."""
         if path.exists():
             return self._same_or_fail(path, content, accept)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        # Staged beside the package folder, not in it: a crash leaves no stray file inside a
+        # package (the verifier refuses any file that is not part of the format).
+        staging = path.parent.parent / ".staging"
+        staging.mkdir(exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.parent.name}.{path.name}.", suffix=".tmp", dir=staging)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(content)

@@ -136,7 +136,9 @@ def load_s3_package(uri: str, client: Any) -> dict[str, bytes]:
         raise PublicationError(f"{uri} names a whole bucket; give the package prefix "
                                "s3://bucket/proofs/YYYY/MM/DD/<proof_id>/")
     names = [k[len(prefix):] for k in _list_keys(client, bucket, prefix)]
-    names = [n for n in names if n and "/" not in n]
+    # Nested keys are kept (as names with '/'): not part of any package, the verifier must see
+    # them to refuse them, not have them dropped here.
+    names = [n for n in names if n]
     if not names:
         raise PublicationError(f"no package at {uri}: check the bucket, day and proof id")
     if PACKAGE_FILE not in names:

@@ -110,6 +110,9 @@ def test_the_service_identity_posts_201_then_identical_repeat_200_then_conflicti
     assert fields_of(conflict) == ["journal_id"]
     assert "already posted with a different body" in conflict.json()["errors"][0]["message"]
     assert row_counts(engine) == before
+    # posted_by may be left out: the token says who posts.
+    implicit = post(client, tok["system:import"], {k: v for k, v in svc("J-2").items() if k != "posted_by"})
+    assert implicit.status_code == 201 and implicit.json()["entry"]["posted_by"] == "system:import"
     # Adjustments are people's corrections: never without a review.
     adj = post(client, tok["system:import"], svc("J-adj", kind="adjustment", reviewed_by="fin:lena"))
     assert adj.status_code == 422 and fields_of(adj) == ["kind"]

@@ -86,6 +86,17 @@ def test_a_verdict_covers_only_the_inputs_it_was_given(clean_world, monkeypatch)
         assert "the gates last ran on other inputs (ledger_extract changed" in alone.errors["proof_package"]
         assert registry.published_for_day(engine, DAY) == []
 
+        # A changed gate suite is another gate: the old verdict vouches for nothing.
+        assert materialize_day(defs, DAY, inst, assets=GATE_ASSETS).gates_passed
+        from finance_pipeline.quality import suites
+
+        original = suites.SUITE_VERSIONS["reconciliation_parity"]
+        monkeypatch.setitem(suites.SUITE_VERSIONS, "reconciliation_parity", "999")
+        newer = materialize_day(defs, DAY, inst, assets=["proof_package"])
+        assert newer.failed == ["proof_package"]
+        assert "reconciliation settings changed" in newer.errors["proof_package"]
+        monkeypatch.setitem(suites.SUITE_VERSIONS, "reconciliation_parity", original)
+
         # Looser settings than the gates ran with are other inputs too.
         assert materialize_day(defs, DAY, inst, assets=GATE_ASSETS).gates_passed
         monkeypatch.setenv("RECON_TIME_TOLERANCE_S", "7200")

@@ -163,7 +163,10 @@ def test_recover_finishes_a_complete_package_and_reopens_an_incomplete_one(gated
         _crash_after(pub, 2)
         with pytest.raises(Crash):
             exporter.publish_day(engine, bundle, pub, sign_for(bundle), holder="run:dead")
-        message = exporter.recover_day(engine, DAY, LocalPublisher(tmp_path / "a"), actor="ops:ana")
+        # Within its lease the dead run's seal might still be writing: not touched without force.
+        with pytest.raises(periods.PublicationInProgressError, match="pass --force if that run is dead"):
+            exporter.recover_day(engine, DAY, LocalPublisher(tmp_path / "a"), actor="ops:ana")
+        message = exporter.recover_day(engine, DAY, LocalPublisher(tmp_path / "a"), actor="ops:ana", force=True)
         assert "left no complete package; the day is open again" in message
         assert _seals(engine) == [] and registry.published_for_day(engine, DAY) == []
         post_entries(engine, [_entry("open-again")])  # accepted: the day is open
@@ -175,8 +178,9 @@ def test_recover_finishes_a_complete_package_and_reopens_an_incomplete_one(gated
             mp.setattr(registry, "register", lambda *a, **k: (_ for _ in ()).throw(Crash("before registry")))
             with pytest.raises(Crash):
                 exporter.publish_day(engine, bundle, pub, sign_for(bundle), holder="run:dead")
-        message = exporter.recover_day(engine, DAY, pub, actor="ops:ana")
-        assert f"registered it (the day is closed)" in message
+        later = periods.get_seal_of(engine, DAY).lease_until_us + 1  # the lease ran out
+        message = exporter.recover_day(engine, DAY, pub, actor="ops:ana", now=later)
+        assert "registered it (the day is closed)" in message
         [record] = registry.published_for_day(engine, DAY)
         assert record.proof_id == bundle.statement["proof_id"] and _seals(engine) == []
         assert "nothing to recover" in exporter.recover_day(engine, DAY, pub, actor="ops:ana")
@@ -306,11 +310,32 @@ def test_recover_publication_command_reopens_a_day_whose_publication_died(gated_
             exporter.publish_day(engine, bundle, pub, _signer(gated_day)(bundle), holder="run:dead")
         with pytest.raises(ClosedDayError, match="recover-publication 2026-11-01"):
             post_entries(engine, [_entry("sealed")])
-        result = CliRunner().invoke(main, ["recover-publication", DAY, "--actor", "ops:ana"])
+        busy = CliRunner().invoke(main, ["recover-publication", DAY, "--actor", "ops:ana"])
+        assert busy.exit_code == 1 and "pass --force if that run is dead" in busy.output
+        result = CliRunner().invoke(main, ["recover-publication", DAY, "--actor", "ops:ana", "--force"])
         assert result.exit_code == 0, result.output
         assert "the day is open again" in result.output
         post_entries(engine, [_entry("reopened")])
         again = CliRunner().invoke(main, ["recover-publication", DAY])
         assert "open (no publication in progress); nothing to recover" in again.output
+    finally:
+        engine.dispose()
+
+
+def test_a_publication_that_lost_its_seal_registers_nothing(gated_day, tmp_path):
+    """A run whose seal another publication took over (its lease ran out while it was still
+    writing) must not close the day with its package."""
+    engine = create_ledger_engine(gated_day.database_url)
+    bundle = _bundle(gated_day)
+    try:
+        proof_id = bundle.statement["proof_id"]
+        periods.seal_day(engine, DAY, "fp1-20261101-another", bundle.statement["ledger"]["entries"],
+                         holder="run:other")
+        with pytest.raises(periods.PublicationInProgressError, match="lost the day to another"):
+            registry.register(engine, proof_id=proof_id, day=DAY, merkle_root=bundle.merkle_root,
+                              statement_sha256="0" * 64, location=str(tmp_path), fmt="finance-proof/1",
+                              actor="run:late")
+        assert registry.published_for_day(engine, DAY) == []
+        assert periods.get_seal_of(engine, DAY).proof_id == "fp1-20261101-another"
     finally:
         engine.dispose()

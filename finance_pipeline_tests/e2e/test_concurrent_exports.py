@@ -58,4 +58,4 @@ def test_two_exports_of_one_day_at_once_publish_once_without_a_false_alarm(tmp_p
     finally:
         engine.dispose()
     day_dir = Path(record.location).parent
-    assert [p.name for p in day_dir.iterdir()] == [record.proof_id]
+    assert [p.name for p in day_dir.iterdir() if not p.name.startswith(".")] == [record.proof_id]

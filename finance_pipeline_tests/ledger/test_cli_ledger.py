@@ -236,3 +236,17 @@ def test_cli_on_postgres_with_a_plain_postgresql_url(pg_url, tmp_path):
     assert result.exit_code == 0, result.stderr
     listed = run(["journal", "list", "--from", "2026-11-02", "--json"], plain)
     assert [json.loads(x)["journal_id"] for x in listed.output.splitlines()] == ["PG-1", "PG-2"]
+
+
+def test_a_bulk_import_cannot_carry_reviewed_corrections(url, tmp_path):
+    """Only the pipeline's own bookings go in by import; a correction naming a reviewer would
+    be a typed name again: it must be submitted and approved by a second person."""
+    adj = entry("I-adj", kind="adjustment", reviewed_by="fin:lena")
+    named = entry("I-std", reviewed_by="fin:lena")
+    path = tmp_path / "corrections.jsonl"
+    path.write_text(json.dumps(entry("I-ok")) + "\n" + json.dumps(adj) + "\n" + json.dumps(named) + "\n")
+    result = run(["journal", "import", str(path)], url)
+    assert result.exit_code == 1
+    assert "line 2: kind: a reviewed correction cannot be imported in bulk" in result.stderr
+    assert "line 3: reviewed_by: a reviewed correction cannot be imported in bulk" in result.stderr
+    assert _counts(url)["journal_entries"] == 0

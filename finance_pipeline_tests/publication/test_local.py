@@ -78,8 +78,11 @@ def test_statement_is_written_last_and_nothing_else_is_written(tmp_path, monkeyp
     publisher.publish(DAY, "proof-a", package())
     assert order[-1] == PACKAGE_FILE
     assert sorted(order[:-1]) == sorted(n for n in package() if n != PACKAGE_FILE)
-    # No claim or marker beside the package: who may publish a day is the ledger's seal.
-    assert sorted(p.name for p in (tmp_path / "proofs/2026/11/02").iterdir()) == ["proof-a"]
+    # No claim or marker beside the package: who may publish a day is the ledger's seal; the
+    # package folder holds its files and nothing else (temp files are staged outside it).
+    assert sorted(p.name for p in (tmp_path / "proofs/2026/11/02").iterdir()
+                  if not p.name.startswith(".")) == ["proof-a"]
+    assert sorted(p.name for p in (tmp_path / "proofs/2026/11/02/proof-a").iterdir()) == sorted(package())
 
 
 def _crash_before_statement(root) -> str:

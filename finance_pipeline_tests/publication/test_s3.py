@@ -219,3 +219,27 @@ def test_bad_settings_are_refused(s3_client, kwargs, message):
 def test_bad_uri_is_refused(s3_client):
     with pytest.raises(PublicationError, match="is not an s3://bucket/prefix/ URI"):
         load_s3_package("/tmp/x", s3_client)
+
+
+def test_keys_beside_an_s3_package_reach_the_verifier_as_foreign_files(publisher, s3_client, audit_bucket,
+                                                                       sse_kms_key):
+    """A file added under the package prefix, nested or oddly named, is not dropped on loading:
+    the verifier must see it to refuse it (proof-package.md: no other file is part of it)."""
+    from finance_pipeline.proof.package import Package
+    from finance_pipeline.proof.verify import verify_package
+    from finance_pipeline_tests.proof import build, keyring
+
+    pkg = build()
+    result = publisher.publish(DAY, "proof-x", pkg.files())
+    prefix = result.location.split(f"s3://{audit_bucket}/", 1)[1]
+    loaded = Package.from_files(load_s3_package(result.location, s3_client))
+    assert verify_package(loaded, keyring()).ok
+    for key in ("sub/notes.txt", "NOTICE.txt", "odd name.txt"):
+        s3_client.put_object(Bucket=audit_bucket, Key=prefix + key, Body=b"unsigned",
+                             ObjectLockMode="COMPLIANCE", ObjectLockRetainUntilDate=datetime(2030, 1, 1),
+                             ServerSideEncryption="aws:kms", SSEKMSKeyId=sse_kms_key)
+    loaded = Package.from_files(load_s3_package(result.location, s3_client))
+    verdict = verify_package(loaded, keyring())
+    assert verdict.failed == ["package.files"]
+    detail = verdict.check("package.files").detail
+    assert all(name in detail for name in ("sub/notes.txt", "NOTICE.txt", "odd name.txt"))

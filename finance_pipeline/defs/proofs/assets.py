@@ -28,11 +28,12 @@ from finance_pipeline.defs.resources import (
 
 
 def _run_alive(instance: dg.DagsterInstance, holder: str) -> bool:
-    """Whether the run holding a day's seal may still be publishing it (unknown holders: yes)."""
+    """Whether the run holding a day's seal may still be publishing it. Unknown holders (another
+    instance, a command) count as alive: their seal is taken over only when its lease ends."""
     if not holder.startswith("run:"):
         return True
     run = instance.get_run_by_id(holder[len("run:"):])
-    return run is not None and not run.is_finished
+    return run is None or not run.is_finished
 
 
 def _location_value(location: str) -> dg.MetadataValue:
@@ -88,8 +89,8 @@ def build_assets(partitions_def: dg.TimeWindowPartitionsDefinition, chain_start:
         except (verdicts.GatesNotPassedError, registry.ChainError) as exc:
             # A refusal, not a crash: the UI shows this text, without a stack trace to read past.
             raise dg.Failure(description=str(exc), allow_retries=False, metadata={
-                "day": day, "fix": verdicts.check_command(day)
-                if isinstance(exc, verdicts.GatesNotPassedError) else "publish the previous day first",
+                "day": day, "fix": verdicts.check_command(day) if isinstance(exc, verdicts.GatesNotPassedError)
+                else f"publish the days from {chain_start} (FP_CHAIN_START) up to the day before, in order",
             }) from None
         bundle = build_bundle(day, ledger_extract, stripe_balance_transactions, payout_settlements,
                               reconciliation_report, recon.tolerances(), previous)

@@ -24,6 +24,7 @@ FRAME_INPUTS = ("ledger_extract", "stripe_balance_transactions", "payout_settlem
 def gate_inputs(day: str, sources: dict, report: dict, recon: ReconciliationSettings) -> Any:
     """What the gates of ``day`` run on: the stored inputs' digests, the report's, the settings."""
     from finance_pipeline.domain.canonical import canonical_bytes
+    from finance_pipeline.quality.suites import SUITE_VERSIONS
     from finance_pipeline.quality.verdicts import GateInputs, sha256_of
 
     tol = recon.tolerances()
@@ -33,6 +34,8 @@ def gate_inputs(day: str, sources: dict, report: dict, recon: ReconciliationSett
         "tolerances": {"time_s": tol.time_s, "amount_minor": tol.amount_minor,
                        "per_class_minor": dict(sorted(tol.per_class_minor.items()))},
         "parity_policy": recon.parity_policy().to_dict(),
+        # A changed suite is another gate: a verdict under an older version vouches for nothing.
+        "suites": dict(sorted(SUITE_VERSIONS.items())),
     }
     return GateInputs(day=day, digests=digests, settings=settings)
 
