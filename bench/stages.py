@@ -27,6 +27,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from finance_pipeline.domain.timeutil import recon_window_us, seconds_window
+
 US = 1_000_000
 MARGIN_S = 3600
 # The Stripe pull as configured for a busy day (STRIPE_PULL_PROCESSES, STRIPE_HTTP_CLIENT): one
@@ -101,7 +103,6 @@ def stage_extract(work: Path) -> dict[str, Any]:
     from finance_pipeline.ledger.extract import extract_day_lines
 
     cfg = _cfg(work)
-    lo, hi = _bounds(cfg["day"])
     engine = create_ledger_engine(cfg["database_url"])
     timer = Timer()
     runs = []
@@ -110,7 +111,7 @@ def stage_extract(work: Path) -> dict[str, Any]:
         lines = None
         gc.collect()
         t0 = time.perf_counter()
-        lines = extract_day_lines(engine, lo - MARGIN_S * US, hi + MARGIN_S * US)
+        lines = extract_day_lines(engine, *recon_window_us(cfg["day"], MARGIN_S))
         runs.append(time.perf_counter() - t0)
     timer.steps["extract"] = min(runs)
     timer.rss["extract"] = round(peak_rss_mib(), 1)
@@ -125,10 +126,10 @@ def _provider_records(work: Path, day: str) -> tuple[list[dict], list[dict]]:
     from finance_pipeline.domain.timeutil import parse_ts_us
     from finance_pipeline.sandboxes.payout_sandbox import normalise_payout, settlement_of
 
-    lo, hi = _bounds(day)
-    lo, hi = lo - MARGIN_S * US, hi + MARGIN_S * US
+    lo, hi = recon_window_us(day, MARGIN_S)
+    s_lo, s_hi = seconds_window(lo, hi)
     stripe_doc = json.loads((work / "stripe.json").read_text(encoding="utf-8"))
-    stripe = [t for t in stripe_doc["balance_transactions"] if lo // US <= t["created"] < hi // US]
+    stripe = [t for t in stripe_doc["balance_transactions"] if s_lo <= t["created"] < s_hi]
     payouts = [normalise_payout(p, "bench") for p in
                json.loads((work / "payouts.json").read_text(encoding="utf-8"))["payouts"]]
     settled = [settlement_of(p) for p in payouts
@@ -166,12 +167,11 @@ def stage_http(work: Path) -> dict[str, Any]:
     from finance_pipeline.providers.stripe_pull import pull_balance_transactions_frame
 
     cfg = _cfg(work)
-    lo, hi = _bounds(cfg["day"])
-    lo, hi = lo - MARGIN_S * US, hi + MARGIN_S * US
+    lo, hi = recon_window_us(cfg["day"], MARGIN_S)
     timer = Timer()
     with running_sandboxes(work) as urls:
         with timer.step("stripe_pull"):  # the frame is built page by page, as the asset does
-            stripe = pull_balance_transactions_frame("sk_test_sandbox", urls["stripe"], lo // US, hi // US,
+            stripe = pull_balance_transactions_frame("sk_test_sandbox", urls["stripe"], *seconds_window(lo, hi),
                                                      concurrency=StripeResource().concurrency,
                                                      processes=PULL_PROCESSES, http_client=PULL_HTTP_CLIENT)
         with timer.step("payout_pull"):

@@ -68,6 +68,21 @@ def day_bounds_us(day: date | str) -> tuple[int, int]:
     return lo, lo + 86400 * _US
 
 
+def recon_window_us(day: date | str, tolerance_s: int) -> tuple[int, int]:
+    """What a day's reconciliation reads, as a half-open [lo, hi) in microseconds: the day and
+    everything within ``tolerance_s`` of it, both ends included (a counterpart exactly the
+    tolerance away is within it, before midnight as after). One home for the window: the
+    extract, both pulls, the restore drill and the bench use it."""
+    lo, hi = day_bounds_us(day)
+    return lo - tolerance_s * _US, hi + tolerance_s * _US + 1
+
+
+def seconds_window(lo_us: int, hi_us: int) -> tuple[int, int]:
+    """[lo, hi) in whole seconds (Stripe's ``created`` filters) covering every second that
+    starts inside [lo_us, hi_us)."""
+    return -(-lo_us // _US), -(-hi_us // _US)
+
+
 def day_of_us(ts_us: int) -> date:
     """The UTC day an instant falls in."""
     return (_EPOCH + timedelta(microseconds=int(ts_us))).date()

@@ -28,7 +28,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-_US = 1_000_000
 MATCH, MISMATCH, ERROR = "match", "mismatch", "error"
 
 
@@ -171,7 +170,7 @@ def provider_frames(provider_records: bytes):
 
 def regenerate(engine: sa.Engine, pkg) -> tuple[dict, dict[str, bytes]]:
     """The statement (and data files) the restored ledger gives for the package's day."""
-    from finance_pipeline.domain.timeutil import day_bounds_us
+    from finance_pipeline.domain.timeutil import recon_window_us
     from finance_pipeline.export.bundle import CONTEXT_FILE, build_bundle
     from finance_pipeline.ledger.extract import extract_day_lines
     from finance_pipeline.reconciliation.engine import Tolerances
@@ -183,8 +182,7 @@ def regenerate(engine: sa.Engine, pkg) -> tuple[dict, dict[str, bytes]]:
     tol_doc = json.loads(pkg.extra_files[CONTEXT_FILE])["tolerances"]
     tol = Tolerances(time_s=int(tol_doc["time_s"]), amount_minor=int(tol_doc["amount_minor"]),
                      per_class_minor={k: int(v) for k, v in tol_doc["per_class_minor"].items()})
-    lo, hi = day_bounds_us(day)
-    lines = extract_day_lines(engine, lo - tol.time_s * _US, hi + tol.time_s * _US)
+    lines = extract_day_lines(engine, *recon_window_us(day, tol.time_s))
     stripe, payouts = provider_frames(pkg.provider_records or b"")
     report = json.loads(pkg.reconciliation_report)
     bundle = build_bundle(day, lines, stripe, payouts, report, tol, statement["previous"])

@@ -9,9 +9,8 @@ import dagster as dg
 import pandas as pd
 
 from finance_pipeline.defs.resources import LedgerResource, ReconciliationSettings
-from finance_pipeline.domain.timeutil import day_bounds_us, format_ts_us
+from finance_pipeline.domain.timeutil import day_bounds_us, format_ts_us, recon_window_us
 
-_US = 1_000_000
 
 
 def totals_by_currency(lines: pd.DataFrame) -> pd.DataFrame:
@@ -52,8 +51,8 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
         # People's entries of the day still waiting for their second person: not in the ledger
         # (nor in this extract) until approved.
         waiting = reviews.pending(ledger.engine(), now_us(), day=context.partition_key)
-        margin = recon.time_tolerance_s * _US
-        lines = extract_day_lines(ledger.engine(), lo - margin, hi + margin)
+        w_lo, w_hi = recon_window_us(context.partition_key, recon.time_tolerance_s)
+        lines = extract_day_lines(ledger.engine(), w_lo, w_hi)
         ts = lines["ts_us"].to_numpy()
         in_day = (ts >= lo) & (ts < hi)
         n_in_day = int(in_day.sum())
@@ -65,7 +64,7 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
                 "entries": int(lines["journal_id"][in_day].nunique()),
                 "lines": n_in_day,
                 "boundary_lines": len(lines) - n_in_day,
-                "window": f"[{format_ts_us(lo - margin)}, {format_ts_us(hi + margin)})",
+                "window": f"[{format_ts_us(w_lo)}, {format_ts_us(w_hi - 1)}]",
                 "totals": dg.MetadataValue.md(
                     totals.to_markdown(index=False) if not totals.empty else "_no entries_"
                 ),

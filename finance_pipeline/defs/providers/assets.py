@@ -8,15 +8,14 @@ from finance_pipeline.defs.resources import (
     ReconciliationSettings,
     StripeResource,
 )
-from finance_pipeline.domain.timeutil import day_bounds_us, format_ts_us
+from finance_pipeline.domain.timeutil import format_ts_us, recon_window_us, seconds_window
 
-_US = 1_000_000
 
 
 def pull_window_us(partition_key: str, tolerance_s: int) -> tuple[int, int]:
-    """The day widened by the tolerance on both sides, so boundary counterparts are seen."""
-    lo, hi = day_bounds_us(partition_key)
-    return lo - tolerance_s * _US, hi + tolerance_s * _US
+    """The day widened by the tolerance on both sides (both ends included), so boundary
+    counterparts are seen."""
+    return recon_window_us(partition_key, tolerance_s)
 
 
 def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
@@ -32,12 +31,12 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
         context: dg.AssetExecutionContext, stripe: StripeResource, recon: ReconciliationSettings
     ) -> dg.Output:
         lo, hi = pull_window_us(context.partition_key, recon.time_tolerance_s)
-        frame = stripe.balance_transactions_frame(lo // _US, hi // _US)
+        frame = stripe.balance_transactions_frame(*seconds_window(lo, hi))
         return dg.Output(
             frame,
             metadata={
                 "records": len(frame),
-                "window": f"[{format_ts_us(lo)}, {format_ts_us(hi)})",
+                "window": f"[{format_ts_us(lo)}, {format_ts_us(hi - 1)}]",
                 "by_category": dg.MetadataValue.json(
                     {str(k): int(v) for k, v in frame["reporting_category"].value_counts().sort_index().items()}
                 ),
@@ -66,7 +65,7 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
             frame,
             metadata={
                 "records": len(frame),
-                "window": f"[{format_ts_us(lo)}, {format_ts_us(hi)})",
+                "window": f"[{format_ts_us(lo)}, {format_ts_us(hi - 1)}]",
                 "by_status": dg.MetadataValue.json(
                     {str(k): int(v) for k, v in frame["status"].value_counts().sort_index().items()}
                 ),
