@@ -335,7 +335,11 @@ def reconcile(lines: pd.DataFrame, stripe: pd.DataFrame, payouts: pd.DataFrame, 
         pd.DataFrame({"k": rk, "r": keys["r"].to_numpy(), "by_id": keys["by_id"].to_numpy()}), on="k",
     )[["c", "r", "by_id"]]
     named_by_id = set(pairs.loc[pairs["by_id"], "r"])
-    pairs = pairs[pairs["by_id"] | ~pairs["r"].isin(named_by_id)][["c", "r"]].drop_duplicates()
+    keep = pairs["by_id"] | ~pairs["r"].isin(named_by_id)
+    # A source claim yields only where its source has a record of its own left (a payout and its
+    # failure); a source booked a second time by the record's id keeps its pair: DUPLICATE_LEDGER.
+    keep |= ~pairs["c"].isin(pairs.loc[keep, "c"])
+    pairs = pairs[keep][["c", "r"]].drop_duplicates()
     pairs["by"] = "reference"
 
     # 2. By amount, for what reference matching left.

@@ -145,6 +145,34 @@ def test_a_wrong_reference_is_never_repaired_by_amount():
     assert classes_of(report) == ["LEDGER_MISSING", "PROVIDER_MISSING"]
 
 
+def test_one_charge_booked_by_its_source_and_by_its_txn_id_is_a_duplicate_ledger():
+    """Both ids name the same record (reconciliation-report.md): two bookings of it are
+    DUPLICATE_LEDGER, not one match and a false PROVIDER_MISSING."""
+    entries, txns, payouts = clean_day()
+    entries.append(charge_entry("ch_twice", LO_S + 50000, 4200, jid="je-by-source"))
+    entries.append(charge_entry("ch_twice", LO_S + 50060, 4200, ref="txn_twice", jid="je-by-txn"))
+    txns.append(charge_txn("txn_twice", "ch_twice", LO_S + 50000, 4200))
+    _, report = run(entries, txns, payouts)
+    assert classes_of(report) == ["DUPLICATE_LEDGER"]
+    [row] = report["discrepancies"]
+    assert row["provider_id"] == "txn_twice" and "je-by-source, je-by-txn" in row["detail"]
+
+
+def test_records_sharing_a_source_each_keep_their_own_booking():
+    """A payout and its failure share the source po_...: the payout's booking by source and the
+    failure's by its txn id each match their own record (the source claim yields the failure)."""
+    entries, txns, payouts = clean_day()
+    entries.append(charge_entry("ch_shared", LO_S + 50000, 4200))
+    refund = charge_txn("txn_shared_refund", "ch_shared", LO_S + 51000, -1000, fee=0, category="refund")
+    entries.append(charge_entry("ch_shared", LO_S + 51000, -1000, fee=0, ref="txn_shared_refund", jid="je-refund"))
+    entries[-1]["lines"] = [
+        {"account_id": "revenue_usd", "direction": "debit", "amount_minor": 1000, "currency": "USD"},
+        {"account_id": "stripe_clearing_usd", "direction": "credit", "amount_minor": 1000, "currency": "USD"}]
+    txns.extend([charge_txn("txn_shared", "ch_shared", LO_S + 50000, 4200), refund])
+    _, report = run(entries, txns, payouts)
+    assert report["discrepancies"] == [], report["discrepancies"]
+
+
 def test_entries_without_reference_match_by_amount_and_ambiguity_is_a_duplicate():
     entries, txns, payouts = clean_day()
     entries.append(charge_entry("ch_x", LO_S + 50000, 4200, ref=None, jid="je-noref"))
