@@ -6,7 +6,7 @@ RSS (``ru_maxrss``) after each step, so the table can show where memory grows.
 
 Stages:
   generate   build the day and COPY it into the (empty) database; write the sandbox data files
-  extract    ledger extract (finance_pipeline.ledger.extract.extract_day_lines), twice
+  extract    ledger extract (finance_pipeline.ledger.extract.extract_window_lines), twice
   providers  Stripe and payout frames from the generated records (no HTTP)
   http       the same through the sandboxes over HTTP (the official Stripe SDK, httpx)
   core       reconciliation + report, GX gates, proof bundle, signing (incl. self-verification),
@@ -100,7 +100,7 @@ def stage_generate(work: Path) -> dict[str, Any]:
 
 def stage_extract(work: Path) -> dict[str, Any]:
     from finance_pipeline.ledger.engine import create_ledger_engine
-    from finance_pipeline.ledger.extract import extract_day_lines
+    from finance_pipeline.ledger.extract import extract_window_lines
 
     cfg = _cfg(work)
     engine = create_ledger_engine(cfg["database_url"])
@@ -111,7 +111,7 @@ def stage_extract(work: Path) -> dict[str, Any]:
         lines = None
         gc.collect()
         t0 = time.perf_counter()
-        lines = extract_day_lines(engine, *recon_window_us(cfg["day"], MARGIN_S))
+        lines = extract_window_lines(engine, *recon_window_us(cfg["day"], MARGIN_S))
         runs.append(time.perf_counter() - t0)
     timer.steps["extract"] = min(runs)
     timer.rss["extract"] = round(peak_rss_mib(), 1)
@@ -211,7 +211,10 @@ def stage_core(work: Path) -> dict[str, Any]:
     from finance_pipeline.publication import LocalPublisher
     from finance_pipeline.quality import gates
     from finance_pipeline.quality.suites import ParityPolicy
-    from finance_pipeline.reconciliation import Tolerances, build_report, reconcile
+    from finance_pipeline.ledger.engine import create_ledger_engine
+    from finance_pipeline.ledger.extract import extract_linked_lines
+    from finance_pipeline.reconciliation import Tolerances, build_report
+    from finance_pipeline.reconciliation.counterparts import reconcile_following_references
 
     cfg = _cfg(work)
     day = cfg["day"]
@@ -239,7 +242,11 @@ def stage_core(work: Path) -> dict[str, Any]:
 
     tol = Tolerances()
     with timer.step("reconciliation"):
-        rec = reconcile(lines, stripe, payouts, lo, hi, tol)
+        engine = create_ledger_engine(cfg["database_url"])
+        w_lo, w_hi = recon_window_us(day, tol.time_s)
+        rec, counterparts = reconcile_following_references(
+            lines, stripe, payouts, lo, hi, tol, lambda refs: extract_linked_lines(engine, refs, w_lo, w_hi))
+        engine.dispose()
         report = build_report(rec)
         del stripe
     with timer.step("checks"):
@@ -251,7 +258,8 @@ def stage_core(work: Path) -> dict[str, Any]:
     del lines, payouts, rec
     release_unused_memory()  # the step ends; the proof step starts from its stored inputs
     with timer.step("proof"):
-        bundle = build_bundle(day, sources["lines"], sources["stripe"], sources["payouts"], report, tol, None)
+        bundle = build_bundle(day, sources["lines"], sources["stripe"], sources["payouts"], report, tol, None,
+                              counterparts=counterparts)
         release_unused_memory()
     with timer.step("signing"):
         files = seal(bundle, signers, quorum)

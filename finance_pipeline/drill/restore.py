@@ -172,7 +172,8 @@ def regenerate(engine: sa.Engine, pkg) -> tuple[dict, dict[str, bytes]]:
     """The statement (and data files) the restored ledger gives for the package's day."""
     from finance_pipeline.domain.timeutil import recon_window_us
     from finance_pipeline.export.bundle import CONTEXT_FILE, build_bundle
-    from finance_pipeline.ledger.extract import extract_day_lines
+    from finance_pipeline.domain.timeutil import parse_ts_us
+    from finance_pipeline.ledger.extract import extract_linked_lines, extract_window_lines
     from finance_pipeline.reconciliation.engine import Tolerances
 
     statement = pkg.statement()
@@ -182,10 +183,20 @@ def regenerate(engine: sa.Engine, pkg) -> tuple[dict, dict[str, bytes]]:
     tol_doc = json.loads(pkg.extra_files[CONTEXT_FILE])["tolerances"]
     tol = Tolerances(time_s=int(tol_doc["time_s"]), amount_minor=int(tol_doc["amount_minor"]),
                      per_class_minor={k: int(v) for k, v in tol_doc["per_class_minor"].items()})
-    lines = extract_day_lines(engine, *recon_window_us(day, tol.time_s))
+    w_lo, w_hi = recon_window_us(day, tol.time_s)
+    lines = extract_window_lines(engine, w_lo, w_hi)
+    # The entries the reconciliation followed outside its window, read again from the restored
+    # database: the ones the package names (a later posting with the same reference is not).
+    followed = [e for e in json.loads(pkg.extra_files[CONTEXT_FILE]).get("boundary_entries", [])
+                if isinstance(e, dict) and not (w_lo <= parse_ts_us(str(e.get("ts"))) < w_hi)]
+    counterparts = extract_linked_lines(engine, {(e["provider"], e["provider_reference"]) for e in followed},
+                                        w_lo, w_hi)
+    counterparts = counterparts[counterparts["journal_id"].isin({e["journal_id"] for e in followed})
+                                & ~counterparts["journal_id"].isin(lines["journal_id"])]
     stripe, payouts = provider_frames(pkg.provider_records or b"")
     report = json.loads(pkg.reconciliation_report)
-    bundle = build_bundle(day, lines, stripe, payouts, report, tol, statement["previous"])
+    bundle = build_bundle(day, lines, stripe, payouts, report, tol, statement["previous"],
+                          counterparts=counterparts)
     return bundle.statement, bundle.files
 
 

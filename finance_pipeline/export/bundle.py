@@ -87,6 +87,14 @@ def provider_records(stripe: pd.DataFrame, payouts: pd.DataFrame) -> list[dict]:
     return out
 
 
+def with_counterparts(lines: pd.DataFrame, counterparts: pd.DataFrame | None) -> pd.DataFrame:
+    """The extract and the entries the reconciliation followed outside it, in extract order."""
+    if counterparts is None or not len(counterparts):
+        return lines
+    both = pd.concat([lines, counterparts.astype(lines.dtypes.to_dict())], ignore_index=True)
+    return both.sort_values(["ts_us", "journal_id", "line_no"], kind="mergesort").reset_index(drop=True)
+
+
 def _context_parts(day: str, lines: pd.DataFrame, tol: Tolerances) -> tuple[dict, pd.DataFrame]:
     lo, hi = day_bounds_us(day)
     outside = lines[((lines["ts_us"] < lo) | (lines["ts_us"] >= hi)) & lines["provider"].notna()]
@@ -240,8 +248,9 @@ def _frame(frame: pd.DataFrame | FrameSource, columns: Sequence[str] | None = No
 
 def build_bundle(day: str, lines: pd.DataFrame | FrameSource, stripe: pd.DataFrame | FrameSource,
                  payouts: pd.DataFrame | FrameSource, report: dict, tol: Tolerances,
-                 previous: dict | None) -> DayBundle:
-    """All files and the unsigned statement of ``day``. ``lines`` is the widened extract.
+                 previous: dict | None, counterparts: pd.DataFrame | None = None) -> DayBundle:
+    """All files and the unsigned statement of ``day``. ``lines`` is the widened extract;
+    ``counterparts`` the entries outside it the reconciliation followed (into the context).
 
     The ledger leaves, the provider records and the context's boundary entries are written
     column-wise (``entry_leaves``, ``provider_records_file``, ``context_bytes``): byte for
@@ -262,7 +271,7 @@ def build_bundle(day: str, lines: pd.DataFrame | FrameSource, stripe: pd.DataFra
     # hashlib and Arrow's kernels release the GIL: the context is written while the ledger file
     # is, and the Merkle tree is built while the provider file is.
     with ThreadPoolExecutor(max_workers=2) as pool:
-        context_future = pool.submit(context_bytes, day, lines, tol)
+        context_future = pool.submit(context_bytes, day, with_counterparts(lines, counterparts), tol)
         ledger_bytes = entry_leaves_jsonl(lines, day_mask)
         root = pool.submit(tree_head_and_size_of_lines, ledger_bytes)
         totals = totals_by_currency(lines.loc[day_mask, ["amount_minor", "direction", "currency"]])

@@ -15,7 +15,7 @@ import io
 import itertools
 import logging
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -66,7 +66,8 @@ METHODS = ("auto", "rows", "copy", "json", "adbc")
 _ENTRY_COLUMNS = 10  # the first ten of _SPEC come from journal_entries, the rest per line
 
 
-def _statement(dialect: str, lo_us: int, hi_us: int, columns: list[Any], *, ordered: bool = True) -> sa.Select:
+def _statement(dialect: str, lo_us: int, hi_us: int, columns: list[Any], *, ordered: bool = True,
+               where: Any = None) -> sa.Select:
     # The proof orders entries by journal_id in code point order: PostgreSQL's default
     # collation is linguistic, "C" compares bytes (UTF-8 byte order = code point order).
     order_id = _E.journal_id.collate("C") if dialect == "postgresql" else _E.journal_id
@@ -76,7 +77,7 @@ def _statement(dialect: str, lo_us: int, hi_us: int, columns: list[Any], *, orde
             journal_entries.join(journal_lines, _L.journal_id == _E.journal_id)
             .join(accounts, _A.account_id == _L.account_id)
         )
-        .where(_E.ts_us >= lo_us, _E.ts_us < hi_us)
+        .where(*((_E.ts_us >= lo_us, _E.ts_us < hi_us) if where is None else (where,)))
     )
     return stmt.order_by(_E.ts_us, order_id, _L.line_no) if ordered else stmt
 
@@ -138,6 +139,70 @@ def extract_day_lines(
             table = table.drop_columns([name])
         table = pa.table(columns, schema=SCHEMA)
     return _to_frame(table)
+
+
+def extract_window_lines(engine: sa.Engine, lo_us: int, hi_us: int, **kwargs: Any) -> pd.DataFrame:
+    """What a day's reconciliation reads of the ledger: every entry in the window
+    [lo_us, hi_us) (``extract_day_lines``), and every entry elsewhere, whatever its date, that
+    names the same (provider, provider_reference) as one in the window: the rest of each claim
+    (a reversal the next morning, a booking after midnight). Extract order throughout."""
+    lines = extract_day_lines(engine, lo_us, hi_us, **kwargs)
+    rest = extract_continuation_lines(engine, lo_us, hi_us)
+    if not len(rest):
+        return lines
+    both = pd.concat([lines, rest], ignore_index=True)
+    return both.sort_values(["ts_us", "journal_id", "line_no"], kind="mergesort").reset_index(drop=True)
+
+
+def extract_continuation_lines(engine: sa.Engine, lo_us: int, hi_us: int) -> pd.DataFrame:
+    """The lines of the entries outside [lo_us, hi_us) sharing a (provider, provider_reference)
+    with an entry inside it. One query: the reference index answers it per in-window entry, so
+    its cost follows the day, not the ledger's history."""
+    inner, outer = journal_entries.alias("inner_e"), journal_entries.alias("outer_e")
+    linked = (
+        sa.select(outer.c.journal_id)
+        .select_from(inner.join(outer, sa.and_(outer.c.provider_reference == inner.c.provider_reference,
+                                              outer.c.provider == inner.c.provider)))
+        .where(inner.c.ts_us >= int(lo_us), inner.c.ts_us < int(hi_us), inner.c.provider_reference.is_not(None),
+               sa.or_(outer.c.ts_us < int(lo_us), outer.c.ts_us >= int(hi_us)))
+    )
+    with engine.connect() as conn:
+        stmt = _statement(conn.dialect.name, lo_us, hi_us, [col for _, col, _ in _SPEC],
+                          where=_E.journal_id.in_(linked))
+        rows = conn.execute(stmt).all()
+    return _rows_frame(rows)
+
+
+def _rows_frame(rows: list[Any]) -> pd.DataFrame:
+    batches = []
+    if rows:
+        columns = list(zip(*rows))
+        batches.append(pa.RecordBatch.from_arrays(
+            [pa.array(values, type=typ) for values, (_, _, typ) in zip(columns, _SPEC)], schema=SCHEMA))
+    table = pa.Table.from_batches(batches, schema=SCHEMA)
+    if table.num_rows > 1:
+        table = table.take(pc.sort_indices(table, sort_keys=_SORT_KEYS))
+    return _to_frame(table)
+
+
+def extract_linked_lines(engine: sa.Engine, refs: Iterable[tuple[str, str]], lo_us: int, hi_us: int,
+                         *, batch: int = 500) -> pd.DataFrame:
+    """The lines of every entry *outside* [lo_us, hi_us) that names one of ``refs`` as its
+    (provider, provider_reference), whatever its date: the other halves of pairs that cross a
+    day's read window. Same columns, dtypes and order as ``extract_day_lines``; the plain reader
+    (a handful of entries, found through the reference index)."""
+    wanted = sorted(set((str(p), str(r)) for p, r in refs))
+    rows: list[Any] = []
+    with engine.connect() as conn:
+        for at in range(0, len(wanted), batch):
+            chunk = wanted[at:at + batch]
+            # The same joins, the opposite time test: entries the day's window does not hold.
+            stmt = _statement(conn.dialect.name, lo_us, hi_us, [col for _, col, _ in _SPEC], ordered=False,
+                              where=sa.and_(sa.or_(_E.ts_us < int(lo_us), _E.ts_us >= int(hi_us)),
+                                            _E.provider_reference.in_(sorted({r for _, r in chunk}))))
+            keep = set(chunk)
+            rows += [row for row in conn.execute(stmt).all() if (row[5], row[6]) in keep]
+    return _rows_frame(rows)
 
 
 def _to_frame(table: pa.Table) -> pd.DataFrame:

@@ -2,6 +2,7 @@
 at the edges): a counterpart exactly T seconds away, before midnight or after, is within it."""
 
 import json
+from pathlib import Path
 
 import dagster as dg
 
@@ -65,3 +66,36 @@ def test_a_counterpart_exactly_the_tolerance_away_is_timing_window_on_either_sid
     ]
     # The neighbouring days neither match nor report them (one record, one row).
     assert _rows(clean_world, "2026-11-01") == [] and _rows(clean_world, "2026-11-03") == []
+
+
+def test_a_charge_before_midnight_booked_after_the_tolerance_is_one_row_and_replays(clean_world):
+    """Stripe's charge at 23:10 on day 1, booked 01:30 on day 2 (issue 17, boundary case 1): day 1
+    follows the reference into day 2's ledger and reports nothing; day 2 reports TIMING_WINDOW;
+    day 1's package carries the followed entry, so its report replays and the drill agrees."""
+    from finance_pipeline.drill.restore import check_package
+    from finance_pipeline.export import registry
+    from finance_pipeline.export.replay import replay_dir
+
+    day1, day2 = "2026-11-01", "2026-11-02"
+    lo2, _ = day_bounds_us(day2)
+    engine = create_ledger_engine(clean_world.database_url)
+    try:
+        post_entries(engine, [_charge("je-edge-after", lo2 + 90 * 60 * US, "ch_edge_after")])
+        clean_world.stripe.add_objects(balance_transactions=[_txn("txn_edge_after", (lo2 - 50 * 60 * US) // US,
+                                                                  "ch_edge_after")])
+        inst = dg.DagsterInstance.ephemeral()
+        run = materialize_day(clean_world.definitions(), day1, inst)
+        assert run.gates_passed and not run.failed, run
+        assert _rows(clean_world, day1) == []
+        assert not materialize_day(clean_world.definitions(), day2, inst, assets=GATE_ASSETS).failed
+        assert [(r["class"], r["journal_id"], r["provider_id"]) for r in _rows(clean_world, day2)] == [
+            ("TIMING_WINDOW", "je-edge-after", "txn_edge_after")]
+
+        [record] = registry.published_for_day(engine, day1)
+        context = json.loads((Path(record.location) / "reconciliation_context.json").read_bytes())
+        assert "je-edge-after" in {e["journal_id"] for e in context["boundary_entries"]}
+        assert replay_dir(Path(record.location)).identical
+        check = check_package(engine, record)
+        assert check.error is None and not check.differences, check
+    finally:
+        engine.dispose()

@@ -4,7 +4,7 @@ from finance_pipeline.definitions import build_definitions, defs
 
 EXPECTED_ASSETS = {
     "ledger_extract", "stripe_balance_transactions", "payout_settlements", "reconciliation",
-    "reconciliation_report",
+    "reconciliation_report", "ledger_counterparts",
 }
 
 

@@ -19,7 +19,10 @@ from finance_pipeline.ledger.extract import (
     COLUMN_NAMES,
     DTYPES,
     entries_from_lines,
+    extract_continuation_lines,
     extract_day_lines,
+    extract_linked_lines,
+    extract_window_lines,
     libpq_conninfo,
     snapshot_cursors,
 )
@@ -289,3 +292,38 @@ def test_the_adbc_reader_orders_rows_whatever_order_the_server_sends(ledger, mon
 
     monkeypatch.setattr(extract, "snapshot_cursors", fake)
     pd.testing.assert_frame_equal(extract._to_frame(extract._read_adbc(ledger, LO, HI)), reference)
+
+
+def test_the_window_extract_reads_the_rest_of_each_claim_whatever_its_date(ledger):
+    """A reversal dated days later, with the reference of an entry in the window, is read with
+    the window; entries with other references or none, outside it, are not."""
+    day = 86_400_000_000
+    post_entries(ledger, [
+        entry("pay-1", ts=format_ts_us(LO + 3_600_000_000), provider="payout_sandbox", provider_reference="po_1"),
+        entry("pay-1-rev", ts=format_ts_us(HI + 3 * day), provider="payout_sandbox", provider_reference="po_1",
+              kind="reversal", reverses="pay-1",
+              lines=[line("revenue", "debit", 1250), line("cash", "credit", 1250)]),
+        entry("other-ref", ts=format_ts_us(HI + day), provider="payout_sandbox", provider_reference="po_2"),
+        entry("same-ref-other-provider", ts=format_ts_us(HI + day), provider="stripe", provider_reference="po_1"),
+        entry("no-ref", ts=format_ts_us(LO - day)),
+    ])
+    frame = extract_window_lines(ledger, LO, HI)
+    _assert_shape(frame)
+    assert frame["journal_id"].drop_duplicates().tolist() == ["pay-1", "pay-1-rev"]
+    assert frame.equals(pd.concat([extract_day_lines(ledger, LO, HI), extract_continuation_lines(ledger, LO, HI)],
+                                  ignore_index=True))
+
+
+def test_linked_lines_are_the_entries_outside_the_window_naming_the_references(ledger):
+    day = 86_400_000_000
+    post_entries(ledger, [
+        entry("in-window", ts=format_ts_us(LO + 1), provider="stripe", provider_reference="ch_1"),
+        entry("later", ts=format_ts_us(HI + day), provider="stripe", provider_reference="ch_1"),
+        entry("earlier", ts=format_ts_us(LO - day), provider="stripe", provider_reference="txn_9"),
+        entry("unasked", ts=format_ts_us(HI + day), provider="stripe", provider_reference="ch_2"),
+        entry("other-provider", ts=format_ts_us(HI + day), provider="payout_sandbox", provider_reference="ch_1"),
+    ])
+    frame = extract_linked_lines(ledger, [("stripe", "ch_1"), ("stripe", "txn_9")], LO, HI, batch=1)
+    _assert_shape(frame)
+    assert frame["journal_id"].drop_duplicates().tolist() == ["earlier", "later"]
+    assert extract_linked_lines(ledger, [], LO, HI).empty

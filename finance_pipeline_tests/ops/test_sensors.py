@@ -65,7 +65,7 @@ def test_a_partial_batch_alerts_once_and_requests_one_rereconciliation(ops_world
     assert sensor.job_name == "rereconcile_day"
     assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == {
         "ledger_extract", "stripe_balance_transactions", "payout_settlements",
-        "reconciliation", "reconciliation_report"}
+        "reconciliation", "reconciliation_report", "ledger_counterparts"}
     [body] = webhook.json_bodies()
     assert body["kind"] == "partial_batch" and body["severity"] == "critical"
     assert body["detail"]["last_batch_id"] == LATE_BATCH

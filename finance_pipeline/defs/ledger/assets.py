@@ -36,8 +36,9 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
         kinds={"sql", "pandas"},
         description=(
             "Every journal line whose entry's ts lies in the UTC day, widened by the reconciliation "
-            "time tolerance on both sides (the widening only serves as boundary counterparts). "
-            "Money as integer minor units."
+            "time tolerance on both sides, plus the entries of any date that share a provider "
+            "reference with one in that window (the rest of each claim); all beyond the day only "
+            "serve as counterparts. Money as integer minor units."
         ),
     )
     def ledger_extract(
@@ -45,14 +46,14 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
     ) -> dg.Output:
         from finance_pipeline.ledger import reviews
         from finance_pipeline.ledger.audit import now_us
-        from finance_pipeline.ledger.extract import extract_day_lines
+        from finance_pipeline.ledger.extract import extract_window_lines
 
         lo, hi = day_bounds_us(context.partition_key)
         # People's entries of the day still waiting for their second person: not in the ledger
         # (nor in this extract) until approved.
         waiting = reviews.pending(ledger.engine(), now_us(), day=context.partition_key)
         w_lo, w_hi = recon_window_us(context.partition_key, recon.time_tolerance_s)
-        lines = extract_day_lines(ledger.engine(), w_lo, w_hi)
+        lines = extract_window_lines(ledger.engine(), w_lo, w_hi)
         ts = lines["ts_us"].to_numpy()
         in_day = (ts >= lo) & (ts < hi)
         n_in_day = int(in_day.sum())

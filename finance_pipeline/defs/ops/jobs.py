@@ -19,7 +19,7 @@ INCIDENT_TAG = "finance_pipeline/incident"
 LAUNCHED_BY_TAG = "finance_pipeline/launched_by"
 RERECONCILE_ASSETS = (
     "ledger_extract", "stripe_balance_transactions", "payout_settlements",
-    "reconciliation", "reconciliation_report",
+    "reconciliation", "reconciliation_report", "ledger_counterparts",
 )
 
 

@@ -16,6 +16,7 @@ import json
 import time
 
 import dagster as dg
+import pandas as pd
 
 from finance_pipeline.defs.io_managers import AS_SOURCE, StoredFrame, release_unused_memory
 from finance_pipeline.defs.reconciliation.assets import FRAME_INPUTS, gate_inputs
@@ -68,6 +69,7 @@ def build_assets(partitions_def: dg.TimeWindowPartitionsDefinition, chain_start:
         publication: PublicationResource,
         recon: ReconciliationSettings,
         reconciliation_report: dict,
+        ledger_counterparts: pd.DataFrame,
         ledger_extract: StoredFrame,
         stripe_balance_transactions: StoredFrame,
         payout_settlements: StoredFrame,
@@ -84,7 +86,8 @@ def build_assets(partitions_def: dg.TimeWindowPartitionsDefinition, chain_start:
         sources = {"ledger_extract": ledger_extract, "stripe_balance_transactions": stripe_balance_transactions,
                    "payout_settlements": payout_settlements}
         try:
-            verdict = verdicts.require_passed(engine, gate_inputs(day, sources, reconciliation_report, recon))
+            verdict = verdicts.require_passed(engine, gate_inputs(day, sources, reconciliation_report, recon,
+                                                                  ledger_counterparts))
             previous = registry.previous_link(engine, day, chain_start)
         except (verdicts.GatesNotPassedError, registry.ChainError) as exc:
             # A refusal, not a crash: the UI shows this text, without a stack trace to read past.
@@ -93,7 +96,8 @@ def build_assets(partitions_def: dg.TimeWindowPartitionsDefinition, chain_start:
                 else f"publish the days from {chain_start} (FP_CHAIN_START) up to the day before, in order",
             }) from None
         bundle = build_bundle(day, ledger_extract, stripe_balance_transactions, payout_settlements,
-                              reconciliation_report, recon.tolerances(), previous)
+                              reconciliation_report, recon.tolerances(), previous,
+                              counterparts=ledger_counterparts)
         publisher = publication.publisher()
         release_unused_memory()  # what building the bundle freed, before the verification's work
 

@@ -16,19 +16,30 @@ import pandas as pd
 
 from finance_pipeline.defs.io_managers import AS_SOURCE, StoredFrame, release_unused_memory
 from finance_pipeline.defs.resources import LedgerResource, ReconciliationSettings
-from finance_pipeline.domain.timeutil import day_bounds_us
+from finance_pipeline.domain.timeutil import day_bounds_us, recon_window_us
 
 FRAME_INPUTS = ("ledger_extract", "stripe_balance_transactions", "payout_settlements")
 
 
-def gate_inputs(day: str, sources: dict, report: dict, recon: ReconciliationSettings) -> Any:
-    """What the gates of ``day`` run on: the stored inputs' digests, the report's, the settings."""
+def counterparts_sha256(counterparts: pd.DataFrame) -> str:
+    """The digest of the entries found outside the read window (their spec leaves, in order)."""
+    from finance_pipeline.ledger.extract import entry_leaves_jsonl
+    from finance_pipeline.quality.verdicts import sha256_of
+
+    return sha256_of(entry_leaves_jsonl(counterparts) if len(counterparts) else b"")
+
+
+def gate_inputs(day: str, sources: dict, report: dict, recon: ReconciliationSettings,
+                counterparts: pd.DataFrame) -> Any:
+    """What the gates of ``day`` run on: the stored inputs' digests, the entries the
+    reconciliation followed outside its window, the report's digest, the settings."""
     from finance_pipeline.domain.canonical import canonical_bytes
     from finance_pipeline.quality.suites import SUITE_VERSIONS
     from finance_pipeline.quality.verdicts import GateInputs, sha256_of
 
     tol = recon.tolerances()
     digests = {name: sources[name].sha256() for name in FRAME_INPUTS}
+    digests["ledger_counterparts"] = counterparts_sha256(counterparts)
     digests["reconciliation_report"] = sha256_of(canonical_bytes(report))
     settings = {
         "tolerances": {"time_s": tol.time_s, "amount_minor": tol.amount_minor,
@@ -74,6 +85,13 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
                 io_manager_key="parquet_io_manager", kinds={"json"},
                 description="reconciliation_report.json (finance-reconciliation/1), byte-for-byte deterministic.",
             ),
+            "ledger_counterparts": dg.AssetOut(
+                io_manager_key="parquet_io_manager", kinds={"pandas"},
+                description=(
+                    "Ledger entries outside the day's read window that the reconciliation followed by "
+                    "reference (a payout reversed days later, a charge booked after midnight); published "
+                    "in the package's reconciliation_context.json."),
+            ),
         },
         check_specs=[
             dg.AssetCheckSpec(
@@ -98,8 +116,10 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
         stripe_balance_transactions: StoredFrame,
         payout_settlements: StoredFrame,
     ):
+        from finance_pipeline.ledger.extract import extract_linked_lines
         from finance_pipeline.quality import gates, verdicts
-        from finance_pipeline.reconciliation import build_report, reconcile
+        from finance_pipeline.reconciliation import build_report
+        from finance_pipeline.reconciliation.counterparts import reconcile_following_references
         from finance_pipeline.reconciliation.summary import markdown_table
 
         gates.warm_up()  # GX's import overlaps the reconciliation instead of following it
@@ -109,8 +129,11 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
         lines = ledger_extract.read()
         payouts = payout_settlements.read()
         lo, hi = day_bounds_us(day)
+        w_lo, w_hi = recon_window_us(day, recon.time_tolerance_s)
         stripe = stripe_balance_transactions.read(without=["record"])
-        rec = reconcile(lines, stripe, payouts, lo, hi, recon.tolerances())
+        rec, counterparts = reconcile_following_references(
+            lines, stripe, payouts, lo, hi, recon.tolerances(),
+            lambda refs: extract_linked_lines(ledger.engine(), refs, w_lo, w_hi))
         del stripe
         report = build_report(rec)
         counts = rec.counts
@@ -129,6 +152,9 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
                 "discrepancies_by_class": dg.MetadataValue.md(table),
             },
         )
+        yield dg.Output(counterparts, output_name="ledger_counterparts", metadata={
+            "entries": dg.MetadataValue.int(int(counterparts["journal_id"].nunique()) if len(counterparts) else 0),
+        })
 
         ledger_result = gates.run_ledger_checks(lines)
         del lines
@@ -138,7 +164,7 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
         parity_result = gates.run_parity_checks(rec.discrepancies, recon.parity_policy())
         results = {"ledger_suite": [ledger_result], "provider_suites": [stripe_result, payout_result],
                    "parity": [parity_result]}
-        verdict = verdicts.record(ledger.engine(), gate_inputs(day, sources, report, recon), results,
+        verdict = verdicts.record(ledger.engine(), gate_inputs(day, sources, report, recon, counterparts), results,
                                   run_id=context.run.run_id)
         if not verdict.passed:
             # One readable account of the block in the run's log: the gates, what failed, the fix.
