@@ -13,6 +13,8 @@ ACCOUNT_TYPES = ("asset", "liability", "equity", "revenue", "expense")
 ACCOUNT_ROLES = (
     "stripe_clearing", "stripe_fees", "payout_clearing", "bank",
     "revenue", "refunds", "creator_payable", "suspense",
+    # Stripe's other balances and fee kinds (reconciliation/stripe_types.py).
+    "stripe_reserve", "stripe_issuing", "stripe_application_fees", "stripe_fee_taxes",
 )
 ENTRY_KINDS = ("standard", "adjustment", "reversal")
 DIRECTIONS = ("debit", "credit")

@@ -45,6 +45,9 @@ BALANCE_TRANSACTION_COLUMNS: dict[str, str] = {
     "created": "int64",
     "available_on": "int64",
     "status": "str",
+    # Which Stripe balance the record moved (payments, risk_reserved, issuing, ...); null from
+    # API versions without it (read as payments).
+    "balance_type": "str",
     # The record as Stripe sent it plus a "provider" member, as canonical JSON: its line in the
     # proof's provider_records.jsonl, written once here instead of parsed again there.
     "record": "str",
@@ -346,6 +349,7 @@ def _columns(records: list[Mapping[str, Any]], text: str | None = None) -> dict[
         **{key: _ints(records, key) for key in ("amount", "fee", "net", "created", "available_on")},
         "currency": [upper[c] for c in currencies],
         "status": _texts(records, "status"),
+        "balance_type": _texts(records, "balance_type"),
         # Floats (Stripe's only one is exchange_rate, not money) as their shortest round-trip text.
         "record": (canonical_strs_of_json([{**rec, "provider": PROVIDER} for rec in records], _json_safe)
                    if text is None else canonical_strs_of_json_text(records, text, _json_safe,

@@ -43,7 +43,7 @@ LEDGER_COLUMNS: dict[str, str] = {
 STRIPE_COLUMNS: dict[str, str] = {
     "provider": STR, "id": STR, "type": STR, "reporting_category": STR, "source": STR,
     "amount": INT, "fee": INT, "net": INT, "currency": STR, "created": INT,
-    "available_on": INT, "status": STR, "record": STR,
+    "available_on": INT, "status": STR, "balance_type": STR, "record": STR,
 }
 PAYOUT_COLUMNS: dict[str, str] = {
     "provider": STR, "id": STR, "payout_id": STR, "status": STR, "amount_minor": INT,
@@ -245,6 +245,18 @@ def _stripe() -> list[Expectation]:
         *_not_null("id", "currency"),
         gxe.ExpectColumnValuesToBeUnique(column="id", description="id must be unique"),
         _known_currency(),
+        # Every type says how it reconciles (reconciliation/stripe_types.py); a new one blocks
+        # the day by name instead of being compared by guesswork.
+        gxe.ExpectColumnValuesToBeInSet(
+            column="type", value_set=list(_stripe_types().KNOWN_TYPES),
+            description="type must be one the reconciliation maps (docs/stripe-mapping.md); "
+                        "add a new type to finance_pipeline/reconciliation/stripe_types.py",
+        ),
+        gxe.ExpectColumnValuesToBeInSet(
+            column="balance_type", value_set=list(_stripe_types().BALANCE_ROLES),
+            description="balance_type must be one the reconciliation maps to a ledger role "
+                        "(docs/stripe-mapping.md)",
+        ),
         # What Stripe promises is net = amount - fee, not fee >= 0: a refund that returns its
         # fee, or a won dispute whose fee is refunded, carries a negative fee.
         gxe.ExpectColumnPairValuesToBeEqual(
@@ -255,11 +267,18 @@ def _stripe() -> list[Expectation]:
     ]
 
 
+def _stripe_types():
+    from finance_pipeline.reconciliation import stripe_types
+
+    return stripe_types
+
+
 STRIPE = SuiteSpec(
     name="stripe_balance_transactions",
     # 2: the record text column is `record` (with its provider member), not `raw`;
-    # 3: no fee >= 0 (negative fees are ordinary), net = amount - fee stays
-    version="3",
+    # 3: no fee >= 0 (negative fees are ordinary), net = amount - fee stays;
+    # 4: balance_type column; type and balance_type must be in the reconciliation's mapping
+    version="4",
     parts=(SuitePart("records", "rows", ("id", "type", "currency"), _stripe),),
 )
 

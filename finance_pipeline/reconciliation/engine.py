@@ -23,6 +23,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from finance_pipeline.reconciliation.stripe_types import BALANCE_ROLES, DEFAULT_BALANCE_TYPE, FEE_ROLE_NAMES, NET_ROLES
+
 CLASSES = (
     "LEDGER_MISSING", "PROVIDER_MISSING", "AMOUNT_MISMATCH", "FEE_MISMATCH", "CURRENCY_MISMATCH",
     "DUPLICATE_PROVIDER", "DUPLICATE_LEDGER", "STATUS_MISMATCH", "TIMING_WINDOW",
@@ -35,6 +37,9 @@ DISCREPANCY_COLUMNS = [
     "provider_amount_minor", "ledger_amount_minor", "detail",
 ]
 MATCH_COLUMNS = ["provider", "provider_id", "journal_id", "currency", "amount_minor", "matched_by"]
+# A Stripe claim's net per Stripe balance role (stripe_types.NET_ROLES, in that order).
+NET_COLUMNS = tuple(f"net_{role}" for role in NET_ROLES)
+_ROLE_INDEX = {role: i for i, role in enumerate(NET_ROLES)}
 
 
 @dataclass(frozen=True)
@@ -79,15 +84,17 @@ def ledger_claims(lines: pd.DataFrame) -> pd.DataFrame:
     refund reversing its charge); two or more is a DUPLICATE_LEDGER. Entries with a provider
     but no reference are claims of their own, matched later by amount.
 
-    Stripe: net = movement of the stripe_clearing account, fee = movement of stripe_fees,
-    gross = net + fee (signed debit-positive, as Stripe signs its balance transactions).
-    Payouts: amount = what left payout_clearing (credits minus debits).
+    Stripe (reconciliation/stripe_types.py): the net is read per Stripe balance role
+    (``net_by_role``: stripe_clearing, stripe_reserve, stripe_issuing), ``net`` is the first
+    that moved; fee = movement of the fee roles together; gross = net + fee (signed
+    debit-positive, as Stripe signs its balance transactions). A paired record compares with
+    the net of its own ``balance_type``'s role. Payouts: amount = what left payout_clearing.
     """
     cols = ["journal_id", "journals", "ts_us", "provider", "ref", "currency", "gross", "fee", "net",
-            "ledger_status", "live"]
+            "ledger_status", "live", *NET_COLUMNS]
     has_provider = lines["provider"].notna().to_numpy(dtype=bool)
     if not has_provider.any():
-        return _empty(cols, ints=("ts_us", "gross", "fee", "net", "live"))
+        return _empty(cols, ints=("ts_us", "gross", "fee", "net", "live", *NET_COLUMNS))
     df = lines.loc[has_provider, ["journal_id", "ts_us", "currency", "amount_minor", "direction", "account_role"]]
     if df[["journal_id", "currency"]].isna().any().any():
         return _ledger_claims_by_name(
@@ -183,9 +190,10 @@ def ledger_claims(lines: pd.DataFrame) -> pd.DataFrame:
         return (df[column] == value).fillna(False).to_numpy(dtype=bool)
 
     signed = np.where(where("direction", "debit"), amount, -amount)
+    is_fee = df["account_role"].isin(FEE_ROLE_NAMES).fillna(False).to_numpy(dtype=bool)
     moves = pd.DataFrame({
-        "stripe_net": np.where(where("account_role", "stripe_clearing"), signed, 0),
-        "fee": np.where(where("account_role", "stripe_fees"), signed, 0),
+        **{col: np.where(where("account_role", role), signed, 0) for col, role in zip(NET_COLUMNS, NET_ROLES)},
+        "fee": np.where(is_fee, signed, 0),
         "payout_out": np.where(where("account_role", "payout_clearing"), -signed, 0),
     }).groupby(line_group * len(currencies) + ccode, sort=True).sum()
     moves = moves[(moves != 0).any(axis=1)]
@@ -200,18 +208,30 @@ def ledger_claims(lines: pd.DataFrame) -> pd.DataFrame:
     chosen[m_group[pick]] = pick
     has_move = chosen >= 0
     values = moves.to_numpy(dtype=np.int64)
-    sums = np.zeros((len(groups), 3), dtype=np.int64)
+    sums = np.zeros((len(groups), values.shape[1]), dtype=np.int64)
     sums[has_move] = values[chosen[has_move]]
     currency = groups["first_currency"].to_numpy(dtype=object, copy=True)
     currency[has_move] = np.asarray(currencies, dtype=object)[m_cur[chosen[has_move]]]
     out = groups
     out["currency"] = pd.Series(currency)
     is_stripe = (out["provider"] == "stripe").to_numpy(dtype=bool)
-    out["net"] = np.where(is_stripe, sums[:, 0], sums[:, 2]).astype(np.int64)
-    out["fee"] = np.where(is_stripe, sums[:, 1], 0).astype(np.int64)
+    k = len(NET_COLUMNS)
+    for i, col in enumerate(NET_COLUMNS):
+        out[col] = np.where(is_stripe, sums[:, i], 0).astype(np.int64)
+    out["net"] = np.where(is_stripe, _first_moved(sums[:, :k]), sums[:, k + 1]).astype(np.int64)
+    out["fee"] = np.where(is_stripe, sums[:, k], 0).astype(np.int64)
     out["gross"] = (out["net"] + out["fee"]).astype(np.int64)
     out["ledger_status"] = np.where((out["live"] + out["adjust"]) > 0, "settled", "reversed")
     return out.reset_index(drop=True)[cols]
+
+
+def _first_moved(nets: np.ndarray) -> np.ndarray:
+    """Per row, the first nonzero column of ``nets`` (0 when none moved)."""
+    if not len(nets):
+        return np.zeros(0, dtype=np.int64)
+    moved = nets != 0
+    first = np.where(moved.any(axis=1), moved.argmax(axis=1), 0)
+    return nets[np.arange(len(nets)), first]
 
 
 def _arrow(series: pd.Series) -> pa.Array:
@@ -255,8 +275,8 @@ def _ledger_claims_by_name(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
     moves = pd.DataFrame({
         "gkey": df["journal_id"].map(gkey_of).to_numpy(),
         "currency": df["currency"].to_numpy(),
-        "stripe_net": np.where(role == "stripe_clearing", signed, 0),
-        "fee": np.where(role == "stripe_fees", signed, 0),
+        **{col: np.where(role == r, signed, 0) for col, r in zip(NET_COLUMNS, NET_ROLES)},
+        "fee": np.where(np.isin(role, FEE_ROLE_NAMES), signed, 0),
         "payout_out": np.where(role == "payout_clearing", -signed, 0),
     }).groupby(["gkey", "currency"], sort=True).sum()
     moves = moves[(moves != 0).any(axis=1)].reset_index()
@@ -265,12 +285,15 @@ def _ledger_claims_by_name(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
     moves = moves.merge(groups[["first_currency"]], left_on="gkey", right_index=True).reset_index(drop=True)
     moves["pref"] = (moves["currency"] != moves["first_currency"]).astype(np.int64)
     moves = moves.sort_values(["gkey", "pref", "currency"]).drop_duplicates("gkey")
-    out = groups.join(moves.set_index("gkey")[["currency", "stripe_net", "fee", "payout_out"]])
+    out = groups.join(moves.set_index("gkey")[["currency", *NET_COLUMNS, "fee", "payout_out"]])
     out["currency"] = out["currency"].fillna(out["first_currency"])
-    for c in ("stripe_net", "fee", "payout_out"):
+    for c in (*NET_COLUMNS, "fee", "payout_out"):
         out[c] = out[c].fillna(0).astype(np.int64)
     is_stripe = out["provider"] == "stripe"
-    out["net"] = np.where(is_stripe, out["stripe_net"], out["payout_out"]).astype(np.int64)
+    for c in NET_COLUMNS:
+        out[c] = np.where(is_stripe, out[c], 0).astype(np.int64)
+    out["net"] = np.where(is_stripe, _first_moved(out[list(NET_COLUMNS)].to_numpy(dtype=np.int64)),
+                          out["payout_out"]).astype(np.int64)
     out["fee"] = np.where(is_stripe, out["fee"], 0).astype(np.int64)
     out["gross"] = (out["net"] + out["fee"]).astype(np.int64)
     out["ledger_status"] = np.where((out["live"] + out["adjust"]) > 0, "settled", "reversed")
@@ -280,16 +303,21 @@ def _ledger_claims_by_name(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
 def provider_records(stripe: pd.DataFrame, payouts: pd.DataFrame) -> pd.DataFrame:
     """Stripe balance transactions and payout records in one comparable frame."""
     cols = ["provider", "id", "key_source", "ts_us", "currency", "gross", "fee", "net",
-            "status", "category"]
+            "status", "category", "net_role"]
     parts = []
     if len(stripe):
+        # The balance a record moved decides which ledger role its net meets (-1: unknown
+        # balance_type, the gate names it; compared as payments).
+        balance = (stripe["balance_type"].fillna(DEFAULT_BALANCE_TYPE) if "balance_type" in stripe.columns
+                   else pd.Series(DEFAULT_BALANCE_TYPE, index=stripe.index))
+        net_role = balance.map(lambda b: _ROLE_INDEX.get(BALANCE_ROLES.get(b, ""), 0)).to_numpy(dtype=np.int64)
         parts.append(pd.DataFrame({
             "provider": "stripe", "id": stripe["id"].to_numpy(), "key_source": stripe["source"].to_numpy(),
             "ts_us": stripe["created"].to_numpy(dtype=np.int64) * _US,
             "currency": stripe["currency"].str.upper().to_numpy(),
             "gross": stripe["amount"].to_numpy(dtype=np.int64), "fee": stripe["fee"].to_numpy(dtype=np.int64),
             "net": stripe["net"].to_numpy(dtype=np.int64), "status": "settled",
-            "category": stripe["reporting_category"].to_numpy(),
+            "category": stripe["reporting_category"].to_numpy(), "net_role": net_role,
         }))
     if len(payouts):
         amount = payouts["amount_minor"].to_numpy(dtype=np.int64)
@@ -297,10 +325,10 @@ def provider_records(stripe: pd.DataFrame, payouts: pd.DataFrame) -> pd.DataFram
             "provider": "payout_sandbox", "id": payouts["id"].to_numpy(),
             "key_source": payouts["payout_id"].to_numpy(), "ts_us": payouts["ts_us"].to_numpy(dtype=np.int64),
             "currency": payouts["currency"].to_numpy(), "gross": amount, "fee": np.zeros_like(amount),
-            "net": amount, "status": payouts["status"].to_numpy(), "category": "payout",
+            "net": amount, "status": payouts["status"].to_numpy(), "category": "payout", "net_role": -1,
         }))
     if not parts:
-        return _empty(cols, ints=("ts_us", "gross", "fee", "net"))
+        return _empty(cols, ints=("ts_us", "gross", "fee", "net", "net_role"))
     return pd.concat(parts, ignore_index=True)[cols]
 
 
@@ -359,6 +387,7 @@ def reconcile(lines: pd.DataFrame, stripe: pd.DataFrame, payouts: pd.DataFrame, 
     # Several claims on one record, or one claim standing on several bookings of it.
     dup_ledger = pairs[(n_c > 1) | ((n_r == 1) & multi_live)]
     dup_provider = pairs[(n_r > 1) & (n_c == 1) & ~multi_live]
+    _net_of_record_balance(one_to_one, claims, recs)
 
     found = []
     found.append(_compare(one_to_one, claims, recs, lo_us, hi_us, tol))
@@ -399,6 +428,24 @@ def reconcile(lines: pd.DataFrame, stripe: pd.DataFrame, payouts: pd.DataFrame, 
         counts[str(p)] = int(n)
     return Reconciliation(lo_us, hi_us, matches, disc, int(in_day.nunique()) if len(in_day) else 0,
                           counts)
+
+
+def _net_of_record_balance(pairs: pd.DataFrame, claims: pd.DataFrame, recs: pd.DataFrame) -> None:
+    """A Stripe claim paired with one record compares the net of that record's balance role
+    (an Issuing record meets stripe_issuing, not the clearing account); in place."""
+    if pairs.empty or not NET_COLUMNS[0] in claims.columns:
+        return
+    c = pairs["c"].to_numpy(dtype=np.int64)
+    role = recs["net_role"].to_numpy(dtype=np.int64)[pairs["r"].to_numpy(dtype=np.int64)]
+    nets = claims[list(NET_COLUMNS)].to_numpy(dtype=np.int64)
+    stripe = role >= 0
+    if not stripe.any():
+        return
+    c, role = c[stripe], role[stripe]
+    net = claims["net"].to_numpy(dtype=np.int64, copy=True)
+    net[c] = nets[c, role]
+    claims["net"] = net
+    claims["gross"] = (claims["net"] + claims["fee"]).astype(np.int64)
 
 
 def _key_codes(providers: list[pd.Series], keys: list[pd.Series]) -> list[np.ndarray]:

@@ -2,9 +2,11 @@
 the inputs it signs, and the chain starts where the settings say, not where publishing did."""
 
 import dagster as dg
+import pandas as pd
 import pytest
 
 from finance_pipeline.cli.export import GATE_ASSETS
+from finance_pipeline.ledger.extract import DTYPES
 from finance_pipeline.defs.launch import materialize_day
 from finance_pipeline.export import registry
 from finance_pipeline.ledger.engine import create_ledger_engine
@@ -117,6 +119,9 @@ def test_no_verdict_at_all_names_the_command_that_runs_the_gates(clean_world):
     # A report from elsewhere: written straight into storage, never gated.
     (clean_world.storage / "reconciliation_report").mkdir(parents=True, exist_ok=True)
     (clean_world.storage / "reconciliation_report" / f"{DAY}.json").write_text("{}")
+    (clean_world.storage / "ledger_counterparts").mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({c: pd.Series([], dtype=t) for c, t in DTYPES.items()}).to_parquet(
+        clean_world.storage / "ledger_counterparts" / f"{DAY}.parquet")
     alone = materialize_day(defs, DAY, inst, assets=["proof_package"])
     assert alone.failed == ["proof_package"]
     assert f"no gate results for these inputs" in alone.errors["proof_package"]

@@ -21,12 +21,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from finance_pipeline.reconciliation.stripe_types import BALANCE_ROLES, NET_ROLES
+from finance_pipeline.reconciliation.stripe_types import FEE_ROLE_NAMES as FEE_ROLES
+
 CLASSES = (
     "LEDGER_MISSING", "PROVIDER_MISSING", "AMOUNT_MISMATCH", "FEE_MISMATCH", "CURRENCY_MISMATCH",
     "DUPLICATE_PROVIDER", "DUPLICATE_LEDGER", "STATUS_MISMATCH", "TIMING_WINDOW",
 )
 PROVIDERS = ("stripe", "payout_sandbox")
 _US = 1_000_000
+NET_COLUMNS = tuple(f"net_{role}" for role in NET_ROLES)
 
 DISCREPANCY_COLUMNS = [
     "class", "provider", "provider_id", "journal_id", "currency",
@@ -77,15 +81,16 @@ def ledger_claims(lines: pd.DataFrame) -> pd.DataFrame:
     refund reversing its charge); two or more is a DUPLICATE_LEDGER. Entries with a provider
     but no reference are claims of their own, matched later by amount.
 
-    Stripe: net = movement of the stripe_clearing account, fee = movement of stripe_fees,
-    gross = net + fee (signed debit-positive, as Stripe signs its balance transactions).
-    Payouts: amount = what left payout_clearing (credits minus debits).
+    Stripe: the net per Stripe balance role (stripe_clearing, stripe_reserve, stripe_issuing),
+    ``net`` the first that moved; fee = movement of the fee roles (stripe_fees,
+    stripe_application_fees, stripe_fee_taxes); gross = net + fee (signed debit-positive, as
+    Stripe signs its balance transactions). Payouts: amount = what left payout_clearing.
     """
     cols = ["journal_id", "journals", "ts_us", "provider", "ref", "currency", "gross", "fee", "net",
-            "ledger_status", "live"]
+            "ledger_status", "live", *NET_COLUMNS]
     df = lines[lines["provider"].notna()]
     if df.empty:
-        return _empty(cols, ints=("ts_us", "gross", "fee", "net", "live"))
+        return _empty(cols, ints=("ts_us", "gross", "fee", "net", "live", *NET_COLUMNS))
     entries = df.drop_duplicates("journal_id")[
         ["journal_id", "ts_us", "kind", "provider", "provider_reference", "reverses", "currency"]
     ].rename(columns={"provider_reference": "ref", "currency": "first_currency"})
@@ -117,8 +122,8 @@ def ledger_claims(lines: pd.DataFrame) -> pd.DataFrame:
     moves = pd.DataFrame({
         "gkey": df["journal_id"].map(gkey_of).to_numpy(),
         "currency": df["currency"].to_numpy(),
-        "stripe_net": np.where(role == "stripe_clearing", signed, 0),
-        "fee": np.where(role == "stripe_fees", signed, 0),
+        **{col: np.where(role == r, signed, 0) for col, r in zip(NET_COLUMNS, NET_ROLES)},
+        "fee": np.where(np.isin(role, FEE_ROLES), signed, 0),
         "payout_out": np.where(role == "payout_clearing", -signed, 0),
     }).groupby(["gkey", "currency"], sort=True).sum()
     moves = moves[(moves != 0).any(axis=1)].reset_index()
@@ -127,12 +132,15 @@ def ledger_claims(lines: pd.DataFrame) -> pd.DataFrame:
     moves = moves.merge(groups[["first_currency"]], left_on="gkey", right_index=True).reset_index(drop=True)
     moves["pref"] = (moves["currency"] != moves["first_currency"]).astype(np.int64)
     moves = moves.sort_values(["gkey", "pref", "currency"]).drop_duplicates("gkey")
-    out = groups.join(moves.set_index("gkey")[["currency", "stripe_net", "fee", "payout_out"]])
+    out = groups.join(moves.set_index("gkey")[["currency", *NET_COLUMNS, "fee", "payout_out"]])
     out["currency"] = out["currency"].fillna(out["first_currency"])
-    for c in ("stripe_net", "fee", "payout_out"):
+    for c in (*NET_COLUMNS, "fee", "payout_out"):
         out[c] = out[c].fillna(0).astype(np.int64)
     is_stripe = out["provider"] == "stripe"
-    out["net"] = np.where(is_stripe, out["stripe_net"], out["payout_out"]).astype(np.int64)
+    for c in NET_COLUMNS:
+        out[c] = np.where(is_stripe, out[c], 0).astype(np.int64)
+    first_moved = [next((int(v) for v in row if v != 0), 0) for row in out[list(NET_COLUMNS)].itertuples(index=False)]
+    out["net"] = np.where(is_stripe, np.asarray(first_moved, dtype=np.int64), out["payout_out"]).astype(np.int64)
     out["fee"] = np.where(is_stripe, out["fee"], 0).astype(np.int64)
     out["gross"] = (out["net"] + out["fee"]).astype(np.int64)
     out["ledger_status"] = np.where((out["live"] + out["adjust"]) > 0, "settled", "reversed")
@@ -142,16 +150,19 @@ def ledger_claims(lines: pd.DataFrame) -> pd.DataFrame:
 def provider_records(stripe: pd.DataFrame, payouts: pd.DataFrame) -> pd.DataFrame:
     """Stripe balance transactions and payout records in one comparable frame."""
     cols = ["provider", "id", "key_source", "ts_us", "currency", "gross", "fee", "net",
-            "status", "category"]
+            "status", "category", "net_role"]
     parts = []
     if len(stripe):
+        balance = stripe["balance_type"] if "balance_type" in stripe.columns else pd.Series(None, index=stripe.index)
+        net_role = [NET_ROLES.index(BALANCE_ROLES.get(b if isinstance(b, str) else "payments", "stripe_clearing"))
+                    for b in balance]
         parts.append(pd.DataFrame({
             "provider": "stripe", "id": stripe["id"].to_numpy(), "key_source": stripe["source"].to_numpy(),
             "ts_us": stripe["created"].to_numpy(dtype=np.int64) * _US,
             "currency": stripe["currency"].str.upper().to_numpy(),
             "gross": stripe["amount"].to_numpy(dtype=np.int64), "fee": stripe["fee"].to_numpy(dtype=np.int64),
             "net": stripe["net"].to_numpy(dtype=np.int64), "status": "settled",
-            "category": stripe["reporting_category"].to_numpy(),
+            "category": stripe["reporting_category"].to_numpy(), "net_role": np.asarray(net_role, dtype=np.int64),
         }))
     if len(payouts):
         amount = payouts["amount_minor"].to_numpy(dtype=np.int64)
@@ -159,10 +170,10 @@ def provider_records(stripe: pd.DataFrame, payouts: pd.DataFrame) -> pd.DataFram
             "provider": "payout_sandbox", "id": payouts["id"].to_numpy(),
             "key_source": payouts["payout_id"].to_numpy(), "ts_us": payouts["ts_us"].to_numpy(dtype=np.int64),
             "currency": payouts["currency"].to_numpy(), "gross": amount, "fee": np.zeros_like(amount),
-            "net": amount, "status": payouts["status"].to_numpy(), "category": "payout",
+            "net": amount, "status": payouts["status"].to_numpy(), "category": "payout", "net_role": -1,
         }))
     if not parts:
-        return _empty(cols, ints=("ts_us", "gross", "fee", "net"))
+        return _empty(cols, ints=("ts_us", "gross", "fee", "net", "net_role"))
     return pd.concat(parts, ignore_index=True)[cols]
 
 
@@ -212,6 +223,12 @@ def reconcile(lines: pd.DataFrame, stripe: pd.DataFrame, payouts: pd.DataFrame, 
     n_c = pairs.groupby("r")["c"].transform("size")
     multi_live = pairs["c"].map(claims["live"]) > 1
     one_to_one = pairs[(n_r == 1) & (n_c == 1) & ~multi_live]
+    # A Stripe claim paired with one record compares the net of that record's balance role.
+    for c, r in zip(one_to_one["c"].tolist(), one_to_one["r"].tolist()):
+        role = int(recs.at[r, "net_role"])
+        if role >= 0:
+            claims.at[c, "net"] = claims.at[c, NET_COLUMNS[role]]
+            claims.at[c, "gross"] = claims.at[c, "net"] + claims.at[c, "fee"]
     # Several claims on one record, or one claim standing on several bookings of it.
     dup_ledger = pairs[(n_c > 1) | ((n_r == 1) & multi_live)]
     dup_provider = pairs[(n_r > 1) & (n_c == 1) & ~multi_live]
