@@ -48,6 +48,9 @@ BALANCE_TRANSACTION_COLUMNS: dict[str, str] = {
     # Which Stripe balance the record moved (payments, risk_reserved, issuing, ...); null from
     # API versions without it (read as payments).
     "balance_type": "str",
+    # Presentment -> settlement rate of a converted record, as decimal text (the only float
+    # Stripe sends; never used as money). Null when nothing was converted.
+    "exchange_rate": "str",
     # The record as Stripe sent it plus a "provider" member, as canonical JSON: its line in the
     # proof's provider_records.jsonl, written once here instead of parsed again there.
     "record": "str",
@@ -294,6 +297,29 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def _rates(recs: list[Mapping[str, Any]]) -> list[str | None]:
+    """``exchange_rate`` as decimal text: Stripe sends a JSON number, a published record (whose
+    canonical JSON refuses floats) the same number as text."""
+    from decimal import Decimal, InvalidOperation
+
+    out: list[str | None] = []
+    for rec in recs:
+        value = rec.get("exchange_rate")
+        if value is None:
+            out.append(None)
+            continue
+        text = repr(value) if isinstance(value, float) else value if isinstance(value, str) else None
+        try:
+            ok = text is not None and not isinstance(value, bool) and Decimal(text).is_finite() and Decimal(text) > 0
+        except InvalidOperation:
+            ok = False
+        if not ok:
+            raise ValueError(f"balance transaction {rec.get('id')!r}: 'exchange_rate' must be a positive number "
+                             f"or null, got {value!r}")
+        out.append(text)
+    return out
+
+
 def _int_field(rec: Mapping[str, Any], key: str) -> int:
     value = rec.get(key)
     if isinstance(value, bool) or not isinstance(value, int):
@@ -350,6 +376,7 @@ def _columns(records: list[Mapping[str, Any]], text: str | None = None) -> dict[
         "currency": [upper[c] for c in currencies],
         "status": _texts(records, "status"),
         "balance_type": _texts(records, "balance_type"),
+        "exchange_rate": _rates(records),
         # Floats (Stripe's only one is exchange_rate, not money) as their shortest round-trip text.
         "record": (canonical_strs_of_json([{**rec, "provider": PROVIDER} for rec in records], _json_safe)
                    if text is None else canonical_strs_of_json_text(records, text, _json_safe,

@@ -43,7 +43,8 @@ LEDGER_COLUMNS: dict[str, str] = {
 STRIPE_COLUMNS: dict[str, str] = {
     "provider": STR, "id": STR, "type": STR, "reporting_category": STR, "source": STR,
     "amount": INT, "fee": INT, "net": INT, "currency": STR, "created": INT,
-    "available_on": INT, "status": STR, "balance_type": STR, "record": STR,
+    "available_on": INT, "status": STR, "balance_type": STR, "exchange_rate": STR,
+    "record": STR,
 }
 PAYOUT_COLUMNS: dict[str, str] = {
     "provider": STR, "id": STR, "payout_id": STR, "status": STR, "amount_minor": INT,
@@ -277,7 +278,8 @@ STRIPE = SuiteSpec(
     name="stripe_balance_transactions",
     # 2: the record text column is `record` (with its provider member), not `raw`;
     # 3: no fee >= 0 (negative fees are ordinary), net = amount - fee stays;
-    # 4: balance_type column; type and balance_type must be in the reconciliation's mapping
+    # 4: balance_type and exchange_rate columns; type and balance_type must be in the
+    #    reconciliation's mapping
     version="4",
     parts=(SuitePart("records", "rows", ("id", "type", "currency"), _stripe),),
 )

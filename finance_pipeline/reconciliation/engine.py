@@ -303,7 +303,7 @@ def _ledger_claims_by_name(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
 def provider_records(stripe: pd.DataFrame, payouts: pd.DataFrame) -> pd.DataFrame:
     """Stripe balance transactions and payout records in one comparable frame."""
     cols = ["provider", "id", "key_source", "ts_us", "currency", "gross", "fee", "net",
-            "status", "category", "net_role"]
+            "status", "category", "net_role", "rate"]
     parts = []
     if len(stripe):
         # The balance a record moved decides which ledger role its net meets (-1: unknown
@@ -318,6 +318,8 @@ def provider_records(stripe: pd.DataFrame, payouts: pd.DataFrame) -> pd.DataFram
             "gross": stripe["amount"].to_numpy(dtype=np.int64), "fee": stripe["fee"].to_numpy(dtype=np.int64),
             "net": stripe["net"].to_numpy(dtype=np.int64), "status": "settled",
             "category": stripe["reporting_category"].to_numpy(), "net_role": net_role,
+            "rate": (stripe["exchange_rate"].to_numpy(dtype=object, na_value=None) if "exchange_rate" in stripe.columns
+                     else None),
         }))
     if len(payouts):
         amount = payouts["amount_minor"].to_numpy(dtype=np.int64)
@@ -326,6 +328,7 @@ def provider_records(stripe: pd.DataFrame, payouts: pd.DataFrame) -> pd.DataFram
             "key_source": payouts["payout_id"].to_numpy(), "ts_us": payouts["ts_us"].to_numpy(dtype=np.int64),
             "currency": payouts["currency"].to_numpy(), "gross": amount, "fee": np.zeros_like(amount),
             "net": amount, "status": payouts["status"].to_numpy(), "category": "payout", "net_role": -1,
+            "rate": None,
         }))
     if not parts:
         return _empty(cols, ints=("ts_us", "gross", "fee", "net", "net_role"))
@@ -514,7 +517,7 @@ def _compare(pairs, claims, recs, lo_us, hi_us, tol: Tolerances) -> pd.DataFrame
         return pairs.iloc[0:0]
     j = _joined(_in_day_pairs(pairs, claims, lo_us, hi_us), claims, recs,
                 only={"journal_id", "ts_us_l", "currency_l", "gross_l", "fee_l", "net_l", "ledger_status",
-                      "provider", "id", "ts_us_p", "currency_p", "gross_p", "fee_p", "net_p", "status"})
+                      "provider", "id", "ts_us_p", "currency_p", "gross_p", "fee_p", "net_p", "status", "rate"})
     # Pairs that agree on everything below get no class (with tolerances >= 0): keep only the
     # others before any text is written.
     if min(tol.amount_for("AMOUNT_MISMATCH"), tol.amount_for("FEE_MISMATCH")) >= 0:
@@ -526,8 +529,19 @@ def _compare(pairs, claims, recs, lo_us, hi_us, tol: Tolerances) -> pd.DataFrame
     ref_text = j["provider"] + " " + j["id"] + " / ledger " + j["journal_id"]
 
     cur = j["currency_l"] != j["currency_p"]
-    cls[cur] = "CURRENCY_MISMATCH"
-    detail[cur] = ref_text + ": provider currency " + j["currency_p"] + ", ledger booked " + j["currency_l"] \
+    # A converted record (exchange_rate) agrees with a booking in the presentment currency
+    # whose amounts convert to its own within the rounding of one conversion.
+    converted = pd.Series(False, index=j.index)
+    for i in j.index[cur & j["rate"].notna()]:
+        row = j.loc[i]
+        agrees, note = converted_agrees(row, tol)
+        converted[i] = agrees
+        if not agrees:
+            detail[i] = note
+    cur_off = cur & ~converted
+    cls[cur_off] = "CURRENCY_MISMATCH"
+    plain = cur_off & (detail == "")
+    detail[plain] = ref_text + ": provider currency " + j["currency_p"] + ", ledger booked " + j["currency_l"] \
         + "; post an adjustment moving it to the right currency's accounts"
 
     # Only payouts have a settlement status to disagree on; a Stripe refund is its own record.
@@ -542,6 +556,7 @@ def _compare(pairs, claims, recs, lo_us, hi_us, tol: Tolerances) -> pd.DataFrame
     # Both sides agree no money moved (reversed in the ledger, failed or pending at the
     # provider): the amounts have nothing left to agree on.
     no_money = (j["provider"] == "payout_sandbox") & (j["ledger_status"] == "reversed") & (j["status"] != "settled")
+    no_money = no_money | converted  # compared above, in the record's currency
     gross_off = cls.isna() & ~no_money & ((j["gross_l"] - j["gross_p"]).abs() > tol.amount_for("AMOUNT_MISMATCH"))
     cls[gross_off] = "AMOUNT_MISMATCH"
     detail[gross_off] = ref_text + ": gross differs by " + (j["gross_l"] - j["gross_p"]).astype(str) \
@@ -573,6 +588,34 @@ def _compare(pairs, claims, recs, lo_us, hi_us, tol: Tolerances) -> pd.DataFrame
         "currency": j["currency_p"], "provider_amount_minor": p_amt[hit], "ledger_amount_minor": l_amt[hit],
         "detail": detail[hit],
     })
+
+
+def converted_agrees(row, tol: Tolerances) -> tuple[bool, str]:
+    """Whether a booking in the presentment currency agrees with a converted Stripe record:
+    gross, fee and net, each converted at the record's ``exchange_rate`` (presentment amount
+    times rate is the settlement amount), equal the record's within the rounding of one
+    conversion (half the rate in the record's minor units, at least one) plus the amount
+    tolerance. Returns the verdict and, when it disagrees, the report's detail."""
+    from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal
+
+    from finance_pipeline.domain.money import is_currency, minor_exponent
+
+    cur_l, cur_p = str(row["currency_l"]), str(row["currency_p"])
+    if not (is_currency(cur_l) and is_currency(cur_p)):
+        return False, ""
+    rate = Decimal(str(row["rate"])).scaleb(minor_exponent(cur_p) - minor_exponent(cur_l))
+    bound = max(1, int((rate / 2).to_integral_value(ROUND_CEILING))) + tol.amount_for("AMOUNT_MISMATCH")
+    off = []
+    for what in ("gross", "fee", "net"):
+        ledger, provider = int(row[f"{what}_l"]), int(row[f"{what}_p"])
+        as_provider = int((Decimal(ledger) * rate).to_integral_value(ROUND_HALF_EVEN))
+        if abs(as_provider - provider) > bound:
+            off.append(f"{what} {cur_l} {ledger} converts to {cur_p} {as_provider}, provider says {provider}")
+    if not off:
+        return True, ""
+    return False, (f"{row['provider']} {row['id']} / ledger {row['journal_id']}: converted at the record's "
+                   f"exchange_rate {row['rate']} ({cur_l} to {cur_p}): " + "; ".join(off)
+                   + f" (within {bound} allowed); book the settlement amounts in {cur_p}, or adjust")
 
 
 def _duplicates(pairs, claims, recs, lo_us, hi_us, cls: str) -> pd.DataFrame:

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from finance_pipeline.reconciliation.stripe_types import BALANCE_ROLES, NET_ROLES
+from finance_pipeline.reconciliation.engine import converted_agrees
 from finance_pipeline.reconciliation.stripe_types import FEE_ROLE_NAMES as FEE_ROLES
 
 CLASSES = (
@@ -150,7 +151,7 @@ def ledger_claims(lines: pd.DataFrame) -> pd.DataFrame:
 def provider_records(stripe: pd.DataFrame, payouts: pd.DataFrame) -> pd.DataFrame:
     """Stripe balance transactions and payout records in one comparable frame."""
     cols = ["provider", "id", "key_source", "ts_us", "currency", "gross", "fee", "net",
-            "status", "category", "net_role"]
+            "status", "category", "net_role", "rate"]
     parts = []
     if len(stripe):
         balance = stripe["balance_type"] if "balance_type" in stripe.columns else pd.Series(None, index=stripe.index)
@@ -163,6 +164,8 @@ def provider_records(stripe: pd.DataFrame, payouts: pd.DataFrame) -> pd.DataFram
             "gross": stripe["amount"].to_numpy(dtype=np.int64), "fee": stripe["fee"].to_numpy(dtype=np.int64),
             "net": stripe["net"].to_numpy(dtype=np.int64), "status": "settled",
             "category": stripe["reporting_category"].to_numpy(), "net_role": np.asarray(net_role, dtype=np.int64),
+            "rate": (stripe["exchange_rate"].astype(object).where(stripe["exchange_rate"].notna(), None).to_numpy()
+                     if "exchange_rate" in stripe.columns else None),
         }))
     if len(payouts):
         amount = payouts["amount_minor"].to_numpy(dtype=np.int64)
@@ -171,6 +174,7 @@ def provider_records(stripe: pd.DataFrame, payouts: pd.DataFrame) -> pd.DataFram
             "key_source": payouts["payout_id"].to_numpy(), "ts_us": payouts["ts_us"].to_numpy(dtype=np.int64),
             "currency": payouts["currency"].to_numpy(), "gross": amount, "fee": np.zeros_like(amount),
             "net": amount, "status": payouts["status"].to_numpy(), "category": "payout", "net_role": -1,
+            "rate": None,
         }))
     if not parts:
         return _empty(cols, ints=("ts_us", "gross", "fee", "net", "net_role"))
@@ -292,8 +296,13 @@ def _compare(pairs, claims, recs, lo_us, hi_us, tol: Tolerances) -> pd.DataFrame
     ref_text = j["provider"] + " " + j["id"] + " / ledger " + j["journal_id"]
 
     cur = j["currency_l"] != j["currency_p"]
-    cls[cur] = "CURRENCY_MISMATCH"
-    detail[cur] = ref_text + ": provider currency " + j["currency_p"] + ", ledger booked " + j["currency_l"] \
+    converted = pd.Series(False, index=j.index)
+    for i in j.index[cur]:
+        if j.at[i, "rate"] is not None and not pd.isna(j.at[i, "rate"]):
+            converted[i], detail[i] = converted_agrees(j.loc[i], tol)
+    cls[cur & ~converted] = "CURRENCY_MISMATCH"
+    plain = cur & ~converted & (detail == "")
+    detail[plain] = ref_text + ": provider currency " + j["currency_p"] + ", ledger booked " + j["currency_l"] \
         + "; post an adjustment moving it to the right currency's accounts"
 
     # Only payouts have a settlement status to disagree on; a Stripe refund is its own record.
@@ -308,6 +317,7 @@ def _compare(pairs, claims, recs, lo_us, hi_us, tol: Tolerances) -> pd.DataFrame
     # Both sides agree no money moved (reversed in the ledger, failed or pending at the
     # provider): the amounts have nothing left to agree on.
     no_money = (j["provider"] == "payout_sandbox") & (j["ledger_status"] == "reversed") & (j["status"] != "settled")
+    no_money = no_money | converted
     gross_off = cls.isna() & ~no_money & ((j["gross_l"] - j["gross_p"]).abs() > tol.amount_for("AMOUNT_MISMATCH"))
     cls[gross_off] = "AMOUNT_MISMATCH"
     detail[gross_off] = ref_text + ": gross differs by " + (j["gross_l"] - j["gross_p"]).astype(str) \

@@ -160,3 +160,54 @@ def test_a_type_the_mapping_does_not_know_blocks_the_gate_by_name_and_still_reco
 def test_the_docs_page_shows_the_mapping_as_the_code_has_it():
     page = (ROOT / "docs" / "stripe-mapping.md").read_text()
     assert markdown_table() in page
+
+
+def _converted(gross_eur: int, fee_eur: int, rate=1.234, booked: str = "EUR"):
+    """A charge of 10.00 EUR settled as 12.34 USD (Stripe's own example of exchange_rate),
+    fee 0.66 USD, booked in ``booked``."""
+    txn = copy.deepcopy(_reference_txn())
+    txn.update({"id": "txn_fx", "source": "ch_fx", "amount": 1234, "fee": 66, "net": 1168, "currency": "usd",
+                "exchange_rate": rate, "created": LO // 1_000_000 + 7200, "type": "charge",
+                "reporting_category": "charge",
+                "fee_details": [{"amount": 66, "application": None, "currency": "usd", "description": "Stripe",
+                                 "type": "stripe_fee"}]})
+    cur = booked.lower()
+    roles = {f"stripe_clearing_{cur}": "stripe_clearing", f"stripe_fees_{cur}": "stripe_fees", f"revenue_{cur}": None}
+    entry = {"journal_id": "je-fx", "ts": format_ts_us((LO // 1_000_000 + 7200) * 1_000_000), "kind": "standard",
+             "memo": "converted charge", "batch_id": None, "provider": "stripe", "provider_reference": "ch_fx",
+             "reverses": None, "posted_by": "system:import", "reviewed_by": None,
+             "lines": [{"account_id": f"stripe_clearing_{cur}", "direction": "debit", "amount_minor": gross_eur - fee_eur,
+                        "currency": booked},
+                       {"account_id": f"stripe_fees_{cur}", "direction": "debit", "amount_minor": fee_eur,
+                        "currency": booked},
+                       {"account_id": f"revenue_{cur}", "direction": "credit", "amount_minor": gross_eur,
+                        "currency": booked}]}
+    return reconcile(lines_frame([entry], roles), balance_transactions_frame([txn]), settlements_frame([]), LO, HI)
+
+
+def test_a_converted_charge_reconciles_booked_in_either_currency():
+    # Presentment: 10.00 EUR, the fee 0.66 USD converted back and rounded (0.53 EUR).
+    rec = _converted(1000, 53)
+    assert rec.discrepancies.empty and len(rec.matches) == 1
+    assert rec.matches.iloc[0]["currency"] == "USD" and rec.matches.iloc[0]["amount_minor"] == 1234
+    # Settlement: the converted amounts in USD, as before.
+    assert _converted(1234, 66, booked="USD").discrepancies.empty
+
+
+def test_a_converted_charge_booked_at_another_amount_says_what_the_rate_gives():
+    [row] = _converted(990, 53).discrepancies.to_dict("records")
+    assert row["class"] == "CURRENCY_MISMATCH"
+    assert "exchange_rate 1.234" in row["detail"] and "gross EUR 990 converts to USD 1222, provider says 1234" \
+        in row["detail"]
+    # A record Stripe did not convert, booked in another currency: the plain mismatch.
+    [row] = _converted(1000, 53, rate=None).discrepancies.to_dict("records")
+    assert row["class"] == "CURRENCY_MISMATCH" and "provider currency USD, ledger booked EUR" in row["detail"]
+
+
+def test_the_rate_reads_the_same_from_stripe_and_from_a_published_record():
+    txn = {**_reference_txn(), "exchange_rate": 1.234}
+    published = {**txn, "exchange_rate": "1.234"}  # canonical JSON keeps the float as text
+    assert balance_transactions_frame([txn])["exchange_rate"].tolist() == ["1.234"]
+    assert balance_transactions_frame([published])["exchange_rate"].tolist() == ["1.234"]
+    with pytest.raises(ValueError, match="exchange_rate"):
+        balance_transactions_frame([{**txn, "exchange_rate": "abc"}])
