@@ -89,7 +89,7 @@ def export_cmd(from_day, to_day, no_progress) -> None:
 
 
 # Every asset of a day but the proof: what `check` materializes.
-GATE_ASSETS = ["ledger_extract", "stripe_balance_transactions", "payout_settlements", "reconciliation",
+GATE_ASSETS = ["ledger_extract", "stripe_balance_transactions", "stripe_payouts", "payout_settlements", "reconciliation",
                "reconciliation_report", "ledger_counterparts"]
 
 

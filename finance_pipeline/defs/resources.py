@@ -75,6 +75,20 @@ class StripeResource(dg.ConfigurableResource):
         )
 
 
+    def payouts_frame(self, window: tuple[int, int], day: tuple[int, int]) -> pd.DataFrame:
+        """The payouts created in ``window`` or arriving in ``day`` (unix seconds), with the
+        balance transactions of those created before the window."""
+        from finance_pipeline.providers.retry import RetryPolicy
+        from finance_pipeline.providers.stripe_payouts import pull_day_payouts
+        from finance_pipeline.secrets import resolve_secret
+
+        return pull_day_payouts(
+            resolve_secret(self.api_key), self.base, window, day,
+            retry=RetryPolicy(max_attempts=self.max_attempts, max_delay_s=self.max_retry_delay_s),
+            page_size=self.page_size, http_client=self.http_client,
+        )
+
+
 class PayoutProviderResource(dg.ConfigurableResource):
     """The payout provider's HTTP API (``PAYOUT_API_BASE``, ``PAYOUT_API_TOKEN``)."""
 

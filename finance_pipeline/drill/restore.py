@@ -153,19 +153,10 @@ def _line_diff(name: str, published: bytes | None, regenerated: bytes) -> str | 
 
 
 def provider_frames(provider_records: bytes):
-    """The Stripe and payout frames the reconciliation read, rebuilt from the published records."""
-    from finance_pipeline.providers.payout_pull import settlements_frame
-    from finance_pipeline.providers.stripe_pull import PROVIDER as STRIPE
-    from finance_pipeline.providers.stripe_pull import balance_transactions_frame
+    """The frames the reconciliation read, rebuilt from the published records."""
+    from finance_pipeline.export.replay import provider_frames as frames
 
-    stripe, payouts = [], []
-    for line in provider_records.decode("utf-8").splitlines():
-        if not line:
-            continue
-        record = json.loads(line)
-        provider = record.pop("provider")
-        (stripe if provider == STRIPE else payouts).append(record)
-    return balance_transactions_frame(stripe), settlements_frame(payouts)
+    return frames([json.loads(line) for line in provider_records.decode("utf-8").splitlines() if line])
 
 
 def regenerate(engine: sa.Engine, pkg) -> tuple[dict, dict[str, bytes]]:
@@ -193,10 +184,10 @@ def regenerate(engine: sa.Engine, pkg) -> tuple[dict, dict[str, bytes]]:
                                         w_lo, w_hi)
     counterparts = counterparts[counterparts["journal_id"].isin({e["journal_id"] for e in followed})
                                 & ~counterparts["journal_id"].isin(lines["journal_id"])]
-    stripe, payouts = provider_frames(pkg.provider_records or b"")
+    stripe, payouts, stripe_payouts = provider_frames(pkg.provider_records or b"")
     report = json.loads(pkg.reconciliation_report)
     bundle = build_bundle(day, lines, stripe, payouts, report, tol, statement["previous"],
-                          counterparts=counterparts)
+                          counterparts=counterparts, stripe_payouts=stripe_payouts)
     return bundle.statement, bundle.files
 
 

@@ -61,14 +61,14 @@ def totals_by_currency(lines: pd.DataFrame) -> list[dict]:
             for code, d, c in zip(sums.index.tolist(), sums["d"].tolist(), sums["c"].tolist())]
 
 
-def provider_records(stripe: pd.DataFrame, payouts: pd.DataFrame) -> list[dict]:
+def provider_records(stripe: pd.DataFrame, payouts: pd.DataFrame, *more: pd.DataFrame) -> list[dict]:
     """Every record the reconciliation read, as the provider sent it plus a `provider` member.
 
     The pulls store that as the ``record`` column; a frame stored by an earlier version has
     the record alone (``raw``) and gets the member here.
     """
     out = []
-    for frame in (stripe, payouts):
+    for frame in (stripe, payouts, *more):
         if "record" in frame.columns:
             for provider, rid, text in zip(frame["provider"].tolist(), frame["id"].tolist(),
                                            frame["record"].tolist()):
@@ -184,7 +184,7 @@ def _write_lines(texts, out: io.BytesIO, order=None) -> None:
             out.write(chunk.buffers()[2].slice(int(offs[0]), int(offs[-1] - offs[0])))
 
 
-def provider_records_file(stripe: pd.DataFrame, payouts: pd.DataFrame) -> tuple[bytes, int]:
+def provider_records_file(stripe: pd.DataFrame, payouts: pd.DataFrame, *more: pd.DataFrame) -> tuple[bytes, int]:
     """`provider_records.jsonl` and its record count:
     ``provider_records_bytes(provider_records(stripe, payouts))``, taken straight from the
     frames' ``record`` texts (canonical already, written by the pulls) when they are in
@@ -193,7 +193,7 @@ def provider_records_file(stripe: pd.DataFrame, payouts: pd.DataFrame) -> tuple[
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    parts = [_frame_records(stripe), _frame_records(payouts)]
+    parts = [_frame_records(stripe), _frame_records(payouts), *(_frame_records(m) for m in more)]
     if all(part is not None for part in parts):
         parts = [part for part in parts if len(part[0])]
         if not parts:
@@ -227,8 +227,22 @@ def provider_records_file(stripe: pd.DataFrame, payouts: pd.DataFrame) -> tuple[
             return out.getvalue(), n
     from finance_pipeline.proof import package as pkg
 
-    records = provider_records(stripe, payouts)
+    records = provider_records(stripe, payouts, *more)
     return pkg.provider_records_bytes(records), len(records)
+
+
+def payout_record_frames(stripe_payouts: pd.DataFrame | None, stripe_ids: pd.Series) -> list[pd.DataFrame]:
+    """The Stripe payout objects read, and the balance transactions fetched for them that the
+    balance pull does not hold, as (provider, id, record) frames for the provider file."""
+    if stripe_payouts is None or not len(stripe_payouts):
+        return []
+    objects = stripe_payouts[["provider", "id", "record"]].reset_index(drop=True)
+    fetched = stripe_payouts.dropna(subset=["balance_transaction_record"])
+    fetched = fetched[~fetched["balance_transaction"].isin(set(stripe_ids))]
+    txns = pd.DataFrame({"provider": fetched["provider"].to_numpy(),
+                         "id": fetched["balance_transaction"].to_numpy(),
+                         "record": fetched["balance_transaction_record"].to_numpy()})
+    return [objects, txns]
 
 
 class FrameSource(Protocol):
@@ -248,9 +262,12 @@ def _frame(frame: pd.DataFrame | FrameSource, columns: Sequence[str] | None = No
 
 def build_bundle(day: str, lines: pd.DataFrame | FrameSource, stripe: pd.DataFrame | FrameSource,
                  payouts: pd.DataFrame | FrameSource, report: dict, tol: Tolerances,
-                 previous: dict | None, counterparts: pd.DataFrame | None = None) -> DayBundle:
+                 previous: dict | None, counterparts: pd.DataFrame | None = None,
+                 stripe_payouts: pd.DataFrame | None = None) -> DayBundle:
     """All files and the unsigned statement of ``day``. ``lines`` is the widened extract;
-    ``counterparts`` the entries outside it the reconciliation followed (into the context).
+    ``counterparts`` the entries outside it the reconciliation followed (into the context);
+    ``stripe_payouts`` the payout objects read (records of their own, with the balance
+    transactions fetched for them).
 
     The ledger leaves, the provider records and the context's boundary entries are written
     column-wise (``entry_leaves``, ``provider_records_file``, ``context_bytes``): byte for
@@ -279,8 +296,9 @@ def build_bundle(day: str, lines: pd.DataFrame | FrameSource, stripe: pd.DataFra
         context = context_future.result()
         del lines, ts, day_mask
         release_unused()  # the ledger frame, before the pulls are read
-        provider_bytes, provider_count = provider_records_file(_frame(stripe, PULL_COLUMNS),
-                                                               _frame(payouts, PULL_COLUMNS))
+        stripe_frame = _frame(stripe, PULL_COLUMNS)
+        provider_bytes, provider_count = provider_records_file(
+            stripe_frame, _frame(payouts, PULL_COLUMNS), *payout_record_frames(stripe_payouts, stripe_frame["id"]))
         merkle_root, ledger_entries = root.result()
     report_bytes = canonical_bytes(report)
     summary = report["summary"]

@@ -60,9 +60,26 @@ def _jsonl(data: bytes, name: str) -> list[dict]:
         raise ReplayError(f"{name}: not JSON lines ({exc})") from None
 
 
-def replay_files(files: dict[str, bytes]) -> ReplayResult:
+def provider_frames(records: list[dict]):
+    """The frames the reconciliation read, rebuilt from published provider records: Stripe's
+    balance transactions, the payout provider's records, Stripe's payout objects."""
     from finance_pipeline.providers.payout_pull import settlements_frame
+    from finance_pipeline.providers.stripe_payouts import payouts_frame
     from finance_pipeline.providers.stripe_pull import balance_transactions_frame
+
+    stripe, payouts, stripe_payouts = [], [], []
+    for rec in records:
+        rec = dict(rec)
+        provider = rec.pop("provider")
+        if provider == "stripe":
+            (stripe_payouts if rec.get("object") == "payout" else stripe).append(rec)
+        else:
+            payouts.append(rec)
+    return (balance_transactions_frame(stripe), settlements_frame(payouts),
+            payouts_frame(stripe_payouts) if stripe_payouts else None)
+
+
+def replay_files(files: dict[str, bytes]) -> ReplayResult:
     from finance_pipeline.reconciliation import Tolerances, build_report, reconcile, report_bytes
     from finance_pipeline.reconciliation.inputs import lines_frame
 
@@ -80,13 +97,10 @@ def replay_files(files: dict[str, bytes]) -> ReplayResult:
         raise ReplayError(f"{CONTEXT_FILE} is not a reconciliation context ({type(exc).__name__}: {exc})") from None
     entries = _jsonl(files[LEDGER_FILE], LEDGER_FILE) + boundary
     lines = lines_frame(entries, roles)
-    stripe, payouts = [], []
-    for rec in _jsonl(files[PROVIDER_FILE], PROVIDER_FILE):
-        provider = rec.pop("provider")
-        (stripe if provider == "stripe" else payouts).append(rec)
+    stripe, payouts, stripe_payouts = provider_frames(_jsonl(files[PROVIDER_FILE], PROVIDER_FILE))
     lo = parse_ts_us(context["interval"]["from"])
     hi = parse_ts_us(context["interval"]["to"])
-    rec = reconcile(lines, balance_transactions_frame(stripe), settlements_frame(payouts), lo, hi, tol)
+    rec = reconcile(lines, stripe, payouts, lo, hi, tol, stripe_payouts)
     replayed = report_bytes(build_report(rec))
     return ReplayResult(replayed == files[REPORT_FILE], files[REPORT_FILE], replayed)
 

@@ -25,8 +25,8 @@ from finance_pipeline.ledger.schema import gate_verdicts
 # The blocking gates, in the order they are reported.
 GATES = ("ledger_suite", "provider_suites", "parity")
 # The inputs a verdict covers, by name.
-INPUTS = ("ledger_extract", "stripe_balance_transactions", "payout_settlements", "ledger_counterparts",
-          "reconciliation_report")
+INPUTS = ("ledger_extract", "stripe_balance_transactions", "stripe_payouts", "payout_settlements",
+          "ledger_counterparts", "reconciliation_report")
 
 
 def check_command(day: str) -> str:

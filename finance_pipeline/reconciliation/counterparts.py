@@ -56,14 +56,14 @@ def _union(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
 
 def reconcile_following_references(
     lines: pd.DataFrame, stripe: pd.DataFrame, payouts: pd.DataFrame, lo_us: int, hi_us: int,
-    tol: Tolerances, fetch: Fetch | None,
+    tol: Tolerances, fetch: Fetch | None, stripe_payouts: pd.DataFrame | None = None,
 ) -> tuple[Reconciliation, pd.DataFrame]:
     """``reconcile`` of the day, with the entries outside ``lines`` that its open references
     name. Returns the reconciliation and those entries' lines (``lines``' columns; empty when
     none was needed), which the package's context must carry."""
     found = lines.iloc[0:0]
     asked: set[tuple[str, str]] = set()
-    rec = reconcile(lines, stripe, payouts, lo_us, hi_us, tol)
+    rec = reconcile(lines, stripe, payouts, lo_us, hi_us, tol, stripe_payouts)
     if fetch is None:
         return rec, found
     for _ in range(MAX_ROUNDS):
@@ -77,5 +77,5 @@ def reconcile_following_references(
         if not len(new):
             break
         found = _union([found, new.astype(lines.dtypes.to_dict())])
-        rec = reconcile(_union([lines, found]), stripe, payouts, lo_us, hi_us, tol)
+        rec = reconcile(_union([lines, found]), stripe, payouts, lo_us, hi_us, tol, stripe_payouts)
     return rec, found.reset_index(drop=True)

@@ -300,12 +300,21 @@ def _ledger_claims_by_name(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
     return out.reset_index(drop=True)[cols]
 
 
-def provider_records(stripe: pd.DataFrame, payouts: pd.DataFrame) -> pd.DataFrame:
-    """Stripe balance transactions and payout records in one comparable frame."""
+def provider_records(stripe: pd.DataFrame, payouts: pd.DataFrame,
+                     stripe_payouts: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Stripe balance transactions and payout records in one comparable frame.
+
+    ``arrival_us``: for the balance transaction of a Stripe payout, the payout's
+    ``arrival_date`` (a ledger may book the payout on the day it reaches the bank); -1 else."""
     cols = ["provider", "id", "key_source", "ts_us", "currency", "gross", "fee", "net",
-            "status", "category", "net_role", "rate"]
+            "status", "category", "net_role", "rate", "arrival_us"]
     parts = []
     if len(stripe):
+        arrival = np.full(len(stripe), -1, dtype=np.int64)
+        if stripe_payouts is not None and len(stripe_payouts):
+            known = stripe_payouts.dropna(subset=["balance_transaction"])
+            at = dict(zip(known["balance_transaction"].tolist(), (known["arrival_date"] * _US).tolist()))
+            arrival = np.asarray([at.get(t, -1) for t in stripe["id"].tolist()], dtype=np.int64)
         # The balance a record moved decides which ledger role its net meets (-1: unknown
         # balance_type, the gate names it; compared as payments).
         balance = (stripe["balance_type"].fillna(DEFAULT_BALANCE_TYPE) if "balance_type" in stripe.columns
@@ -320,6 +329,7 @@ def provider_records(stripe: pd.DataFrame, payouts: pd.DataFrame) -> pd.DataFram
             "category": stripe["reporting_category"].to_numpy(), "net_role": net_role,
             "rate": (stripe["exchange_rate"].to_numpy(dtype=object, na_value=None) if "exchange_rate" in stripe.columns
                      else None),
+            "arrival_us": arrival,
         }))
     if len(payouts):
         amount = payouts["amount_minor"].to_numpy(dtype=np.int64)
@@ -328,10 +338,10 @@ def provider_records(stripe: pd.DataFrame, payouts: pd.DataFrame) -> pd.DataFram
             "key_source": payouts["payout_id"].to_numpy(), "ts_us": payouts["ts_us"].to_numpy(dtype=np.int64),
             "currency": payouts["currency"].to_numpy(), "gross": amount, "fee": np.zeros_like(amount),
             "net": amount, "status": payouts["status"].to_numpy(), "category": "payout", "net_role": -1,
-            "rate": None,
+            "rate": None, "arrival_us": -1,
         }))
     if not parts:
-        return _empty(cols, ints=("ts_us", "gross", "fee", "net", "net_role"))
+        return _empty(cols, ints=("ts_us", "gross", "fee", "net", "net_role", "arrival_us"))
     return pd.concat(parts, ignore_index=True)[cols]
 
 
@@ -343,10 +353,11 @@ def _empty(cols, ints=()) -> pd.DataFrame:
 
 
 def reconcile(lines: pd.DataFrame, stripe: pd.DataFrame, payouts: pd.DataFrame, lo_us: int, hi_us: int,
-              tol: Tolerances = Tolerances()) -> Reconciliation:
-    """Reconcile the day [lo_us, hi_us) and return its matches and discrepancies."""
+              tol: Tolerances = Tolerances(), stripe_payouts: pd.DataFrame | None = None) -> Reconciliation:
+    """Reconcile the day [lo_us, hi_us) and return its matches and discrepancies.
+    ``stripe_payouts``: the day's Stripe payout objects (stripe_payouts.PAYOUT_COLUMNS)."""
     claims = ledger_claims(lines).reset_index(drop=True)
-    recs = provider_records(stripe, payouts).reset_index(drop=True)
+    recs = provider_records(stripe, payouts, stripe_payouts).reset_index(drop=True)
     claims["c"] = np.arange(len(claims))
     recs["r"] = np.arange(len(recs))
 
@@ -390,6 +401,10 @@ def reconcile(lines: pd.DataFrame, stripe: pd.DataFrame, payouts: pd.DataFrame, 
     # Several claims on one record, or one claim standing on several bookings of it.
     dup_ledger = pairs[(n_c > 1) | ((n_r == 1) & multi_live)]
     dup_provider = pairs[(n_r > 1) & (n_c == 1) & ~multi_live]
+    # A payout and its failure (or cancellation) under one source, against a booking the
+    # ledger reversed: both sides say no money moved; each record is matched, not a duplicate.
+    netted = _netted_payouts(dup_provider, claims, recs)
+    dup_provider = dup_provider[~dup_provider["c"].isin(netted["c"])]
     _net_of_record_balance(one_to_one, claims, recs)
 
     found = []
@@ -424,13 +439,35 @@ def reconcile(lines: pd.DataFrame, stripe: pd.DataFrame, payouts: pd.DataFrame, 
     disc = pd.concat([f for f in found if len(f)], ignore_index=True) if any(len(f) for f in found) else None
     disc = _finish_discrepancies(disc)
 
-    matches = _matches(one_to_one, claims, recs, lo_us, hi_us, disc)
+    matches = _matches(pd.concat([one_to_one, netted], ignore_index=True), claims, recs, lo_us, hi_us, disc)
     in_day = lines.loc[_inside(lines["ts_us"], lo_us, hi_us), "journal_id"] if len(lines) else lines
     counts = {p: 0 for p in PROVIDERS}
     for p, n in recs["provider"].value_counts().items():
         counts[str(p)] = int(n)
+    if stripe_payouts is not None:
+        counts["stripe"] += len(stripe_payouts)  # the payout objects read are records too
     return Reconciliation(lo_us, hi_us, matches, disc, int(in_day.nunique()) if len(in_day) else 0,
                           counts)
+
+
+_PAYOUT_CATEGORIES = ("payout", "payout_reversal")
+
+
+def _netted_payouts(pairs: pd.DataFrame, claims: pd.DataFrame, recs: pd.DataFrame) -> pd.DataFrame:
+    """The pairs of claims with no standing booking whose records are all Stripe payout or
+    payout-reversal records netting to zero (a payout the provider failed, reversed in the ledger)."""
+    if pairs.empty:
+        return pairs
+    j = pairs.assign(provider=recs["provider"].to_numpy()[pairs["r"].to_numpy(dtype=np.int64)],
+                     category=recs["category"].to_numpy()[pairs["r"].to_numpy(dtype=np.int64)],
+                     gross=recs["gross"].to_numpy(dtype=np.int64)[pairs["r"].to_numpy(dtype=np.int64)])
+    g = j.groupby("c").agg(stripe=("provider", lambda s: bool((s == "stripe").all())),
+                           payouts=("category", lambda s: bool(s.isin(_PAYOUT_CATEGORIES).all())),
+                           total=("gross", "sum"))
+    c = g.index.to_numpy(dtype=np.int64)
+    void = (claims["live"].to_numpy()[c] == 0) & (claims["ledger_status"].to_numpy()[c] == "reversed")
+    ok = g.index[(g["stripe"] & g["payouts"] & (g["total"] == 0)).to_numpy(dtype=bool) & void]
+    return pairs[pairs["c"].isin(ok)]
 
 
 def _net_of_record_balance(pairs: pd.DataFrame, claims: pd.DataFrame, recs: pd.DataFrame) -> None:
@@ -517,7 +554,8 @@ def _compare(pairs, claims, recs, lo_us, hi_us, tol: Tolerances) -> pd.DataFrame
         return pairs.iloc[0:0]
     j = _joined(_in_day_pairs(pairs, claims, lo_us, hi_us), claims, recs,
                 only={"journal_id", "ts_us_l", "currency_l", "gross_l", "fee_l", "net_l", "ledger_status",
-                      "provider", "id", "ts_us_p", "currency_p", "gross_p", "fee_p", "net_p", "status", "rate"})
+                      "provider", "id", "ts_us_p", "currency_p", "gross_p", "fee_p", "net_p", "status", "rate",
+                      "arrival_us"})
     # Pairs that agree on everything below get no class (with tolerances >= 0): keep only the
     # others before any text is written.
     if min(tol.amount_for("AMOUNT_MISMATCH"), tol.amount_for("FEE_MISMATCH")) >= 0:
@@ -576,7 +614,8 @@ def _compare(pairs, claims, recs, lo_us, hi_us, tol: Tolerances) -> pd.DataFrame
     detail[net_off] = ref_text + ": net differs by " + (j["net_l"] - j["net_p"]).astype(str) \
         + " minor units (ledger minus provider); post an adjusting entry for the difference"
 
-    timing = cls.isna() & ~_inside(j["ts_us_p"], lo_us, hi_us)
+    # A Stripe payout booked on the day it arrives at the bank is on time (docs/stripe-mapping.md).
+    timing = cls.isna() & ~_inside(j["ts_us_p"], lo_us, hi_us) & ~_inside(j["arrival_us"], lo_us, hi_us)
     cls[timing] = "TIMING_WINDOW"
     detail[timing] = ref_text + ": provider record is on the other side of the day's boundary ("\
         + ((j["ts_us_l"] - j["ts_us_p"]) // _US).astype(str) + " s apart, within the tolerance)"

@@ -4,7 +4,7 @@ from finance_pipeline.definitions import build_definitions, defs
 
 EXPECTED_ASSETS = {
     "ledger_extract", "stripe_balance_transactions", "payout_settlements", "reconciliation",
-    "reconciliation_report", "ledger_counterparts",
+    "reconciliation_report", "ledger_counterparts", "stripe_payouts",
 }
 
 
@@ -15,7 +15,7 @@ def test_code_location_loads_with_one_lineage_graph():
     assert EXPECTED_ASSETS <= keys
     report = dg.AssetKey("reconciliation_report")
     parents = {k.to_user_string() for k in graph.get(dg.AssetKey("reconciliation")).parent_keys}
-    assert parents == {"ledger_extract", "stripe_balance_transactions", "payout_settlements"}
+    assert parents == {"ledger_extract", "stripe_balance_transactions", "stripe_payouts", "payout_settlements"}
     checks = {c.name for c in graph.get(report).check_keys}
     assert checks == {"ledger_suite", "provider_suites", "parity"}
 

@@ -114,7 +114,7 @@ def test_no_verdict_at_all_names_the_command_that_runs_the_gates(clean_world):
     inst = dg.DagsterInstance.ephemeral()
     defs = clean_world.definitions()
     # Inputs materialized without the reconciliation step: there is no verdict for the day.
-    for asset in ("ledger_extract", "stripe_balance_transactions", "payout_settlements"):
+    for asset in ("ledger_extract", "stripe_balance_transactions", "stripe_payouts", "payout_settlements"):
         assert not materialize_day(defs, DAY, inst, assets=[asset]).failed
     # A report from elsewhere: written straight into storage, never gated.
     (clean_world.storage / "reconciliation_report").mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,7 @@ LOCATION = "finance_pipeline"
 REPOSITORY = "__repository__"
 ASSET_JOB = "__ASSET_JOB"
 ALL_ASSETS = ["ledger_counterparts", "ledger_extract", "payout_settlements", "proof_package", "reconciliation",
-              "reconciliation_report", "stripe_balance_transactions"]
+              "reconciliation_report", "stripe_balance_transactions", "stripe_payouts"]
 TERMINAL_RUN = {"SUCCESS", "FAILURE", "CANCELED"}
 TERMINAL_BACKFILL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 

@@ -30,7 +30,7 @@ from finance_pipeline_tests.fixtures.postgres import create_database, drop_datab
 
 ARTIFACTS = ROOT / "build" / "artifacts"
 ASSETS = ["ledger_counterparts", "ledger_extract", "payout_settlements", "proof_package", "reconciliation",
-          "reconciliation_report", "stripe_balance_transactions"]
+          "reconciliation_report", "stripe_balance_transactions", "stripe_payouts"]
 CLEAN = [f"2026-11-{d:02d}" for d in range(1, 6)]
 BLOCKED_RANGE = [f"2026-11-{d:02d}" for d in range(6, 11)]
 BLOCKED_DAY = "2026-11-07"

@@ -64,7 +64,7 @@ def test_a_partial_batch_alerts_once_and_requests_one_rereconciliation(ops_world
     job = defs.resolve_job_def("rereconcile_day")
     assert sensor.job_name == "rereconcile_day"
     assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == {
-        "ledger_extract", "stripe_balance_transactions", "payout_settlements",
+        "ledger_extract", "stripe_balance_transactions", "stripe_payouts", "payout_settlements",
         "reconciliation", "reconciliation_report", "ledger_counterparts"}
     [body] = webhook.json_bodies()
     assert body["kind"] == "partial_batch" and body["severity"] == "critical"

@@ -18,7 +18,7 @@ AFFECTED_DAYS_TAG = "finance_pipeline/affected_days"
 INCIDENT_TAG = "finance_pipeline/incident"
 LAUNCHED_BY_TAG = "finance_pipeline/launched_by"
 RERECONCILE_ASSETS = (
-    "ledger_extract", "stripe_balance_transactions", "payout_settlements",
+    "ledger_extract", "stripe_balance_transactions", "stripe_payouts", "payout_settlements",
     "reconciliation", "reconciliation_report", "ledger_counterparts",
 )
 

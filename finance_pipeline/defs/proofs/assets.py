@@ -72,6 +72,7 @@ def build_assets(partitions_def: dg.TimeWindowPartitionsDefinition, chain_start:
         ledger_counterparts: pd.DataFrame,
         ledger_extract: StoredFrame,
         stripe_balance_transactions: StoredFrame,
+        stripe_payouts: StoredFrame,
         payout_settlements: StoredFrame,
     ) -> dg.MaterializeResult:
         from finance_pipeline.export import registry
@@ -84,7 +85,7 @@ def build_assets(partitions_def: dg.TimeWindowPartitionsDefinition, chain_start:
         day = context.partition_key
         engine = ledger.engine()
         sources = {"ledger_extract": ledger_extract, "stripe_balance_transactions": stripe_balance_transactions,
-                   "payout_settlements": payout_settlements}
+                   "stripe_payouts": stripe_payouts, "payout_settlements": payout_settlements}
         try:
             verdict = verdicts.require_passed(engine, gate_inputs(day, sources, reconciliation_report, recon,
                                                                   ledger_counterparts))
@@ -97,7 +98,7 @@ def build_assets(partitions_def: dg.TimeWindowPartitionsDefinition, chain_start:
             }) from None
         bundle = build_bundle(day, ledger_extract, stripe_balance_transactions, payout_settlements,
                               reconciliation_report, recon.tolerances(), previous,
-                              counterparts=ledger_counterparts)
+                              counterparts=ledger_counterparts, stripe_payouts=stripe_payouts.read())
         publisher = publication.publisher()
         release_unused_memory()  # what building the bundle freed, before the verification's work
 

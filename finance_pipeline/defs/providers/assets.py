@@ -8,7 +8,7 @@ from finance_pipeline.defs.resources import (
     ReconciliationSettings,
     StripeResource,
 )
-from finance_pipeline.domain.timeutil import format_ts_us, recon_window_us, seconds_window
+from finance_pipeline.domain.timeutil import day_bounds_us, format_ts_us, recon_window_us, seconds_window
 
 
 
@@ -44,6 +44,29 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
         )
 
     @dg.asset(
+        name="stripe_payouts",
+        group_name="providers",
+        partitions_def=partitions_def,
+        io_manager_key="parquet_io_manager",
+        kinds={"stripe", "pandas"},
+        description=(
+            "Stripe payouts (/v1/payouts) created in the day +- the time tolerance or arriving on the "
+            "day: status and arrival_date, with the balance transaction of a payout created earlier."),
+    )
+    def stripe_payouts(
+        context: dg.AssetExecutionContext, stripe: StripeResource, recon: ReconciliationSettings
+    ) -> dg.Output:
+        lo, hi = pull_window_us(context.partition_key, recon.time_tolerance_s)
+        d_lo, d_hi = day_bounds_us(context.partition_key)
+        frame = stripe.payouts_frame(seconds_window(lo, hi), seconds_window(d_lo, d_hi))
+        return dg.Output(frame, metadata={
+            "payouts": len(frame),
+            "fetched_balance_transactions": int(frame["balance_transaction_record"].notna().sum()),
+            "by_status": dg.MetadataValue.json(
+                {str(k): int(v) for k, v in frame["status"].value_counts().sort_index().items()}),
+        })
+
+    @dg.asset(
         name="payout_settlements",
         group_name="providers",
         partitions_def=partitions_def,
@@ -72,4 +95,4 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
             },
         )
 
-    return [stripe_balance_transactions, payout_settlements]
+    return [stripe_balance_transactions, stripe_payouts, payout_settlements]

@@ -18,7 +18,7 @@ from finance_pipeline.defs.io_managers import AS_SOURCE, StoredFrame, release_un
 from finance_pipeline.defs.resources import LedgerResource, ReconciliationSettings
 from finance_pipeline.domain.timeutil import day_bounds_us, recon_window_us
 
-FRAME_INPUTS = ("ledger_extract", "stripe_balance_transactions", "payout_settlements")
+FRAME_INPUTS = ("ledger_extract", "stripe_balance_transactions", "stripe_payouts", "payout_settlements")
 
 
 def counterparts_sha256(counterparts: pd.DataFrame) -> str:
@@ -114,9 +114,11 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
         ledger: LedgerResource,
         ledger_extract: StoredFrame,
         stripe_balance_transactions: StoredFrame,
+        stripe_payouts: StoredFrame,
         payout_settlements: StoredFrame,
     ):
         from finance_pipeline.ledger.extract import extract_linked_lines
+        from finance_pipeline.providers.stripe_payouts import with_payout_transactions
         from finance_pipeline.quality import gates, verdicts
         from finance_pipeline.reconciliation import build_report
         from finance_pipeline.reconciliation.counterparts import reconcile_following_references
@@ -125,15 +127,16 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
         gates.warm_up()  # GX's import overlaps the reconciliation instead of following it
         day = context.partition_key
         sources = {"ledger_extract": ledger_extract, "stripe_balance_transactions": stripe_balance_transactions,
-                   "payout_settlements": payout_settlements}
+                   "stripe_payouts": stripe_payouts, "payout_settlements": payout_settlements}
         lines = ledger_extract.read()
+        day_payouts = stripe_payouts.read()
         payouts = payout_settlements.read()
         lo, hi = day_bounds_us(day)
         w_lo, w_hi = recon_window_us(day, recon.time_tolerance_s)
-        stripe = stripe_balance_transactions.read(without=["record"])
+        stripe = with_payout_transactions(stripe_balance_transactions.read(without=["record"]), day_payouts)
         rec, counterparts = reconcile_following_references(
             lines, stripe, payouts, lo, hi, recon.tolerances(),
-            lambda refs: extract_linked_lines(ledger.engine(), refs, w_lo, w_hi))
+            lambda refs: extract_linked_lines(ledger.engine(), refs, w_lo, w_hi), stripe_payouts=day_payouts)
         del stripe
         report = build_report(rec)
         counts = rec.counts
@@ -159,7 +162,8 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
         ledger_result = gates.run_ledger_checks(lines)
         del lines
         release_unused_memory()  # the reconciliation's working set, before the whole pull is read
-        stripe_result = gates.run_stripe_checks(stripe_balance_transactions.read())
+        stripe_result = gates.run_stripe_checks(with_payout_transactions(stripe_balance_transactions.read(),
+                                                                         day_payouts))
         payout_result = gates.run_payout_checks(payouts)
         parity_result = gates.run_parity_checks(rec.discrepancies, recon.parity_policy())
         results = {"ledger_suite": [ledger_result], "provider_suites": [stripe_result, payout_result],
