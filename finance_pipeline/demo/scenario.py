@@ -45,6 +45,8 @@ ACCOUNT_ROLES = (
     ("creator_payable", "liability", "Payable to creators"),
     ("creator_costs", "expense", "Creator share of revenue"),  # no reconciliation role
     ("payout_clearing", "asset", "Payout provider clearing"),
+    ("stripe_application_fees", "expense", "Application fees"),
+    ("stripe_fee_taxes", "expense", "Taxes on Stripe fees"),
 )
 
 
@@ -236,6 +238,9 @@ def build_scenario(start: date, days: int, seed: int, *, charges_per_day: int = 
                 (account_id("payout_clearing", currency), "credit", amount, currency),
             ], provider="payout_sandbox", ref=payout_id))
 
+        # What real Stripe accounts also send (docs/stripe-mapping.md), from a generator of its
+        # own so the ordinary records stay what they were.
+        _real_world_activity(day, sc, random.Random(f"{seed}:{day}:stripe-real-world"))
         for cls in todo:
             _inject(cls, day, sc, ids, rng, day_charges)
         # Each day's bookings arrive as one import batch.
@@ -243,6 +248,114 @@ def build_scenario(start: date, days: int, seed: int, *, charges_per_day: int = 
             e["batch_id"] = batch_id_for(day)
         previous_charges = day_charges
     return sc
+
+
+# A EUR price settled in USD, at a rate as Stripe reports it (EUR amount x rate = USD amount).
+DEMO_EXCHANGE_RATE = 1.0832
+
+
+def _real_world_activity(day: str, sc: Scenario, rng: random.Random) -> None:
+    """One of each kind of activity the reconciliation maps beyond plain charges, booked as
+    docs/stripe-mapping.md prescribes: a charge with an application fee and a tax on Stripe's
+    fee, its refund returning the processing fee (a negative fee), a dispute and its
+    reinstatement (two records of one source, booked by their txn ids), a payout that fails
+    (reversed in the ledger), and a charge presented in EUR and settled in USD."""
+    from decimal import ROUND_HALF_EVEN, Decimal
+
+    ids = _Ids(rng)
+    lo_s = day_bounds_us(day)[0] // _US
+    usd = "USD"
+    clock = iter(sorted(lo_s + rng.randrange(2 * 3600, 22 * 3600) for _ in range(8)))
+
+    def book(txn: dict, memo: str, lines: list[tuple[str, str, int]], *, ref: str, currency: str = usd,
+             kind: str = "standard", reverses: str | None = None, jid: str | None = None) -> None:
+        sc.entries.append(_entry(jid or f"je-{txn['id'] if ref == txn['id'] else ref}", txn["created"] * _US, memo,
+                                 [(account_id(role, currency), d, amt, currency) for role, d, amt in lines if amt],
+                                 provider="stripe", ref=ref, kind=kind, reverses=reverses))
+
+    # A charge whose fee is Stripe's, the platform's application fee and a tax on Stripe's fee.
+    gross = rng.randrange(5_000, 20_000)
+    stripe_fee, app_fee = _fee(usd, gross), gross // 20
+    tax = stripe_fee * 8 // 100
+    ch = ids.new("ch_")
+    charge = _balance_txn(ids, created=next(clock), amount=gross, fee=stripe_fee + app_fee + tax, currency=usd,
+                          category="charge", source=ch, description=f"Order {ch[-6:]} (platform)")
+    charge["fee_details"] = [
+        {"amount": app_fee, "application": "ca_demo_platform", "currency": "usd", "description": "Application fee",
+         "type": "application_fee"},
+        {"amount": stripe_fee, "application": None, "currency": "usd", "description": "Stripe processing fees",
+         "type": "stripe_fee"},
+        {"amount": tax, "application": None, "currency": "usd", "description": "Tax on Stripe fees", "type": "tax"},
+    ]
+    sc.stripe_balance_transactions.append(charge)
+    book(charge, f"Charge {ch} with application fee", [
+        ("stripe_clearing", "debit", charge["net"]), ("stripe_fees", "debit", stripe_fee),
+        ("stripe_application_fees", "debit", app_fee), ("stripe_fee_taxes", "debit", tax),
+        ("revenue", "credit", gross)], ref=ch)
+
+    # Its full refund: Stripe returns its processing fee (a negative fee).
+    re = ids.new("re_")
+    refund = _balance_txn(ids, created=next(clock), amount=-gross, fee=-stripe_fee, currency=usd,
+                          category="refund", source=re, description=f"Refund of {ch}")
+    refund["fee_details"] = [{"amount": -stripe_fee, "application": None, "currency": "usd",
+                              "description": "Stripe processing fees returned", "type": "stripe_fee"}]
+    sc.stripe_balance_transactions.append(refund)
+    book(refund, f"Refund {re} of {ch}, fee returned", [
+        ("refunds", "debit", gross), ("stripe_fees", "credit", stripe_fee),
+        ("stripe_clearing", "credit", gross - stripe_fee)], ref=re)
+
+    # A dispute (funds withdrawn plus the dispute fee) and its reinstatement once won.
+    du = ids.new("du_")
+    disputed = rng.randrange(2_000, 9_000)
+    for category, sign in (("dispute", -1), ("dispute_reversal", 1)):
+        txn = _balance_txn(ids, created=next(clock), amount=sign * disputed, fee=-sign * 1_500, currency=usd,
+                           category=category, source=du, description=f"Chargeback {du}")
+        txn["type"] = "adjustment"
+        txn["fee_details"] = [{"amount": -sign * 1_500, "application": None, "currency": "usd",
+                               "description": "Dispute fee" if sign < 0 else "Dispute fee refunded",
+                               "type": "stripe_fee"}]
+        sc.stripe_balance_transactions.append(txn)
+        withdraw = sign < 0
+        book(txn, f"Dispute {du} {'withdrawal' if withdraw else 'reinstatement'}", [
+            ("refunds", "debit" if withdraw else "credit", disputed),
+            ("stripe_fees", "debit" if withdraw else "credit", 1_500),
+            ("stripe_clearing", "credit" if withdraw else "debit", disputed + 1_500)], ref=txn["id"])
+
+    # A payout to the bank that fails: Stripe returns the money; the ledger reverses the booking.
+    po = ids.new("po_")
+    amount = rng.randrange(10_000, 50_000)
+    sent = _balance_txn(ids, created=next(clock), amount=-amount, fee=0, currency=usd, category="payout",
+                        source=po, description="STRIPE PAYOUT")
+    failed = _balance_txn(ids, created=next(clock), amount=amount, fee=0, currency=usd, category="payout_reversal",
+                          source=po, description="STRIPE PAYOUT FAILED")
+    failed["type"] = "payout_failure"
+    sc.stripe_balance_transactions += [sent, failed]
+    sc.stripe_payouts.append({
+        "id": po, "object": "payout", "amount": amount, "arrival_date": sent["created"] + 86400,
+        "created": sent["created"], "currency": "usd", "status": "failed", "balance_transaction": sent["id"],
+        "failure_code": "account_closed", "failure_message": "The bank account has been closed.",
+        "method": "standard", "type": "bank_account", "destination": "ba_usd_old", "description": "STRIPE PAYOUT",
+    })
+    book(sent, f"Stripe payout {po} to bank", [("bank", "debit", amount), ("stripe_clearing", "credit", amount)],
+         ref=po)
+    book(failed, f"Stripe payout {po} failed: account closed", [
+        ("stripe_clearing", "debit", amount), ("bank", "credit", amount)],
+        ref=po, kind="reversal", reverses=f"je-{po}", jid=f"je-{po}-failed")
+
+    # A charge presented in EUR, settled in USD; booked in EUR (the fee converted back).
+    rate = Decimal(repr(DEMO_EXCHANGE_RATE))
+    gross_eur = rng.randrange(1_000, 15_000)
+    gross_usd = int((gross_eur * rate).to_integral_value(ROUND_HALF_EVEN))
+    fee_usd = _fee(usd, gross_usd)
+    fee_eur = int((fee_usd / rate).to_integral_value(ROUND_HALF_EVEN))
+    fx = ids.new("ch_")
+    converted = _balance_txn(ids, created=next(clock), amount=gross_usd, fee=fee_usd, currency=usd,
+                             category="charge", source=fx, description=f"Order {fx[-6:]} (EUR)")
+    converted["exchange_rate"] = DEMO_EXCHANGE_RATE
+    sc.stripe_balance_transactions.append(converted)
+    book(converted, f"Charge {fx} presented in EUR", [
+        ("stripe_clearing", "debit", gross_eur - fee_eur), ("stripe_fees", "debit", fee_eur),
+        ("revenue", "credit", gross_eur)], ref=fx, currency="EUR")
 
 
 def _inject(cls: str, day: str, sc: Scenario, ids: _Ids, rng: random.Random,
