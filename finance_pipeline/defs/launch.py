@@ -23,7 +23,18 @@ def instance() -> dg.DagsterInstance:
         if not cfg.exists():
             cfg.write_text(_DEFAULT_INSTANCE_YAML)
         os.environ["DAGSTER_HOME"] = str(home)
-    return dg.DagsterInstance.get()
+    # Two commands starting at once on a fresh home would both create the instance's SQLite
+    # tables and one would crash ("table ... already exists"): create it under a file lock.
+    import fcntl
+
+    home = Path(os.environ["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / ".finance-pipeline-instance.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return dg.DagsterInstance.get()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @dataclass

@@ -161,8 +161,16 @@ def publish_day(engine: sa.Engine, bundle: DayBundle, publisher: Any, sign: Any,
     if done is not None:
         return done
     files = sign()
-    periods.seal_day(engine, bundle.day, bundle.statement["proof_id"], bundle.statement["ledger"]["entries"],
-                     holder=holder, lease_s=lease_s, holder_alive=holder_alive)
+    try:
+        periods.seal_day(engine, bundle.day, bundle.statement["proof_id"], bundle.statement["ledger"]["entries"],
+                         holder=holder, lease_s=lease_s, holder_alive=holder_alive)
+    except periods.PublicationInProgressError:
+        # Another export registered the day while this one signed: the same package is
+        # "unchanged" (a race of identical exports is no failure), another one is refused there.
+        done = already_published(engine, bundle, publisher, actor=actor)
+        if done is not None:
+            return done
+        raise
     return publish(engine, bundle, files, publisher, actor=actor)
 
 
