@@ -245,7 +245,7 @@ def stage_core(work: Path) -> dict[str, Any]:
         engine = create_ledger_engine(cfg["database_url"])
         w_lo, w_hi = recon_window_us(day, tol.time_s)
         rec, counterparts = reconcile_following_references(
-            lines, stripe, payouts, lo, hi, tol, lambda refs: extract_linked_lines(engine, refs, w_lo, w_hi))
+            lines, stripe, payouts, lo, hi, tol, lambda refs, later: extract_linked_lines(engine, refs, w_lo, w_hi, later_only=later))
         engine.dispose()
         report = build_report(rec)
         del stripe

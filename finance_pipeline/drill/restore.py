@@ -152,11 +152,12 @@ def _line_diff(name: str, published: bytes | None, regenerated: bytes) -> str | 
     return f"{name}: {len(changed)} line(s) differ, first at line {first}"
 
 
-def provider_frames(provider_records: bytes):
-    """The frames the reconciliation read, rebuilt from the published records."""
+def provider_frames(provider_records: bytes, context: dict | None = None):
+    """The frames the reconciliation read, rebuilt from the published records and context."""
     from finance_pipeline.export.replay import provider_frames as frames
 
-    return frames([json.loads(line) for line in provider_records.decode("utf-8").splitlines() if line])
+    return frames([json.loads(line) for line in provider_records.decode("utf-8").splitlines() if line],
+                  (context or {}).get("stripe_payouts"))
 
 
 def regenerate(engine: sa.Engine, pkg) -> tuple[dict, dict[str, bytes]]:
@@ -164,7 +165,7 @@ def regenerate(engine: sa.Engine, pkg) -> tuple[dict, dict[str, bytes]]:
     from finance_pipeline.domain.timeutil import recon_window_us
     from finance_pipeline.export.bundle import CONTEXT_FILE, build_bundle
     from finance_pipeline.domain.timeutil import parse_ts_us
-    from finance_pipeline.ledger.extract import extract_linked_lines, extract_window_lines
+    from finance_pipeline.ledger.extract import extract_day_lines, extract_entries_lines
     from finance_pipeline.reconciliation.engine import Tolerances
 
     statement = pkg.statement()
@@ -175,16 +176,15 @@ def regenerate(engine: sa.Engine, pkg) -> tuple[dict, dict[str, bytes]]:
     tol = Tolerances(time_s=int(tol_doc["time_s"]), amount_minor=int(tol_doc["amount_minor"]),
                      per_class_minor={k: int(v) for k, v in tol_doc["per_class_minor"].items()})
     w_lo, w_hi = recon_window_us(day, tol.time_s)
-    lines = extract_window_lines(engine, w_lo, w_hi)
-    # The entries the reconciliation followed outside its window, read again from the restored
-    # database: the ones the package names (a later posting with the same reference is not).
-    followed = [e for e in json.loads(pkg.extra_files[CONTEXT_FILE]).get("boundary_entries", [])
-                if isinstance(e, dict) and not (w_lo <= parse_ts_us(str(e.get("ts"))) < w_hi)]
-    counterparts = extract_linked_lines(engine, {(e["provider"], e["provider_reference"]) for e in followed},
-                                        w_lo, w_hi)
-    counterparts = counterparts[counterparts["journal_id"].isin({e["journal_id"] for e in followed})
-                                & ~counterparts["journal_id"].isin(lines["journal_id"])]
-    stripe, payouts, stripe_payouts = provider_frames(pkg.provider_records or b"")
+    lines = extract_day_lines(engine, w_lo, w_hi)
+    # The entries beyond the window that the reconciliation read (the rest of a claim, a
+    # followed reference), read back by id from the restored database: exactly the ones the
+    # package names, so an entry posted after publication does not count as a difference.
+    followed = {e.get("journal_id") for e in json.loads(pkg.extra_files[CONTEXT_FILE]).get("boundary_entries", [])
+                if isinstance(e, dict) and not (w_lo <= parse_ts_us(str(e.get("ts"))) < w_hi)}
+    counterparts = extract_entries_lines(engine, {j for j in followed if isinstance(j, str)})
+    stripe, payouts, stripe_payouts = provider_frames(pkg.provider_records or b"",
+                                                      json.loads(pkg.extra_files[CONTEXT_FILE]))
     report = json.loads(pkg.reconciliation_report)
     bundle = build_bundle(day, lines, stripe, payouts, report, tol, statement["previous"],
                           counterparts=counterparts, stripe_payouts=stripe_payouts)

@@ -95,7 +95,8 @@ def with_counterparts(lines: pd.DataFrame, counterparts: pd.DataFrame | None) ->
     return both.sort_values(["ts_us", "journal_id", "line_no"], kind="mergesort").reset_index(drop=True)
 
 
-def _context_parts(day: str, lines: pd.DataFrame, tol: Tolerances) -> tuple[dict, pd.DataFrame]:
+def _context_parts(day: str, lines: pd.DataFrame, tol: Tolerances,
+                   stripe_payouts: pd.DataFrame | None = None) -> tuple[dict, pd.DataFrame]:
     lo, hi = day_bounds_us(day)
     outside = lines[((lines["ts_us"] < lo) | (lines["ts_us"] >= hi)) & lines["provider"].notna()]
     codes, _ = pd.factorize(lines["account_id"], sort=False)
@@ -112,24 +113,29 @@ def _context_parts(day: str, lines: pd.DataFrame, tol: Tolerances) -> tuple[dict
         "account_roles": {str(a): (None if pd.isna(r) else str(r))
                           for a, r in zip(roles["account_id"], roles["account_role"])},
     }
+    payouts = payout_objects(stripe_payouts)
+    if payouts:  # only then: a day without Stripe payouts keeps the context it always had
+        doc["stripe_payouts"] = payouts
     return doc, outside
 
 
-def context_document(day: str, lines: pd.DataFrame, tol: Tolerances) -> dict:
+def context_document(day: str, lines: pd.DataFrame, tol: Tolerances,
+                     stripe_payouts: pd.DataFrame | None = None) -> dict:
     """What the reconciliation read besides the two published data files."""
     from finance_pipeline.ledger.extract import entries_from_lines
 
-    doc, outside = _context_parts(day, lines, tol)
+    doc, outside = _context_parts(day, lines, tol, stripe_payouts)
     return {**doc, "boundary_entries": entries_from_lines(outside)}
 
 
-def context_bytes(day: str, lines: pd.DataFrame, tol: Tolerances) -> bytes:
+def context_bytes(day: str, lines: pd.DataFrame, tol: Tolerances,
+                  stripe_payouts: pd.DataFrame | None = None) -> bytes:
     """``canonical_bytes(context_document(day, lines, tol))``, with the boundary entries written
     by the columnar leaf encoder: members sort as account_roles < boundary_entries < format <
     interval < tolerances, so the entries' array goes right after the roles."""
     from finance_pipeline.ledger.extract import entry_leaves
 
-    doc, outside = _context_parts(day, lines, tol)
+    doc, outside = _context_parts(day, lines, tol, stripe_payouts)
     names = sorted([*doc, "boundary_entries"], key=lambda k: k.encode("utf-16-be"))
     assert names[:2] == ["account_roles", "boundary_entries"], names
     roles = canonical_str({"account_roles": doc.pop("account_roles")})
@@ -232,17 +238,25 @@ def provider_records_file(stripe: pd.DataFrame, payouts: pd.DataFrame, *more: pd
 
 
 def payout_record_frames(stripe_payouts: pd.DataFrame | None, stripe_ids: pd.Series) -> list[pd.DataFrame]:
-    """The Stripe payout objects read, and the balance transactions fetched for them that the
-    balance pull does not hold, as (provider, id, record) frames for the provider file."""
+    """The balance transactions fetched for the day's Stripe payouts that the balance pull does
+    not hold, as a (provider, id, record) frame for the provider file (none when there are none)."""
     if stripe_payouts is None or not len(stripe_payouts):
         return []
-    objects = stripe_payouts[["provider", "id", "record"]].reset_index(drop=True)
     fetched = stripe_payouts.dropna(subset=["balance_transaction_record"])
     fetched = fetched[~fetched["balance_transaction"].isin(set(stripe_ids))]
-    txns = pd.DataFrame({"provider": fetched["provider"].to_numpy(),
-                         "id": fetched["balance_transaction"].to_numpy(),
-                         "record": fetched["balance_transaction_record"].to_numpy()})
-    return [objects, txns]
+    if not len(fetched):
+        return []
+    return [pd.DataFrame({c: fetched[src].astype("string[pyarrow]").to_numpy() for c, src in
+                          (("provider", "provider"), ("id", "balance_transaction"),
+                           ("record", "balance_transaction_record"))})]
+
+
+def payout_objects(stripe_payouts: pd.DataFrame | None) -> list[dict]:
+    """The day's Stripe payout objects as the context carries them: as Stripe sent them, with
+    the provider member, by id. They decide how payout records compare (status, arrival)."""
+    if stripe_payouts is None or not len(stripe_payouts):
+        return []
+    return [json.loads(text) for text in stripe_payouts.sort_values("id")["record"].tolist()]
 
 
 class FrameSource(Protocol):
@@ -266,8 +280,8 @@ def build_bundle(day: str, lines: pd.DataFrame | FrameSource, stripe: pd.DataFra
                  stripe_payouts: pd.DataFrame | None = None) -> DayBundle:
     """All files and the unsigned statement of ``day``. ``lines`` is the widened extract;
     ``counterparts`` the entries outside it the reconciliation followed (into the context);
-    ``stripe_payouts`` the payout objects read (records of their own, with the balance
-    transactions fetched for them).
+    ``stripe_payouts`` the payout objects read (into the context; the balance transactions
+    fetched for them into the provider file).
 
     The ledger leaves, the provider records and the context's boundary entries are written
     column-wise (``entry_leaves``, ``provider_records_file``, ``context_bytes``): byte for
@@ -288,7 +302,7 @@ def build_bundle(day: str, lines: pd.DataFrame | FrameSource, stripe: pd.DataFra
     # hashlib and Arrow's kernels release the GIL: the context is written while the ledger file
     # is, and the Merkle tree is built while the provider file is.
     with ThreadPoolExecutor(max_workers=2) as pool:
-        context_future = pool.submit(context_bytes, day, with_counterparts(lines, counterparts), tol)
+        context_future = pool.submit(context_bytes, day, with_counterparts(lines, counterparts), tol, stripe_payouts)
         ledger_bytes = entry_leaves_jsonl(lines, day_mask)
         root = pool.submit(tree_head_and_size_of_lines, ledger_bytes)
         totals = totals_by_currency(lines.loc[day_mask, ["amount_minor", "direction", "currency"]])

@@ -60,21 +60,20 @@ def _jsonl(data: bytes, name: str) -> list[dict]:
         raise ReplayError(f"{name}: not JSON lines ({exc})") from None
 
 
-def provider_frames(records: list[dict]):
-    """The frames the reconciliation read, rebuilt from published provider records: Stripe's
-    balance transactions, the payout provider's records, Stripe's payout objects."""
+def provider_frames(records: list[dict], stripe_payouts: list[dict] | None = None):
+    """The frames the reconciliation read, rebuilt from the published provider records and the
+    context's Stripe payout objects: Stripe's balance transactions, the payout provider's
+    records, Stripe's payouts (None without any)."""
     from finance_pipeline.providers.payout_pull import settlements_frame
     from finance_pipeline.providers.stripe_payouts import payouts_frame
     from finance_pipeline.providers.stripe_pull import balance_transactions_frame
 
-    stripe, payouts, stripe_payouts = [], [], []
+    stripe, payouts = [], []
     for rec in records:
         rec = dict(rec)
         provider = rec.pop("provider")
-        if provider == "stripe":
-            (stripe_payouts if rec.get("object") == "payout" else stripe).append(rec)
-        else:
-            payouts.append(rec)
+        (stripe if provider == "stripe" else payouts).append(rec)
+    stripe_payouts = list(stripe_payouts or [])
     return (balance_transactions_frame(stripe), settlements_frame(payouts),
             payouts_frame(stripe_payouts) if stripe_payouts else None)
 
@@ -93,11 +92,12 @@ def replay_files(files: dict[str, bytes]) -> ReplayResult:
                          amount_minor=int(context["tolerances"]["amount_minor"]),
                          per_class_minor=dict(context["tolerances"]["per_class_minor"]))
         boundary, roles = list(context["boundary_entries"]), context["account_roles"]
+        day_payouts = list(context.get("stripe_payouts", []))
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
         raise ReplayError(f"{CONTEXT_FILE} is not a reconciliation context ({type(exc).__name__}: {exc})") from None
     entries = _jsonl(files[LEDGER_FILE], LEDGER_FILE) + boundary
     lines = lines_frame(entries, roles)
-    stripe, payouts, stripe_payouts = provider_frames(_jsonl(files[PROVIDER_FILE], PROVIDER_FILE))
+    stripe, payouts, stripe_payouts = provider_frames(_jsonl(files[PROVIDER_FILE], PROVIDER_FILE), day_payouts)
     lo = parse_ts_us(context["interval"]["from"])
     hi = parse_ts_us(context["interval"]["to"])
     rec = reconcile(lines, stripe, payouts, lo, hi, tol, stripe_payouts)

@@ -143,9 +143,8 @@ def extract_day_lines(
 
 def extract_window_lines(engine: sa.Engine, lo_us: int, hi_us: int, **kwargs: Any) -> pd.DataFrame:
     """What a day's reconciliation reads of the ledger: every entry in the window
-    [lo_us, hi_us) (``extract_day_lines``), and every entry elsewhere, whatever its date, that
-    names the same (provider, provider_reference) as one in the window: the rest of each claim
-    (a reversal the next morning, a booking after midnight). Extract order throughout."""
+    [lo_us, hi_us) (``extract_day_lines``), and the rest of each claim of the window, whatever
+    its date (``extract_continuation_lines``: a reversal the next morning). Extract order."""
     lines = extract_day_lines(engine, lo_us, hi_us, **kwargs)
     rest = extract_continuation_lines(engine, lo_us, hi_us)
     if not len(rest):
@@ -156,7 +155,8 @@ def extract_window_lines(engine: sa.Engine, lo_us: int, hi_us: int, **kwargs: An
 
 def extract_continuation_lines(engine: sa.Engine, lo_us: int, hi_us: int) -> pd.DataFrame:
     """The lines of the entries outside [lo_us, hi_us) sharing a (provider, provider_reference)
-    with an entry inside it. One query: the reference index answers it per in-window entry, so
+    with an entry inside it: every later one, and an earlier one only where the entry inside is
+    a reversal. One query: the reference index answers it per in-window entry, so
     its cost follows the day, not the ledger's history."""
     inner, outer = journal_entries.alias("inner_e"), journal_entries.alias("outer_e")
     linked = (
@@ -164,12 +164,28 @@ def extract_continuation_lines(engine: sa.Engine, lo_us: int, hi_us: int) -> pd.
         .select_from(inner.join(outer, sa.and_(outer.c.provider_reference == inner.c.provider_reference,
                                               outer.c.provider == inner.c.provider)))
         .where(inner.c.ts_us >= int(lo_us), inner.c.ts_us < int(hi_us), inner.c.provider_reference.is_not(None),
-               sa.or_(outer.c.ts_us < int(lo_us), outer.c.ts_us >= int(hi_us)))
+               # Later entries complete a claim of the window (its reversal, an adjustment);
+               # earlier ones only what a reversal in the window undoes: a correction posted
+               # after its claim's day is reported on its own day, never folded back.
+               sa.or_(outer.c.ts_us >= int(hi_us), sa.and_(outer.c.ts_us < int(lo_us), inner.c.kind == "reversal")))
     )
     with engine.connect() as conn:
         stmt = _statement(conn.dialect.name, lo_us, hi_us, [col for _, col, _ in _SPEC],
                           where=_E.journal_id.in_(linked))
         rows = conn.execute(stmt).all()
+    return _rows_frame(rows)
+
+
+def extract_entries_lines(engine: sa.Engine, journal_ids: Iterable[str], *, batch: int = 500) -> pd.DataFrame:
+    """The lines of the named entries, in extract order (the restore drill reads back exactly
+    the entries a published context names)."""
+    wanted = sorted(set(map(str, journal_ids)))
+    rows: list[Any] = []
+    with engine.connect() as conn:
+        for at in range(0, len(wanted), batch):
+            stmt = _statement(conn.dialect.name, 0, 0, [col for _, col, _ in _SPEC], ordered=False,
+                              where=_E.journal_id.in_(wanted[at:at + batch]))
+            rows += conn.execute(stmt).all()
     return _rows_frame(rows)
 
 
@@ -186,11 +202,12 @@ def _rows_frame(rows: list[Any]) -> pd.DataFrame:
 
 
 def extract_linked_lines(engine: sa.Engine, refs: Iterable[tuple[str, str]], lo_us: int, hi_us: int,
-                         *, batch: int = 500) -> pd.DataFrame:
+                         *, batch: int = 500, later_only: bool = False) -> pd.DataFrame:
     """The lines of every entry *outside* [lo_us, hi_us) that names one of ``refs`` as its
     (provider, provider_reference), whatever its date: the other halves of pairs that cross a
     day's read window. Same columns, dtypes and order as ``extract_day_lines``; the plain reader
-    (a handful of entries, found through the reference index)."""
+    (a handful of entries, found through the reference index). ``later_only``: only entries
+    dated after the window."""
     wanted = sorted(set((str(p), str(r)) for p, r in refs))
     rows: list[Any] = []
     with engine.connect() as conn:
@@ -198,7 +215,8 @@ def extract_linked_lines(engine: sa.Engine, refs: Iterable[tuple[str, str]], lo_
             chunk = wanted[at:at + batch]
             # The same joins, the opposite time test: entries the day's window does not hold.
             stmt = _statement(conn.dialect.name, lo_us, hi_us, [col for _, col, _ in _SPEC], ordered=False,
-                              where=sa.and_(sa.or_(_E.ts_us < int(lo_us), _E.ts_us >= int(hi_us)),
+                              where=sa.and_(_E.ts_us >= int(hi_us) if later_only
+                                            else sa.or_(_E.ts_us < int(lo_us), _E.ts_us >= int(hi_us)),
                                             _E.provider_reference.in_(sorted({r for _, r in chunk}))))
             keep = set(chunk)
             rows += [row for row in conn.execute(stmt).all() if (row[5], row[6]) in keep]

@@ -308,7 +308,8 @@ def _rates(recs: list[Mapping[str, Any]]) -> list[str | None]:
         if value is None:
             out.append(None)
             continue
-        text = repr(value) if isinstance(value, float) else value if isinstance(value, str) else None
+        text = (repr(value) if isinstance(value, float) else value if isinstance(value, str)
+                else str(value) if isinstance(value, int) and not isinstance(value, bool) else None)
         try:
             ok = text is not None and not isinstance(value, bool) and Decimal(text).is_finite() and Decimal(text) > 0
         except InvalidOperation:

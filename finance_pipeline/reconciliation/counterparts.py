@@ -20,32 +20,39 @@ import pandas as pd
 
 from finance_pipeline.reconciliation.engine import Reconciliation, Tolerances, reconcile
 
-# (provider, reference) pairs -> the lines of the entries outside the read window naming them.
-Fetch = Callable[[list[tuple[str, str]]], pd.DataFrame]
+# ((provider, reference) pairs, later_only) -> the lines of the entries outside the read window
+# naming them (with later_only, only those dated after it).
+Fetch = Callable[[list[tuple[str, str]], bool], pd.DataFrame]
 MAX_ROUNDS = 8
 
 
 def open_references(rec: Reconciliation, lines: pd.DataFrame, stripe: pd.DataFrame,
-                    payouts: pd.DataFrame) -> set[tuple[str, str]]:
-    """Every (provider, reference) a discrepancy row of ``rec`` stands on: the reference of each
-    entry it names and both keys (own id, source) of each provider record it names."""
+                    payouts: pd.DataFrame) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    """The (provider, reference) pairs the discrepancy rows of ``rec`` stand on, as (any date,
+    later only): both keys (own id, source) of each provider record a row names, whose booking
+    may be on any day; the reference of each entry a row names, followed only forward (its
+    later corrections), except for a reversal, whose target may be earlier. An entry is never
+    folded into a claim of an earlier day that was reconciled without it."""
     disc = rec.discrepancies
+    anywhere: set[tuple[str, str]] = set()
+    later: set[tuple[str, str]] = set()
     if disc.empty:
-        return set()
-    refs: set[tuple[str, str]] = set()
+        return anywhere, later
     journals = set(disc["journal_id"].dropna().astype(str))
     if journals and len(lines):
         named = lines[lines["journal_id"].isin(journals) & lines["provider_reference"].notna()]
-        refs |= set(zip(named["provider"].astype(str), named["provider_reference"].astype(str)))
+        for provider, ref, kind in zip(named["provider"].astype(str), named["provider_reference"].astype(str),
+                                       named["kind"].astype(str)):
+            (anywhere if kind == "reversal" else later).add((provider, ref))
     records = disc[disc["provider_id"].notna()]
     for provider, frame, key in (("stripe", stripe, "source"), ("payout_sandbox", payouts, "payout_id")):
         ids = set(records.loc[records["provider"] == provider, "provider_id"].astype(str))
         if not ids or not len(frame):
             continue
         hit = frame[frame["id"].isin(ids)]
-        refs |= {(provider, str(v)) for v in hit["id"].tolist()}
-        refs |= {(provider, str(v)) for v in hit[key].dropna().tolist()}
-    return refs
+        anywhere |= {(provider, str(v)) for v in hit["id"].tolist()}
+        anywhere |= {(provider, str(v)) for v in hit[key].dropna().tolist()}
+    return anywhere, later - anywhere
 
 
 def _union(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
@@ -68,11 +75,17 @@ def reconcile_following_references(
         return rec, found
     for _ in range(MAX_ROUNDS):
         both = lines if found.empty else _union([lines, found])
-        refs = open_references(rec, both, stripe, payouts) - asked
-        if not refs:
+        anywhere, later = open_references(rec, both, stripe, payouts)
+        anywhere = {("any", *r) for r in anywhere}
+        later = {("later", *r) for r in later}
+        todo = (anywhere | later) - asked
+        if not todo:
             break
-        asked |= refs
-        new = fetch(sorted(refs))
+        asked |= todo
+        parts = [fetch(sorted((p, r) for how, p, r in todo if how == h), h == "later") for h in ("any", "later")
+                 if any(how == h for how, _, _ in todo)]
+        new = _union(parts) if any(len(p) for p in parts) else both.iloc[0:0]
+        new = new.drop_duplicates(["journal_id", "line_no"])
         new = new[~new["journal_id"].isin(both["journal_id"])] if len(new) else new
         if not len(new):
             break

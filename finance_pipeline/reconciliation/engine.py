@@ -311,10 +311,14 @@ def provider_records(stripe: pd.DataFrame, payouts: pd.DataFrame,
     parts = []
     if len(stripe):
         arrival = np.full(len(stripe), -1, dtype=np.int64)
+        status = np.full(len(stripe), "settled", dtype=object)
         if stripe_payouts is not None and len(stripe_payouts):
             known = stripe_payouts.dropna(subset=["balance_transaction"])
             at = dict(zip(known["balance_transaction"].tolist(), (known["arrival_date"] * _US).tolist()))
             arrival = np.asarray([at.get(t, -1) for t in stripe["id"].tolist()], dtype=np.int64)
+            # A payout Stripe failed or cancelled: its money came back (payout_failure/cancel).
+            failed = set(known.loc[known["status"].isin(["failed", "canceled"]), "balance_transaction"].tolist())
+            status = np.where(stripe["id"].isin(failed).to_numpy(dtype=bool), "failed", "settled").astype(object)
         # The balance a record moved decides which ledger role its net meets (-1: unknown
         # balance_type, the gate names it; compared as payments).
         balance = (stripe["balance_type"].fillna(DEFAULT_BALANCE_TYPE) if "balance_type" in stripe.columns
@@ -325,7 +329,7 @@ def provider_records(stripe: pd.DataFrame, payouts: pd.DataFrame,
             "ts_us": stripe["created"].to_numpy(dtype=np.int64) * _US,
             "currency": stripe["currency"].str.upper().to_numpy(),
             "gross": stripe["amount"].to_numpy(dtype=np.int64), "fee": stripe["fee"].to_numpy(dtype=np.int64),
-            "net": stripe["net"].to_numpy(dtype=np.int64), "status": "settled",
+            "net": stripe["net"].to_numpy(dtype=np.int64), "status": status,
             "category": stripe["reporting_category"].to_numpy(), "net_role": net_role,
             "rate": (stripe["exchange_rate"].to_numpy(dtype=object, na_value=None) if "exchange_rate" in stripe.columns
                      else None),
@@ -394,6 +398,7 @@ def reconcile(lines: pd.DataFrame, stripe: pd.DataFrame, payouts: pd.DataFrame, 
     cand["by"] = "amount"
     pairs = pd.concat([pairs, cand], ignore_index=True)
 
+    pairs["anchor"] = pair_anchors(pairs, claims, recs, tol)
     n_r = pairs.groupby("c")["r"].transform("size")
     n_c = pairs.groupby("r")["c"].transform("size")
     multi_live = pairs["c"].map(claims["live"]) > 1
@@ -428,7 +433,9 @@ def reconcile(lines: pd.DataFrame, stripe: pd.DataFrame, payouts: pd.DataFrame, 
                    + lc["ref"].fillna("(no reference)") + " but the provider has no such record"),
     }))
     # A pending or failed payout nobody booked is consistent; only money that moved must be booked.
-    lr = recs[~paired_r & _inside(recs["ts_us"], lo_us, hi_us) & (recs["status"] == "settled")]
+    # (A Stripe balance transaction moved money whatever its payout's status.)
+    lr = recs[~paired_r & _inside(recs["ts_us"], lo_us, hi_us)
+              & ((recs["status"] == "settled") | (recs["provider"] == "stripe"))]
     found.append(pd.DataFrame({
         "class": "LEDGER_MISSING", "provider": lr["provider"], "provider_id": lr["id"], "journal_id": None,
         "currency": lr["currency"], "provider_amount_minor": lr["gross"], "ledger_amount_minor": None,
@@ -444,8 +451,6 @@ def reconcile(lines: pd.DataFrame, stripe: pd.DataFrame, payouts: pd.DataFrame, 
     counts = {p: 0 for p in PROVIDERS}
     for p, n in recs["provider"].value_counts().items():
         counts[str(p)] = int(n)
-    if stripe_payouts is not None:
-        counts["stripe"] += len(stripe_payouts)  # the payout objects read are records too
     return Reconciliation(lo_us, hi_us, matches, disc, int(in_day.nunique()) if len(in_day) else 0,
                           counts)
 
@@ -543,10 +548,27 @@ def _may_differ(j: pd.DataFrame, lo_us: int, hi_us: int) -> np.ndarray:
 
 
 def _in_day_pairs(pairs: pd.DataFrame, claims: pd.DataFrame, lo_us: int, hi_us: int) -> pd.DataFrame:
-    """The pairs whose ledger side lies in the day (what ``j[_inside(j["ts_us_l"], ...)]`` keeps
-    after the join), selected before joining."""
-    ts = claims["ts_us"].to_numpy(dtype=np.int64)[pairs["c"].to_numpy(dtype=np.int64)]
+    """The pairs anchored in the day (``pair_anchors``), selected before joining."""
+    ts = pairs["anchor"].to_numpy(dtype=np.int64) if "anchor" in pairs.columns else \
+        claims["ts_us"].to_numpy(dtype=np.int64)[pairs["c"].to_numpy(dtype=np.int64)]
     return pairs[(ts >= lo_us) & (ts < hi_us)]
+
+
+def pair_anchors(pairs: pd.DataFrame, claims: pd.DataFrame, recs: pd.DataFrame, tol: Tolerances) -> np.ndarray:
+    """The instant that decides which day reports each pair: its ledger entry's, when that
+    entry's day can see the record (the record lies within that day's read window, or is a
+    payout arriving on it); else the record's, since no reconciliation of the ledger's day
+    ever read that record (a payout failure returned days after the payout was booked)."""
+    c = pairs["c"].to_numpy(dtype=np.int64)
+    r = pairs["r"].to_numpy(dtype=np.int64)
+    ledger_ts = claims["ts_us"].to_numpy(dtype=np.int64)[c]
+    rec_ts = recs["ts_us"].to_numpy(dtype=np.int64)[r]
+    arrival = recs["arrival_us"].to_numpy(dtype=np.int64)[r]
+    day_lo = ledger_ts - np.mod(ledger_ts, 86_400 * _US)
+    day_hi = day_lo + 86_400 * _US
+    margin = tol.time_s * _US
+    seen = ((rec_ts >= day_lo - margin) & (rec_ts <= day_hi + margin)) | ((arrival >= day_lo) & (arrival < day_hi))
+    return np.where(seen, ledger_ts, rec_ts)
 
 
 def _compare(pairs, claims, recs, lo_us, hi_us, tol: Tolerances) -> pd.DataFrame:
@@ -555,7 +577,7 @@ def _compare(pairs, claims, recs, lo_us, hi_us, tol: Tolerances) -> pd.DataFrame
     j = _joined(_in_day_pairs(pairs, claims, lo_us, hi_us), claims, recs,
                 only={"journal_id", "ts_us_l", "currency_l", "gross_l", "fee_l", "net_l", "ledger_status",
                       "provider", "id", "ts_us_p", "currency_p", "gross_p", "fee_p", "net_p", "status", "rate",
-                      "arrival_us"})
+                      "arrival_us", "category"})
     # Pairs that agree on everything below get no class (with tolerances >= 0): keep only the
     # others before any text is written.
     if min(tol.amount_for("AMOUNT_MISMATCH"), tol.amount_for("FEE_MISMATCH")) >= 0:
@@ -591,9 +613,21 @@ def _compare(pairs, claims, recs, lo_us, hi_us, tol: Tolerances) -> pd.DataFrame
     detail[status_off] = ref_text + ": ledger books it " + j["ledger_status"] + ", provider says " + j["status"] \
         + "; settle or re-trigger the payout, or reverse the ledger entry"
 
+    # A Stripe payout's return (payout_failure/payout_cancel) against the payout's own booking
+    # still standing: the ledger has the money at the bank, Stripe has it back.
+    stripe = j["provider"] == "stripe"
+    returned = stripe & (j["category"] == "payout_reversal")
+    stripe_status_off = cls.isna() & returned & (j["ledger_status"] == "settled") & (
+        np.sign(j["gross_l"]) == -np.sign(j["gross_p"])) & (j["gross_p"] != 0)
+    cls[stripe_status_off] = "STATUS_MISMATCH"
+    detail[stripe_status_off] = ref_text + ": ledger books the payout as settled, Stripe returned it (" \
+        + j["category"] + "); reverse the payout's booking"
+
     # Both sides agree no money moved (reversed in the ledger, failed or pending at the
-    # provider): the amounts have nothing left to agree on.
+    # provider, a Stripe payout failed or returned): the amounts have nothing left to agree on.
     no_money = (j["provider"] == "payout_sandbox") & (j["ledger_status"] == "reversed") & (j["status"] != "settled")
+    no_money = no_money | (stripe & (j["ledger_status"] == "reversed")
+                           & (returned | ((j["category"] == "payout") & (j["status"] == "failed"))))
     no_money = no_money | converted  # compared above, in the record's currency
     gross_off = cls.isna() & ~no_money & ((j["gross_l"] - j["gross_p"]).abs() > tol.amount_for("AMOUNT_MISMATCH"))
     cls[gross_off] = "AMOUNT_MISMATCH"
@@ -670,7 +704,7 @@ def _duplicates(pairs, claims, recs, lo_us, hi_us, cls: str) -> pd.DataFrame:
     g = j.groupby(group, sort=False).agg(
         provider=("provider", "first"), provider_id=("id", "first"), journal_id=("journal_id", "first"),
         currency=("currency_p", "first"), provider_amount_minor=("gross_p", "first"),
-        ledger_amount_minor=("gross_l", "first"), anchor=("ts_us_l", "min"),
+        ledger_amount_minor=("gross_l", "first"), anchor=("anchor", "min"),
         journals=("journals", lambda s: ", ".join(sorted({j for v in s for j in v.split(", ")}))),
         records=("id", lambda s: ", ".join(sorted(set(s)))),
     )

@@ -97,5 +97,11 @@ def test_a_charge_before_midnight_booked_after_the_tolerance_is_one_row_and_repl
         assert replay_dir(Path(record.location)).identical
         check = check_package(engine, record)
         assert check.error is None and not check.differences, check
+        # A later entry with the same reference (posted after publication) is no difference to
+        # the drill: it reads back exactly the entries the package names.
+        lo3, _ = day_bounds_us("2026-11-03")
+        post_entries(engine, [_charge("je-edge-later", lo3 + 3600 * US, "ch_edge_after")])
+        check = check_package(engine, record)
+        assert check.error is None and not check.differences, check
     finally:
         engine.dispose()

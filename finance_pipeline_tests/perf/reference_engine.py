@@ -148,12 +148,18 @@ def ledger_claims(lines: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)[cols]
 
 
-def provider_records(stripe: pd.DataFrame, payouts: pd.DataFrame) -> pd.DataFrame:
+def provider_records(stripe: pd.DataFrame, payouts: pd.DataFrame, stripe_payouts=None) -> pd.DataFrame:
     """Stripe balance transactions and payout records in one comparable frame."""
     cols = ["provider", "id", "key_source", "ts_us", "currency", "gross", "fee", "net",
-            "status", "category", "net_role", "rate"]
+            "status", "category", "net_role", "rate", "arrival_us"]
     parts = []
     if len(stripe):
+        arrival_of, failed = {}, set()
+        for p in ([] if stripe_payouts is None else stripe_payouts.to_dict("records")):
+            if p["balance_transaction"] is not None and not pd.isna(p["balance_transaction"]):
+                arrival_of[p["balance_transaction"]] = int(p["arrival_date"]) * _US
+                if p["status"] in ("failed", "canceled"):
+                    failed.add(p["balance_transaction"])
         balance = stripe["balance_type"] if "balance_type" in stripe.columns else pd.Series(None, index=stripe.index)
         net_role = [NET_ROLES.index(BALANCE_ROLES.get(b if isinstance(b, str) else "payments", "stripe_clearing"))
                     for b in balance]
@@ -162,8 +168,10 @@ def provider_records(stripe: pd.DataFrame, payouts: pd.DataFrame) -> pd.DataFram
             "ts_us": stripe["created"].to_numpy(dtype=np.int64) * _US,
             "currency": stripe["currency"].str.upper().to_numpy(),
             "gross": stripe["amount"].to_numpy(dtype=np.int64), "fee": stripe["fee"].to_numpy(dtype=np.int64),
-            "net": stripe["net"].to_numpy(dtype=np.int64), "status": "settled",
+            "net": stripe["net"].to_numpy(dtype=np.int64),
+            "status": ["failed" if t in failed else "settled" for t in stripe["id"]],
             "category": stripe["reporting_category"].to_numpy(), "net_role": np.asarray(net_role, dtype=np.int64),
+            "arrival_us": np.asarray([arrival_of.get(t, -1) for t in stripe["id"]], dtype=np.int64),
             "rate": (stripe["exchange_rate"].astype(object).where(stripe["exchange_rate"].notna(), None).to_numpy()
                      if "exchange_rate" in stripe.columns else None),
         }))
@@ -174,10 +182,10 @@ def provider_records(stripe: pd.DataFrame, payouts: pd.DataFrame) -> pd.DataFram
             "key_source": payouts["payout_id"].to_numpy(), "ts_us": payouts["ts_us"].to_numpy(dtype=np.int64),
             "currency": payouts["currency"].to_numpy(), "gross": amount, "fee": np.zeros_like(amount),
             "net": amount, "status": payouts["status"].to_numpy(), "category": "payout", "net_role": -1,
-            "rate": None,
+            "rate": None, "arrival_us": -1,
         }))
     if not parts:
-        return _empty(cols, ints=("ts_us", "gross", "fee", "net", "net_role"))
+        return _empty(cols, ints=("ts_us", "gross", "fee", "net", "net_role", "arrival_us"))
     return pd.concat(parts, ignore_index=True)[cols]
 
 
@@ -189,10 +197,10 @@ def _empty(cols, ints=()) -> pd.DataFrame:
 
 
 def reconcile(lines: pd.DataFrame, stripe: pd.DataFrame, payouts: pd.DataFrame, lo_us: int, hi_us: int,
-              tol: Tolerances = Tolerances()) -> Reconciliation:
+              tol: Tolerances = Tolerances(), stripe_payouts=None) -> Reconciliation:
     """Reconcile the day [lo_us, hi_us) and return its matches and discrepancies."""
     claims = ledger_claims(lines).reset_index(drop=True)
-    recs = provider_records(stripe, payouts).reset_index(drop=True)
+    recs = provider_records(stripe, payouts, stripe_payouts).reset_index(drop=True)
     claims["c"] = np.arange(len(claims))
     recs["r"] = np.arange(len(recs))
 
@@ -223,6 +231,16 @@ def reconcile(lines: pd.DataFrame, stripe: pd.DataFrame, payouts: pd.DataFrame, 
     cand["by"] = "amount"
     pairs = pd.concat([pairs, cand], ignore_index=True)
 
+    # Which day reports a pair: the ledger entry's, when that day's window reads the record (or
+    # the record is a payout arriving that day); else the record's.
+    anchors = []
+    for c, r in zip(pairs["c"].tolist(), pairs["r"].tolist()):
+        ledger_ts, rec_ts, arrival = int(claims.at[c, "ts_us"]), int(recs.at[r, "ts_us"]), int(recs.at[r, "arrival_us"])
+        day_lo = ledger_ts // (86_400 * _US) * 86_400 * _US
+        day_hi = day_lo + 86_400 * _US
+        seen = day_lo - tol.time_s * _US <= rec_ts <= day_hi + tol.time_s * _US or day_lo <= arrival < day_hi
+        anchors.append(ledger_ts if seen else rec_ts)
+    pairs["anchor"] = np.asarray(anchors, dtype=np.int64)
     n_r = pairs.groupby("c")["r"].transform("size")
     n_c = pairs.groupby("r")["c"].transform("size")
     multi_live = pairs["c"].map(claims["live"]) > 1
@@ -236,6 +254,16 @@ def reconcile(lines: pd.DataFrame, stripe: pd.DataFrame, payouts: pd.DataFrame, 
     # Several claims on one record, or one claim standing on several bookings of it.
     dup_ledger = pairs[(n_c > 1) | ((n_r == 1) & multi_live)]
     dup_provider = pairs[(n_r > 1) & (n_c == 1) & ~multi_live]
+    # A reversed booking against Stripe payout records that net to zero (a failed payout): matched.
+    netted_c = []
+    for c, group in dup_provider.groupby("c"):
+        rows = recs.loc[group["r"].tolist()]
+        if ((rows["provider"] == "stripe").all() and rows["category"].isin(["payout", "payout_reversal"]).all()
+                and int(rows["gross"].sum()) == 0 and claims.at[c, "live"] == 0
+                and claims.at[c, "ledger_status"] == "reversed"):
+            netted_c.append(c)
+    netted = dup_provider[dup_provider["c"].isin(netted_c)]
+    dup_provider = dup_provider[~dup_provider["c"].isin(netted_c)]
 
     found = []
     found.append(_compare(one_to_one, claims, recs, lo_us, hi_us, tol))
@@ -255,7 +283,8 @@ def reconcile(lines: pd.DataFrame, stripe: pd.DataFrame, payouts: pd.DataFrame, 
                    + lc["ref"].fillna("(no reference)") + " but the provider has no such record"),
     }))
     # A pending or failed payout nobody booked is consistent; only money that moved must be booked.
-    lr = recs[~recs["r"].isin(paired_r) & _inside(recs["ts_us"], lo_us, hi_us) & (recs["status"] == "settled")]
+    lr = recs[~recs["r"].isin(paired_r) & _inside(recs["ts_us"], lo_us, hi_us)
+              & ((recs["status"] == "settled") | (recs["provider"] == "stripe"))]
     found.append(pd.DataFrame({
         "class": "LEDGER_MISSING", "provider": lr["provider"], "provider_id": lr["id"], "journal_id": None,
         "currency": lr["currency"], "provider_amount_minor": lr["gross"], "ledger_amount_minor": None,
@@ -266,7 +295,7 @@ def reconcile(lines: pd.DataFrame, stripe: pd.DataFrame, payouts: pd.DataFrame, 
     disc = pd.concat([f for f in found if len(f)], ignore_index=True) if any(len(f) for f in found) else None
     disc = _finish_discrepancies(disc)
 
-    matches = _matches(one_to_one, claims, recs, lo_us, hi_us, disc)
+    matches = _matches(pd.concat([one_to_one, netted], ignore_index=True), claims, recs, lo_us, hi_us, disc)
     in_day = lines[_inside(lines["ts_us"], lo_us, hi_us)] if len(lines) else lines
     counts = {p: 0 for p in PROVIDERS}
     for p, n in recs["provider"].value_counts().items():
@@ -288,7 +317,7 @@ def _compare(pairs, claims, recs, lo_us, hi_us, tol: Tolerances) -> pd.DataFrame
     if pairs.empty:
         return pairs.iloc[0:0]
     j = _joined(pairs, claims, recs)
-    j = j[_inside(j["ts_us_l"], lo_us, hi_us)]
+    j = j[_inside(j["anchor"], lo_us, hi_us)]
     cls = pd.Series(None, index=j.index, dtype=object)
     p_amt = j["gross_p"].copy()
     l_amt = j["gross_l"].copy()
@@ -314,9 +343,20 @@ def _compare(pairs, claims, recs, lo_us, hi_us, tol: Tolerances) -> pd.DataFrame
     detail[status_off] = ref_text + ": ledger books it " + j["ledger_status"] + ", provider says " + j["status"] \
         + "; settle or re-trigger the payout, or reverse the ledger entry"
 
+    # A Stripe payout's return against the payout's own booking still standing.
+    stripe = j["provider"] == "stripe"
+    returned = stripe & (j["category"] == "payout_reversal")
+    off = cls.isna() & returned & (j["ledger_status"] == "settled") & (j["gross_p"] != 0) & (
+        np.sign(j["gross_l"]) == -np.sign(j["gross_p"]))
+    cls[off] = "STATUS_MISMATCH"
+    detail[off] = ref_text + ": ledger books the payout as settled, Stripe returned it (" + j["category"] \
+        + "); reverse the payout's booking"
+
     # Both sides agree no money moved (reversed in the ledger, failed or pending at the
-    # provider): the amounts have nothing left to agree on.
+    # provider, a Stripe payout failed or returned): the amounts have nothing left to agree on.
     no_money = (j["provider"] == "payout_sandbox") & (j["ledger_status"] == "reversed") & (j["status"] != "settled")
+    no_money = no_money | (stripe & (j["ledger_status"] == "reversed")
+                           & (returned | ((j["category"] == "payout") & (j["status"] == "failed"))))
     no_money = no_money | converted
     gross_off = cls.isna() & ~no_money & ((j["gross_l"] - j["gross_p"]).abs() > tol.amount_for("AMOUNT_MISMATCH"))
     cls[gross_off] = "AMOUNT_MISMATCH"
@@ -337,7 +377,7 @@ def _compare(pairs, claims, recs, lo_us, hi_us, tol: Tolerances) -> pd.DataFrame
     detail[net_off] = ref_text + ": net differs by " + (j["net_l"] - j["net_p"]).astype(str) \
         + " minor units (ledger minus provider); post an adjusting entry for the difference"
 
-    timing = cls.isna() & ~_inside(j["ts_us_p"], lo_us, hi_us)
+    timing = cls.isna() & ~_inside(j["ts_us_p"], lo_us, hi_us) & ~_inside(j["arrival_us"], lo_us, hi_us)
     cls[timing] = "TIMING_WINDOW"
     detail[timing] = ref_text + ": provider record is on the other side of the day's boundary ("\
         + ((j["ts_us_l"] - j["ts_us_p"]) // _US).astype(str) + " s apart, within the tolerance)"
@@ -362,7 +402,7 @@ def _duplicates(pairs, claims, recs, lo_us, hi_us, cls: str) -> pd.DataFrame:
     g = j.groupby(group, sort=False).agg(
         provider=("provider", "first"), provider_id=("id", "first"), journal_id=("journal_id", "first"),
         currency=("currency_p", "first"), provider_amount_minor=("gross_p", "first"),
-        ledger_amount_minor=("gross_l", "first"), anchor=("ts_us_l", "min"),
+        ledger_amount_minor=("gross_l", "first"), anchor=("anchor", "min"),
         journals=("journals", lambda s: ", ".join(sorted({j for v in s for j in v.split(", ")}))),
         records=("id", lambda s: ", ".join(sorted(set(s)))),
     )
@@ -395,7 +435,7 @@ def _matches(pairs, claims, recs, lo_us, hi_us, disc) -> pd.DataFrame:
     if pairs.empty:
         return _empty(MATCH_COLUMNS, ints=("amount_minor",))
     j = _joined(pairs, claims, recs)
-    j = j[_inside(j["ts_us_l"], lo_us, hi_us) & ~j["journal_id"].isin(disc["journal_id"].dropna())]
+    j = j[_inside(j["anchor"], lo_us, hi_us) & ~j["journal_id"].isin(disc["journal_id"].dropna())]
     out = pd.DataFrame({
         "provider": j["provider"], "provider_id": j["id"], "journal_id": j["journal_id"],
         "currency": j["currency_p"], "amount_minor": j["gross_p"].astype(np.int64), "matched_by": j["by"],

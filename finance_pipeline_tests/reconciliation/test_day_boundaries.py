@@ -36,18 +36,20 @@ def _day(day: str, entries: list[dict], txns: list[dict], payouts: list[dict], f
 
     w_lo, w_hi = recon_window_us(day, TOL.time_s)
     inside = [e for e in entries if w_lo <= _ts_of(e) < w_hi]
-    # The extract also reads the rest of each claim of the window, whatever its date.
+    # The extract also reads the rest of each claim of the window: later entries, and earlier
+    # ones that a reversal of the window undoes.
     claims = {(e["provider"], e["provider_reference"]) for e in inside if e["provider_reference"]}
-    inside += [e for e in entries if follow and not (w_lo <= _ts_of(e) < w_hi)
-               and (e["provider"], e["provider_reference"]) in claims]
+    reversing = {(e["provider"], e["provider_reference"]) for e in inside if e["kind"] == "reversal"}
+    inside += [e for e in entries if follow and (e["provider"], e["provider_reference"]) in claims
+               and (_ts_of(e) >= w_hi or (_ts_of(e) < w_lo and (e["provider"], e["provider_reference"]) in reversing))]
     inside.sort(key=lambda e: (_ts_of(e), e["journal_id"]))
     seen_txns = [t for t in txns if w_lo <= t["created"] * 1_000_000 < w_hi]
     seen_payouts = [p for p in payouts if w_lo <= parse_ts_us(p["settled_at"]) < w_hi]
     lines, stripe, pays = frames(inside, seen_txns, seen_payouts)
 
-    def fetch(refs):
+    def fetch(refs, later_only):
         wanted = set(refs)
-        outside = [e for e in entries if not (w_lo <= _ts_of(e) < w_hi)
+        outside = [e for e in entries if (_ts_of(e) >= w_hi if later_only else not (w_lo <= _ts_of(e) < w_hi))
                    and (e["provider"], e["provider_reference"]) in wanted]
         return frames(outside, [], [])[0]
 
@@ -129,5 +131,65 @@ def test_nothing_is_followed_on_a_day_without_open_references():
     lines, stripe, pays = frames(entries, txns, [])
     lo, hi = day_bounds_us(DAYS[1])
     rec, found = reconcile_following_references(lines, stripe, pays, lo, hi, TOL,
-                                                lambda refs: asked.append(refs) or lines.iloc[0:0])
+                                                lambda refs, later: asked.append(refs) or lines.iloc[0:0])
     assert asked == [] and found.empty and rec.discrepancies.empty
+
+
+def _stripe_payout(po: str, txn: str, at_s: int, amount: int, category: str = "payout") -> dict:
+    rec = charge_txn(txn, po, at_s, amount, category=category)
+    rec["type"] = {"payout": "payout", "payout_reversal": "payout_failure"}[category]
+    return rec
+
+
+def _bank_booking(po: str, at_s: int, amount: int, kind: str = "standard", jid: str | None = None) -> dict:
+    from finance_pipeline.domain.timeutil import format_ts_us
+
+    debit, credit = ("bank_usd", "stripe_clearing_usd") if kind == "standard" else ("stripe_clearing_usd", "bank_usd")
+    return {"journal_id": jid or f"je-{po}", "ts": format_ts_us(at_s * 1_000_000), "kind": kind, "memo": "payout",
+            "batch_id": None, "provider": "stripe", "provider_reference": po,
+            "reverses": f"je-{po}" if kind == "reversal" else None, "posted_by": "t", "reviewed_by": None,
+            "lines": [{"account_id": debit, "direction": "debit", "amount_minor": amount, "currency": "USD"},
+                      {"account_id": credit, "direction": "credit", "amount_minor": amount, "currency": "USD"}]}
+
+
+def test_a_stripe_payout_returned_days_later_is_reported_on_the_return_day_when_still_booked():
+    # Booked paid on day 1; Stripe returns it on day 2 morning; nobody reverses the booking.
+    txns = [_stripe_payout("po_f", "txn_po_f", D1_LO_S + 10 * 3600, -9_000),
+            _stripe_payout("po_f", "txn_po_ff", D2_LO_S + 9 * 3600, 9_000, category="payout_reversal")]
+    entries = [_bank_booking("po_f", D1_LO_S + 10 * 3600, 9_000)]
+    by_day = {day: _rows(_day(day, entries, txns, [])[0]) for day in DAYS}
+    # Each record once; the booking is named again by the return's row (it is that row's counterpart).
+    assert by_day[DAYS[0]] == [] and by_day[DAYS[1]] == [("MATCHED", "je-po_f", "txn_po_f")]
+    assert by_day[DAYS[2]] == [("STATUS_MISMATCH", "je-po_f", "txn_po_ff")]
+
+
+def test_a_stripe_payout_returned_and_reversed_the_next_day_reconciles_clean_on_both_days():
+    from finance_pipeline.providers.stripe_payouts import payouts_frame
+
+    txns = [_stripe_payout("po_f", "txn_po_f", D1_LO_S + 10 * 3600, -9_000),
+            _stripe_payout("po_f", "txn_po_ff", D2_LO_S + 9 * 3600, 9_000, category="payout_reversal")]
+    entries = [_bank_booking("po_f", D1_LO_S + 10 * 3600, 9_000),
+               _bank_booking("po_f", D2_LO_S + 9 * 3600 + 60, 9_000, kind="reversal", jid="je-po_f-rev")]
+    failed = payouts_frame([{"id": "po_f", "object": "payout", "amount": 9_000, "arrival_date": D2_LO_S,
+                             "created": D1_LO_S + 10 * 3600, "currency": "usd", "status": "failed",
+                             "balance_transaction": "txn_po_f"}])
+    lo, hi = day_bounds_us(DAYS[1])
+    day1, _, (lines, stripe, pays) = _day(DAYS[1], entries, txns, [])
+    day1 = reconcile(lines, stripe, pays, lo, hi, TOL, failed)  # the payout object says failed
+    assert _rows(day1) == [("MATCHED", "je-po_f", "txn_po_f")]
+    assert _rows(_day(DAYS[2], entries, txns, [])[0]) == [("MATCHED", "je-po_f", "txn_po_ff")]
+
+
+def test_a_correction_posted_after_its_claims_day_is_reported_on_its_own_day():
+    from finance_pipeline.domain.timeutil import format_ts_us
+
+    entries = [charge_entry("ch_x", D1_LO_S + 10 * 3600, 5_000)]
+    txns = [charge_txn("txn_x", "ch_x", D1_LO_S + 10 * 3600, 5_000)]
+    adjustment = {**charge_entry("ch_x", D2_LO_S + 10 * 3600, 100, jid="je-ch_x-adj"), "kind": "adjustment",
+                  "reviewed_by": "lead"}
+    adjustment["ts"] = format_ts_us((D2_LO_S + 10 * 3600) * 1_000_000)
+    # Day 1 was reconciled (and published) before the adjustment existed.
+    assert _rows(_day(DAYS[1], entries, txns, [])[0]) == [("MATCHED", "je-ch_x", "txn_x")]
+    # Day 2 does not fold it back into day 1's claim, where no report would ever show it.
+    rows = _rows(_day(DAYS[2], entries + [adjustment], txns, [])[0])
+    assert [(c, j) for c, j, _ in rows] == [("PROVIDER_MISSING", "je-ch_x-adj")]

@@ -53,13 +53,15 @@ def test_a_payout_booked_on_its_arrival_day_is_one_match_on_that_day():
     assert day2_stripe["id"].tolist() == ["txn_po_a"]
     rec = reconcile(lines, day2_stripe, empty, lo, hi, tol, day_payouts)
     assert rec.discrepancies.empty and rec.matches["journal_id"].tolist() == ["je-po_a"]
-    # Without the payout object it would be a timing difference across a whole day.
-    assert reconcile(lines, day2_stripe, empty, lo, hi, tol).discrepancies["class"].tolist() == ["TIMING_WINDOW"]
+    # Without the payout object day 2 could not tell the record arrives on it: the record's own
+    # day would report the pair.
+    alone = reconcile(lines, day2_stripe, empty, lo, hi, tol)
+    assert alone.matches.empty and alone.discrepancies.empty
 
     # Day 1 holds the balance transaction; it follows the reference to day 2's booking.
     lo, hi = day_bounds_us(D1)
     rec, found = reconcile_following_references(
-        lines.iloc[0:0], stripe, empty, lo, hi, tol, lambda refs: lines if ("stripe", "po_a") in refs else lines.iloc[0:0],
+        lines.iloc[0:0], stripe, empty, lo, hi, tol, lambda refs, later: lines if ("stripe", "po_a") in refs else lines.iloc[0:0],
         stripe_payouts=payouts_frame([payout]))
     assert rec.discrepancies.empty and rec.matches.empty and found["journal_id"].unique().tolist() == ["je-po_a"]
 
@@ -103,14 +105,18 @@ def test_the_day_pulls_payouts_created_in_its_window_and_arriving_on_it(stripe_s
     both = with_payout_transactions(stripe, frame)
     assert both["id"].tolist() == ["txn_early", "txn_today"]
 
-    # Published: the payout objects and the fetched transaction are provider records; the
-    # replay splits them back into the same frames.
+    # Published: the fetched transaction is a provider record, the payout objects are context
+    # (they decide how the records compare); the replay rebuilds the same frames from both.
+    from finance_pipeline.export.bundle import payout_objects
+
     data, count = provider_records_file(stripe, frames([], [], [])[2], *payout_record_frames(frame, stripe["id"]))
-    assert count == 4
+    assert count == 2
     import json
     records = [json.loads(line) for line in data.decode().splitlines()]
-    assert [r["id"] for r in records] == ["po_early", "po_today", "txn_early", "txn_today"]
-    txns, payouts, objects = provider_frames(records)
+    assert [r["id"] for r in records] == ["txn_early", "txn_today"]
+    objects_published = payout_objects(frame)
+    assert [p["id"] for p in objects_published] == ["po_early", "po_today"]
+    txns, payouts, objects = provider_frames(records, objects_published)
     assert txns["id"].tolist() == ["txn_early", "txn_today"] and payouts.empty
     assert objects.drop(columns=["balance_transaction_record"]).equals(
         frame.drop(columns=["balance_transaction_record"]))

@@ -209,8 +209,10 @@ def test_the_rate_reads_the_same_from_stripe_and_from_a_published_record():
     published = {**txn, "exchange_rate": "1.234"}  # canonical JSON keeps the float as text
     assert balance_transactions_frame([txn])["exchange_rate"].tolist() == ["1.234"]
     assert balance_transactions_frame([published])["exchange_rate"].tolist() == ["1.234"]
-    with pytest.raises(ValueError, match="exchange_rate"):
-        balance_transactions_frame([{**txn, "exchange_rate": "abc"}])
+    assert balance_transactions_frame([{**txn, "exchange_rate": 1}])["exchange_rate"].tolist() == ["1"]
+    for bad in ("abc", True, 0, -1.5, "NaN"):
+        with pytest.raises(ValueError, match="exchange_rate"):
+            balance_transactions_frame([{**txn, "exchange_rate": bad}])
 
 
 def test_every_demo_day_carries_real_stripe_activity_and_reconciles_clean():

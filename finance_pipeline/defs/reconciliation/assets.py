@@ -22,11 +22,17 @@ FRAME_INPUTS = ("ledger_extract", "stripe_balance_transactions", "stripe_payouts
 
 
 def counterparts_sha256(counterparts: pd.DataFrame) -> str:
-    """The digest of the entries found outside the read window (their spec leaves, in order)."""
+    """The digest of the entries found outside the read window: their spec leaves, in order,
+    and the role of each account they touch (the roles decide their net and fee)."""
+    from finance_pipeline.domain.canonical import canonical_bytes
     from finance_pipeline.ledger.extract import entry_leaves_jsonl
     from finance_pipeline.quality.verdicts import sha256_of
 
-    return sha256_of(entry_leaves_jsonl(counterparts) if len(counterparts) else b"")
+    if not len(counterparts):
+        return sha256_of(b"")
+    roles = sorted({(str(a), None if pd.isna(r) else str(r))
+                    for a, r in zip(counterparts["account_id"], counterparts["account_role"])})
+    return sha256_of(entry_leaves_jsonl(counterparts) + canonical_bytes([list(r) for r in roles]))
 
 
 def gate_inputs(day: str, sources: dict, report: dict, recon: ReconciliationSettings,
@@ -136,7 +142,8 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
         stripe = with_payout_transactions(stripe_balance_transactions.read(without=["record"]), day_payouts)
         rec, counterparts = reconcile_following_references(
             lines, stripe, payouts, lo, hi, recon.tolerances(),
-            lambda refs: extract_linked_lines(ledger.engine(), refs, w_lo, w_hi), stripe_payouts=day_payouts)
+            lambda refs, later: extract_linked_lines(ledger.engine(), refs, w_lo, w_hi, later_only=later),
+            stripe_payouts=day_payouts)
         del stripe
         report = build_report(rec)
         counts = rec.counts
