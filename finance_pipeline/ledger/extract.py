@@ -169,11 +169,11 @@ def extract_continuation_lines(engine: sa.Engine, lo_us: int, hi_us: int) -> pd.
                # after its claim's day is reported on its own day, never folded back.
                sa.or_(outer.c.ts_us >= int(hi_us), sa.and_(outer.c.ts_us < int(lo_us), inner.c.kind == "reversal")))
     )
+    # The ids first (usually none): the lines are then read by id, so the planner is never
+    # tempted to scan every line of the ledger's history for an estimated-large IN list.
     with engine.connect() as conn:
-        stmt = _statement(conn.dialect.name, lo_us, hi_us, [col for _, col, _ in _SPEC],
-                          where=_E.journal_id.in_(linked))
-        rows = conn.execute(stmt).all()
-    return _rows_frame(rows)
+        ids = sorted(set(conn.execute(linked.distinct()).scalars()))
+    return extract_entries_lines(engine, ids) if ids else _rows_frame([])
 
 
 def extract_entries_lines(engine: sa.Engine, journal_ids: Iterable[str], *, batch: int = 500) -> pd.DataFrame:
