@@ -11,7 +11,7 @@ from finance_pipeline import settings
 from finance_pipeline.defs.drill.jobs import build_jobs as build_drill_jobs
 from finance_pipeline.defs.io_managers import ParquetIOManager
 from finance_pipeline.defs.ledger import assets as ledger_assets
-from finance_pipeline.defs.ops import build_defs as build_ops_defs
+from finance_pipeline.defs.oncall import build_defs as build_oncall_defs
 from finance_pipeline.defs.partitions import daily_partitions, validate_chain_start
 from finance_pipeline.defs.proofs import assets as proof_assets
 from finance_pipeline.defs.providers import assets as provider_assets
@@ -110,7 +110,7 @@ def build_definitions(partitions_start: str | None = None, chain_start: str | No
     # location's import once per run, not once per step.
     core = dg.Definitions(assets=assets, jobs=build_drill_jobs(), resources=build_resources(),
                           executor=dg.in_process_executor)
-    return dg.Definitions.merge(core, build_ops_defs(partitions))
+    return dg.Definitions.merge(core, build_oncall_defs(partitions))
 
 
 @dg.definitions

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from finance_pipeline.cli import accounts, db, demo, export, journal, ops, proofs, sandbox, serve, signing
+from finance_pipeline.cli import accounts, db, demo, export, journal, oncall, proofs, sandbox, serve, signing
 
 
 @click.group()
@@ -13,6 +13,6 @@ def main() -> None:
     """Ledger reconciliation and signed proof packages for finance teams."""
 
 
-for _module in (db, accounts, journal, export, proofs, signing, sandbox, demo, ops, serve):
+for _module in (db, accounts, journal, export, proofs, signing, sandbox, demo, oncall, serve):
     for _command in _module.COMMANDS:
         main.add_command(_command)

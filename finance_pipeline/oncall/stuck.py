@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from finance_pipeline.domain.timeutil import format_ts_us
 from finance_pipeline.ledger.schema import audit_events, payout_approvals, payouts
-from finance_pipeline.ops.notify import Alert
+from finance_pipeline.oncall.notify import Alert
 
 DEFAULT_SLA_S = 4 * 3600
 STUCK_PAYOUT = "stuck_payout"

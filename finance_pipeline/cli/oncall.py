@@ -49,7 +49,7 @@ def repair_batch_cmd(batch_id: str, actor: str | None, reconcile: bool, database
     """
     from finance_pipeline.domain.journal import JournalValidationError
     from finance_pipeline.ledger.errors import LedgerError
-    from finance_pipeline.ops.repair import RepairRefusedError, repair_batch
+    from finance_pipeline.oncall.repair import RepairRefusedError, repair_batch
 
     with ledger_engine(database_url) as engine:
         try:
@@ -66,9 +66,10 @@ def repair_batch_cmd(batch_id: str, actor: str | None, reconcile: bool, database
         # The Dagster definitions read the ledger from DATABASE_URL.
         os.environ["DATABASE_URL"] = database_url
     from finance_pipeline.defs.launch import instance
-    from finance_pipeline.defs.ops import full_definitions, rereconcile_days
+    from finance_pipeline.definitions import build_definitions
+    from finance_pipeline.defs.oncall import rereconcile_days
 
-    for day in rereconcile_days(full_definitions(), list(result.days), instance(),
+    for day in rereconcile_days(build_definitions(), list(result.days), instance(),
                                 tags={"finance_pipeline/launched_by": "cli:repair-batch"}):
         gates = ", ".join(f"{k}={'pass' if v else 'FAIL'}" for k, v in sorted(day["checks"].items()))
         click.echo(f"{day['day']}  re-reconciled  run_id={day['run_id']}  {gates or 'no gates ran'}")
@@ -84,7 +85,7 @@ def retrigger_settlement_cmd(payout_id: str, actor: str, database_url: str | Non
     Refused (exit 1, naming the missing roles) unless its approval quorum still holds.
     """
     from finance_pipeline import settings
-    from finance_pipeline.ops.stuck import retrigger_settlement
+    from finance_pipeline.oncall.stuck import retrigger_settlement
     from finance_pipeline.payouts.service import PayoutError
     from finance_pipeline.providers import ProviderError
 
@@ -123,8 +124,8 @@ def incidents_cmd(as_json: bool, sla_s: int | None, grace_s: int | None, databas
 
     Exit 0 when there are none, 1 when any is open.
     """
-    from finance_pipeline.ops.imbalance import DEFAULT_BATCH_GRACE_S, find_incidents
-    from finance_pipeline.ops.stuck import DEFAULT_SLA_S, find_stuck_payouts
+    from finance_pipeline.oncall.imbalance import DEFAULT_BATCH_GRACE_S, find_incidents
+    from finance_pipeline.oncall.stuck import DEFAULT_SLA_S, find_stuck_payouts
 
     sla = sla_s if sla_s is not None else _env_seconds("FP_STUCK_PAYOUT_SLA_S", DEFAULT_SLA_S)
     grace = grace_s if grace_s is not None else _env_seconds("FP_BATCH_GRACE_S", DEFAULT_BATCH_GRACE_S)

@@ -1,4 +1,4 @@
-"""On-call sensors: thin wrappers over ``finance_pipeline.ops``.
+"""On-call sensors: thin wrappers over ``finance_pipeline.oncall``.
 
 Each alerting sensor keeps the keys of the incidents it has alerted in its cursor
 (``AlertCursor``), so an incident alerts once, however many ticks it stays open.
@@ -9,8 +9,8 @@ No `from __future__ import annotations`: Dagster inspects the annotation types.
 
 import dagster as dg
 
-from finance_pipeline.defs.ops.jobs import AFFECTED_DAYS_TAG, INCIDENT_TAG, LAUNCHED_BY_TAG
-from finance_pipeline.defs.ops.resources import NotifierResource, OpsSettings
+from finance_pipeline.defs.oncall.jobs import AFFECTED_DAYS_TAG, INCIDENT_TAG, LAUNCHED_BY_TAG
+from finance_pipeline.defs.oncall.resources import NotifierResource, OpsSettings
 from finance_pipeline.defs.resources import LedgerResource, SigningResource
 
 # Every 5 minutes: the queries are single aggregates, and an imbalance is not a seconds matter.
@@ -36,8 +36,8 @@ def build_ledger_imbalance_sensor(rereconcile_job, partitions_def: dg.Partitions
     def ledger_imbalance_sensor(context: dg.SensorEvaluationContext, ledger: LedgerResource,
                                 notifier: NotifierResource, ops_settings: OpsSettings):
         from finance_pipeline.ledger.audit import now_us
-        from finance_pipeline.ops.imbalance import find_incidents
-        from finance_pipeline.ops.notify import AlertCursor
+        from finance_pipeline.oncall.imbalance import find_incidents
+        from finance_pipeline.oncall.notify import AlertCursor
 
         engine = ledger.engine()
         now = now_us()
@@ -78,8 +78,8 @@ def build_stuck_payout_sensor():
     def stuck_payout_sensor(context: dg.SensorEvaluationContext, ledger: LedgerResource,
                             notifier: NotifierResource, ops_settings: OpsSettings):
         from finance_pipeline.ledger.audit import now_us
-        from finance_pipeline.ops.notify import AlertCursor
-        from finance_pipeline.ops.stuck import find_stuck_payouts
+        from finance_pipeline.oncall.notify import AlertCursor
+        from finance_pipeline.oncall.stuck import find_stuck_payouts
 
         engine = ledger.engine()
         now = now_us()
@@ -106,7 +106,7 @@ def build_signing_failure_sensor():
     )
     def signing_failure_sensor(context: dg.RunFailureSensorContext, ledger: LedgerResource,
                                signing: SigningResource, notifier: NotifierResource):
-        from finance_pipeline.ops.signing import (
+        from finance_pipeline.oncall.signing import (
             PROOF_STEP,
             signing_error_message,
             signing_failure_alert,

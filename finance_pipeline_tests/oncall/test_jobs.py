@@ -8,17 +8,17 @@ import dagster as dg
 import pytest
 
 from finance_pipeline.defs.launch import materialize_day
-from finance_pipeline.defs.ops import jobs, rereconcile_days
+from finance_pipeline.defs.oncall import jobs, rereconcile_days
 from finance_pipeline.defs.resources import LedgerResource, PayoutProviderResource
 from finance_pipeline.ledger.audit import list_events, now_us
 from finance_pipeline.ledger.batches import batch_status
 from finance_pipeline.ledger.engine import create_ledger_engine
 from finance_pipeline.ledger.schema import journal_batches
-from finance_pipeline.ops.imbalance import find_incidents
-from finance_pipeline.ops.repair import RepairRefusedError, repair_batch
+from finance_pipeline.oncall.imbalance import find_incidents
+from finance_pipeline.oncall.repair import RepairRefusedError, repair_batch
 from finance_pipeline.payouts.service import get_payout
 from finance_pipeline_tests.ledger import entry, ledger, pg_ledger_template  # noqa: F401  (fixtures)
-from finance_pipeline_tests.ops import (  # noqa: F401  (fixtures)
+from finance_pipeline_tests.oncall import (  # noqa: F401  (fixtures)
     HOUR_US,
     LATE_BATCH,
     LATE_DAY,

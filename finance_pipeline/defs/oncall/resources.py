@@ -19,7 +19,7 @@ class NotifierResource(dg.ConfigurableResource):
     timeout_s: float = 5.0
 
     def notifier(self, engine: Any, log: Callable[[str], Any] | None = None):
-        from finance_pipeline.ops.notify import Notifier
+        from finance_pipeline.oncall.notify import Notifier
 
         return Notifier(engine, log=log, webhook_url=self.webhook_url or None,
                         attempts=self.attempts, backoff_s=self.backoff_s, timeout_s=self.timeout_s)

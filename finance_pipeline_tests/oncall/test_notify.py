@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from finance_pipeline.ledger.audit import list_events
-from finance_pipeline.ops.notify import ALERT_ACTION, Alert, AlertCursor, Notifier
+from finance_pipeline.oncall.notify import ALERT_ACTION, Alert, AlertCursor, Notifier
 from finance_pipeline_tests.ledger import ledger, pg_ledger_template  # noqa: F401  (fixtures)
-from finance_pipeline_tests.ops import WebhookReceiver, refused_url, webhook  # noqa: F401
+from finance_pipeline_tests.oncall import WebhookReceiver, refused_url, webhook  # noqa: F401
 
 ALERT = Alert(kind="partial_batch", key="partial_batch:b-1", summary="batch b-1 is partly applied",
               severity="critical", detail={"batch_id": "b-1", "days": ["2026-11-02"], "amounts": {"USD": 1250}})
@@ -143,7 +143,7 @@ def test_the_operations_logic_does_not_need_dagster():
     import sys
 
     code = ("import sys\n"
-            "import finance_pipeline.ops.imbalance, finance_pipeline.ops.notify, finance_pipeline.ops.repair, "
-            "finance_pipeline.ops.signing, finance_pipeline.ops.stuck\n"
+            "import finance_pipeline.oncall.imbalance, finance_pipeline.oncall.notify, finance_pipeline.oncall.repair, "
+            "finance_pipeline.oncall.signing, finance_pipeline.oncall.stuck\n"
             "sys.exit(1 if 'dagster' in sys.modules else 0)\n")
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0

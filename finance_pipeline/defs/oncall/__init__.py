@@ -1,7 +1,7 @@
 """On-call operations in Dagster: sensors, jobs, the daily schedule and their resources.
 
 ``build_defs(partitions)`` is merged into the code location by ``finance_pipeline.definitions``.
-The logic lives in ``finance_pipeline.ops`` (plain Python); these are thin wrappers.
+The logic lives in ``finance_pipeline.oncall`` (plain Python); these are thin wrappers.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ def build_defs(partitions_def: dg.PartitionsDefinition, export_job=None) -> dg.D
     instead (it is then not added here, so the caller keeps it in its own Definitions).
     Needs the ``ledger``, ``payouts`` and ``signing`` resources of the main definitions.
     """
-    from finance_pipeline.defs.ops import jobs, schedules, sensors
-    from finance_pipeline.defs.ops.resources import build_ops_resources
+    from finance_pipeline.defs.oncall import jobs, schedules, sensors
+    from finance_pipeline.defs.oncall.resources import build_ops_resources
 
     own_export = export_job is None
     export_job = export_job or jobs.build_daily_export_job()
@@ -36,22 +36,6 @@ def build_defs(partitions_def: dg.PartitionsDefinition, export_job=None) -> dg.D
         ],
         resources=build_ops_resources(),
     )
-
-
-def full_definitions(partitions_start: str | None = None) -> dg.Definitions:
-    """The code location's definitions with the on-call operations in them.
-
-    Until ``finance_pipeline.definitions`` merges ``build_defs`` itself this merges it here,
-    so the CLI and the tests work either way.
-    """
-    from finance_pipeline.definitions import build_definitions
-    from finance_pipeline.defs.partitions import daily_partitions
-
-    defs = build_definitions(partitions_start)
-    if any(getattr(j, "name", None) == "repair_batch" for j in (defs.jobs or [])):
-        return defs
-    partitions = defs.resolve_assets_def("ledger_extract").partitions_def
-    return dg.Definitions.merge(defs, build_defs(partitions or daily_partitions(partitions_start)))
 
 
 def rereconcile_days(defs: dg.Definitions, days: list[str], instance: dg.DagsterInstance,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from finance_pipeline.ops.notify import Alert
+from finance_pipeline.oncall.notify import Alert
 
 SIGNING_FAILURE = "signing_failure"
 SIGNING_ERROR_CLASSES = ("SigningError", "SigningConfigError")

@@ -185,6 +185,6 @@ def sqlite_ops_world(tmp_path, monkeypatch):
 
 
 def ops_definitions():
-    from finance_pipeline.defs.ops import full_definitions
+    from finance_pipeline.definitions import build_definitions
 
-    return full_definitions(WORLD_START)
+    return build_definitions(WORLD_START)

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
-from finance_pipeline.defs.ops.jobs import LAUNCHED_BY_TAG
+from finance_pipeline.defs.oncall.jobs import LAUNCHED_BY_TAG
 
 DEFAULT_EXPORT_CRON = "0 2 * * *"
 

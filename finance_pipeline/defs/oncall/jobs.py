@@ -56,7 +56,7 @@ def roll_forward_batch(context: dg.OpExecutionContext, config: RepairBatchConfig
     """apply_batch on the staged payload: posts what is missing; refuses an invalid payload."""
     from finance_pipeline.domain.journal import JournalValidationError
     from finance_pipeline.ledger.errors import LedgerError
-    from finance_pipeline.ops.repair import RepairRefusedError, repair_batch
+    from finance_pipeline.oncall.repair import RepairRefusedError, repair_batch
 
     try:
         result = repair_batch(ledger.engine(), config.batch_id, actor=config.actor)
@@ -90,7 +90,7 @@ def repair_batch_job():
 def retrigger_payout_settlement(context: dg.OpExecutionContext, config: RetriggerSettlementConfig,
                                 ledger: LedgerResource, payouts: PayoutProviderResource):
     """Re-submit the payout; refused (the run fails) unless its approval quorum holds."""
-    from finance_pipeline.ops.stuck import retrigger_settlement
+    from finance_pipeline.oncall.stuck import retrigger_settlement
     from finance_pipeline.payouts.service import PayoutError
     from finance_pipeline.providers.retry import RetryPolicy
 

@@ -12,13 +12,13 @@ import click
 import dagster as dg
 
 from finance_pipeline.cli import main as _main
-from finance_pipeline.cli.ops import COMMANDS
+from finance_pipeline.cli.oncall import COMMANDS
 from finance_pipeline.ledger.audit import now_us
 from finance_pipeline.ledger.batches import batch_status
 from finance_pipeline.ledger.engine import create_ledger_engine
 from finance_pipeline.payouts.service import get_payout
 from finance_pipeline_tests.ledger import ledger, pg_ledger_template  # noqa: F401  (fixtures)
-from finance_pipeline_tests.ops import (  # noqa: F401  (fixtures)
+from finance_pipeline_tests.oncall import (  # noqa: F401  (fixtures)
     HOUR_US,
     LATE_BATCH,
     LATE_DAY,

@@ -7,13 +7,13 @@ import json
 
 import dagster as dg
 
-from finance_pipeline.defs.ops.resources import NotifierResource, OpsSettings
+from finance_pipeline.defs.oncall.resources import NotifierResource, OpsSettings
 from finance_pipeline.defs.resources import LedgerResource, SigningResource
 from finance_pipeline.ledger.audit import list_events, now_us
 from finance_pipeline.ledger.engine import create_ledger_engine
-from finance_pipeline.ops.notify import ALERT_ACTION
+from finance_pipeline.oncall.notify import ALERT_ACTION
 from finance_pipeline_tests.ledger import ledger, pg_ledger_template  # noqa: F401  (fixtures)
-from finance_pipeline_tests.ops import (  # noqa: F401  (fixtures)
+from finance_pipeline_tests.oncall import (  # noqa: F401  (fixtures)
     HOUR_US,
     LATE_BATCH,
     LATE_DAY,

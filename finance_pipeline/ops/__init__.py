@@ -1,5 +1,0 @@
-"""On-call operations as plain Python (no Dagster): incident queries, alerts, repairs.
-
-The Dagster sensors and jobs in ``finance_pipeline.defs.ops`` and the ``finance-pipeline``
-commands in ``finance_pipeline.cli.ops`` are thin wrappers over these modules.
-"""
