@@ -365,7 +365,6 @@ def test_every_object_the_sandbox_serves_conforms_to_stripes_openapi_subset(tmp_
     from finance_pipeline.demo.seed import seed
     from finance_pipeline.ledger.engine import create_ledger_engine
 
-    pytest.importorskip("jsonschema")
     if not REFERENCE.is_dir():
         pytest.fail(f"the Stripe reference data is missing at {REFERENCE}")
     engine = create_ledger_engine(f"sqlite:///{tmp_path / 'ledger.sqlite3'}")

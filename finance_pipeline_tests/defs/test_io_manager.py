@@ -6,6 +6,8 @@ from __future__ import annotations
 import dagster as dg
 import pandas as pd
 import pytest
+
+from finance_pipeline_tests.fixtures import skip_unless_ci
 from dagster_aws.s3 import S3Resource
 
 from finance_pipeline.defs.io_managers import AS_SOURCE, ParquetIOManager, StoredFrame
@@ -100,7 +102,7 @@ def test_steps_allocate_arrow_memory_from_jemalloc_unless_told_otherwise(env, po
     try:
         pa.jemalloc_memory_pool()
     except NotImplementedError:
-        pytest.skip("this pyarrow build has no jemalloc")
+        skip_unless_ci("this pyarrow build has no jemalloc")
     clean = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
     code = ("import pyarrow as pa; from finance_pipeline.defs.io_managers import release_unused_memory; "
             "release_unused_memory(); print(pa.default_memory_pool().backend_name)")

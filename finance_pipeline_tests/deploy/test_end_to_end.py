@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from finance_pipeline_tests.fixtures import skip_unless_ci
 from dagster import AssetKey
 
 from finance_pipeline_tests.defs.conftest import make_world
@@ -279,18 +281,12 @@ def _chromium() -> str | None:
     return None
 
 
-def _ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
 @pytest.fixture(scope="module")
 def chromium():
     path = _chromium()
     if path is None:
         message = "chromium not installed (apt-get install chromium, or set CHROMIUM_BIN)"
-        if _ci():
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_unless_ci(message)
     return path
 
 

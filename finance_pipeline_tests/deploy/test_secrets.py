@@ -79,12 +79,8 @@ def test_malformed_references():
 
 
 def test_resources_resolve_references_when_a_run_builds_them(sm):
-    import inspect
-
     from finance_pipeline.defs import resources
 
-    if "resolve_secret" not in inspect.getsource(resources):
-        pytest.skip("finance_pipeline/defs/resources.py does not resolve aws-sm:// references yet")
     name = _name("ledger")
     sm.create_secret(Name=name, SecretString=json.dumps({"url": "sqlite:///v1.sqlite3"}))
     ledger = resources.LedgerResource(database_url=f"aws-sm://{name}#url")

@@ -11,6 +11,8 @@ import stat
 import subprocess
 
 import pytest
+
+from finance_pipeline_tests.fixtures import skip_unless_ci
 from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -116,7 +118,7 @@ def test_local_signer_detects_key_file_swapped_under_its_key_id(tmp_path):
 def test_local_signatures_verify_with_openssl(tmp_path):
     """The spec's auditor recipe: openssl dgst -sha256 -verify pub.pem -signature sig.der S.bin."""
     if shutil.which("openssl") is None:
-        pytest.skip("openssl not installed")
+        skip_unless_ci("openssl not installed")
     keys, _ = init_keys(tmp_path / "keys")
     signer = LocalSigner(None, "finance-lead", keys[0].path)
     (tmp_path / "pub.pem").write_text(signer.public_key_pem())
