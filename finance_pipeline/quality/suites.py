@@ -95,7 +95,7 @@ class SuiteSpec:
 
 def _gxe():
     """The GX expectations module (imported on first use: GX takes seconds to import)."""
-    from finance_pipeline.quality.gates import import_gx
+    from finance_pipeline.quality.gx import import_gx
 
     import_gx()
     import great_expectations.expectations as gxe

@@ -1,0 +1,107 @@
+"""The package's structure (issue 18): the domain rooms import no Dagster, no two modules import
+each other (directly or round a longer loop, lazy imports included), and the test folders
+mirror the package's."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "finance_pipeline"
+# The rooms that wrap Dagster (and the code location itself); every other room is plain Python.
+DAGSTER_ROOMS = {"defs", "definitions", "cli"}
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        out[name] = path
+    return out
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module an import statement in ``path`` names, at any depth (lazy imports too)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    graph = {}
+    for name, path in modules.items():
+        # A package and its own submodules are one room: their mutual imports are no cycle.
+        graph[name] = {t for t in _imports(path) if t in modules and t != name
+                       and not t.startswith(name + ".") and not name.startswith(t + ".")}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_cycles_lazy_imports_included():
+    assert _cycles(_graph()) == []
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+@pytest.mark.parametrize("room", sorted(p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"
+                                        and p.name not in DAGSTER_ROOMS))
+def test_the_plain_rooms_import_no_dagster(room):
+    users = [str(path.relative_to(ROOT)) for path in (PACKAGE / room).rglob("*.py")
+             if any(name == "dagster" or name.startswith(("dagster.", "dagster_")) for name in _imports(path))]
+    assert users == [], f"{room}/ is plain Python: move the Dagster part to finance_pipeline/defs/"
+
+
+def test_the_test_folders_mirror_the_package():
+    rooms = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    tests = {p.name for p in (ROOT / "finance_pipeline_tests").iterdir() if p.is_dir()}
+    # Rooms whose tests live elsewhere for a reason: the CLI is tested end to end (e2e/), the
+    # sandboxes and providers by the top-level test_*_sandbox / test_provider_pulls modules.
+    elsewhere = {"cli": "e2e", "sandboxes": "test_stripe_sandbox.py", "providers": "test_provider_pulls.py"}
+    missing = sorted(r for r in rooms - tests if r not in elsewhere)
+    assert missing == [], f"no finance_pipeline_tests/ folder for {missing}"
