@@ -8,13 +8,13 @@ invalid, the API rejects (the fuzz test holds us to that).
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from finance_pipeline.domain.canonical import MAX_SAFE_INT
 from finance_pipeline.domain.journal import FieldError
+from finance_pipeline.domain.strict_json import loads_strict
 
 JOURNAL_FORMAT = "finance-journal/1"
 Id = Annotated[str, Field(min_length=1, max_length=64)]
@@ -228,24 +228,6 @@ class SettleOut(BaseModel):
 # --------------------------------------------------------------------------- strict JSON input
 
 
-class _BadConstant(ValueError):
-    pass
-
-
-def _reject_constant(name: str) -> Any:
-    raise _BadConstant(f"{name} is not a JSON number")
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            # json.loads would keep the last one silently; in a ledger that hides a mistake.
-            raise ValueError(f"member {key!r} appears twice")
-        out[key] = value
-    return out
-
-
 def loads_body(raw: bytes) -> Any:
     """A request body as JSON; raises BodyError (a 422 naming the problem) when it is not usable."""
     try:
@@ -255,9 +237,7 @@ def loads_body(raw: bytes) -> Any:
     if not text.strip():
         raise BodyError([FieldError("$", "is empty; send a JSON object")])
     try:
-        value = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
-    except RecursionError:
-        raise BodyError([FieldError("$", "is nested too deeply")]) from None
+        value = loads_strict(text, allow_float=True)  # floats are read: validation names them
     except ValueError as exc:
         raise BodyError([FieldError("$", f"is not valid JSON ({exc})")]) from None
     problems = string_problems(value)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from datetime import date
 from typing import Any
 
 import click
+
+from finance_pipeline.domain.strict_json import loads_strict as _loads_strict
 
 from finance_pipeline.cli.db import (
     EXIT_REJECTED,
@@ -19,23 +20,10 @@ from finance_pipeline.cli.db import (
 )
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _no_duplicate_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            # json.loads would silently keep the last one; in a ledger that hides a mistake.
-            raise ValueError(f"member {key!r} appears twice")
-        out[key] = value
-    return out
-
-
 def loads_strict(text: str) -> Any:
-    """JSON without NaN/Infinity and without repeated member names."""
-    return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_members)
+    """A journal entry's JSON (domain/strict_json.py); floats are read, so that validation names
+    the amount that is not integer minor units."""
+    return _loads_strict(text, allow_float=True)
 
 
 @click.group("journal")

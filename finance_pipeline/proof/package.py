@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -58,36 +57,8 @@ class PackageLoadError(Exception):
     """A package that could not be read at all (missing or unreadable files, unknown scheme)."""
 
 
-# --- strict JSON ---------------------------------------------------------------------------
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _reject_float(text: str) -> Any:
-    raise ValueError(f"non-integer number {text} (amounts are integer minor units)")
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            # json.loads keeps the last duplicate silently; two parsers could read two documents.
-            raise ValueError(f"member {key!r} appears twice")
-        out[key] = value
-    return out
-
-
-def loads_strict(data: bytes | str, *, allow_float: bool = False) -> Any:
-    """Parse UTF-8 JSON, rejecting repeated member names, NaN/Infinity and (unless
-    ``allow_float``) non-integer numbers."""
-    text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
-    try:
-        return json.loads(text, parse_constant=_reject_constant,
-                          parse_float=float if allow_float else _reject_float,
-                          object_pairs_hook=_no_duplicates)
-    except RecursionError:
-        raise ValueError("JSON nested too deeply to be read") from None
+# --- strict JSON: one home, domain/strict_json.py (re-exported: the verifier's readers use it)
+from finance_pipeline.domain.strict_json import loads_strict  # noqa: E402,F401
 
 
 def sha256_hex(data: bytes) -> str:
