@@ -54,7 +54,7 @@ def serve_cmd(host: str, port: int, database_url: str | None, tokens_file: str |
 
     from finance_pipeline.api.app import create_app
     from finance_pipeline.payouts.policy import PayoutPolicy, PolicyConfigError
-    from finance_pipeline.payouts.provider import PayoutProviderClient
+    from finance_pipeline.providers.payout_client import PayoutProviderClient
 
     store = _store(tokens_file)
     if not any(r.active for r in store.records()):

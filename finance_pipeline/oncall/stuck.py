@@ -122,7 +122,7 @@ def retrigger_settlement(engine: sa.Engine, payout_id: str, *, base_url: str, to
 
     Raises the service's PayoutError subclasses (refused; nothing sent) and ProviderError.
     """
-    from finance_pipeline.payouts.provider import PayoutProviderClient
+    from finance_pipeline.providers.payout_client import PayoutProviderClient
     from finance_pipeline.payouts.service import submit_or_retrigger
 
     kwargs = {"retry": retry} if retry is not None else {}

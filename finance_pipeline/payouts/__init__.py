@@ -5,7 +5,7 @@ Plain Python (no FastAPI, no Dagster): the Finance API and the on-call Dagster j
 """
 
 from finance_pipeline.payouts.policy import APPROVAL_ROLES, PayoutPolicy, PolicyConfigError, Tier
-from finance_pipeline.payouts.provider import PayoutProviderClient, SettleResult
+from finance_pipeline.providers.payout_client import PayoutProviderClient, SettleResult
 from finance_pipeline.payouts.service import (
     Approval,
     ApprovalForbiddenError,

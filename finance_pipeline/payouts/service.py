@@ -25,7 +25,7 @@ from finance_pipeline.payouts.policy import APPROVAL_ROLES, PayoutPolicy, missin
 from finance_pipeline.providers import ProviderError
 
 if TYPE_CHECKING:
-    from finance_pipeline.payouts.provider import PayoutProviderClient
+    from finance_pipeline.providers.payout_client import PayoutProviderClient
 
 SUBJECT = "payout"
 FINISHED = ("settled", "failed")

@@ -1,23 +1,15 @@
-"""Pull settlements and pending payouts from the payout provider over HTTP (httpx)."""
+"""Pull settlements and pending payouts from the payout provider (its one client, payout_client.py)."""
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-import httpx
 import pandas as pd
 
 from finance_pipeline.domain.canonical import canonical_strs_of_json
 from finance_pipeline.domain.money import is_currency
 from finance_pipeline.domain.timeutil import TimestampError, format_ts_us, parse_ts_us
-from finance_pipeline.providers import ProviderError
-from finance_pipeline.providers.retry import (
-    RetryableFailure,
-    RetryPolicy,
-    call_with_retry,
-    is_retryable_status,
-    parse_retry_after,
-)
+from finance_pipeline.providers.retry import RetryPolicy
 
 PROVIDER = "payout_sandbox"
 
@@ -47,72 +39,13 @@ def _ts_text(value: str | int | None, name: str) -> str | None:
         raise ValueError(f"{name}: {exc}") from None
 
 
-def _error_message(resp: httpx.Response) -> str:
-    try:
-        err = resp.json()["error"]
-        text = str(err.get("message"))
-        return text + (f" (field {err['field']!r})" if err.get("field") else "")
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return resp.text[:200] or resp.reason_phrase
-
-
-def _get_page(client: httpx.Client, path: str, params: dict[str, Any], retry: RetryPolicy) -> dict:
-    endpoint = f"GET {path}"
-
-    def attempt() -> dict:
-        try:
-            resp = client.get(path, params=params)
-        except httpx.TransportError as exc:
-            raise RetryableFailure(None, f"connection failed: {type(exc).__name__}: {exc}") from exc
-        if is_retryable_status(resp.status_code):
-            raise RetryableFailure(
-                resp.status_code, _error_message(resp), parse_retry_after(resp.headers.get("retry-after"))
-            )
-        if resp.status_code == 401:
-            raise ProviderError(
-                PROVIDER, endpoint, 401, f"{_error_message(resp)}; check the payout provider token"
-            )
-        if resp.status_code != 200:
-            raise ProviderError(
-                PROVIDER, endpoint, resp.status_code, f"{_error_message(resp)}; the request was rejected"
-            )
-        try:
-            body = resp.json()
-        except ValueError:
-            raise ProviderError(PROVIDER, endpoint, 200, "response is not JSON") from None
-        if (
-            not isinstance(body, dict)
-            or not isinstance(body.get("data"), list)
-            or not (body.get("next_cursor") is None or isinstance(body.get("next_cursor"), str))
-        ):
-            raise ProviderError(PROVIDER, endpoint, 200, "response lacks 'data' list / 'next_cursor'")
-        return body
-
-    return call_with_retry(attempt, retry, provider=PROVIDER, endpoint=endpoint)
-
-
 def _pull_all(
     base_url: str, token: str, path: str, params: dict[str, Any], retry: RetryPolicy, page_size: int, timeout_s: float
 ) -> list[dict]:
-    if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
-        raise ValueError(f"page_size must be a positive int, got {page_size!r}")
-    out: list[dict] = []
-    seen_cursors: set[str] = set()
-    params = {k: v for k, v in params.items() if v is not None}
-    with httpx.Client(
-        base_url=base_url.rstrip("/"), headers={"Authorization": f"Bearer {token}"}, timeout=timeout_s
-    ) as client:
-        cursor: str | None = None
-        while True:
-            page_params = {**params, "limit": page_size, **({"cursor": cursor} if cursor else {})}
-            body = _get_page(client, path, page_params, retry)
-            out.extend(body["data"])
-            cursor = body["next_cursor"]
-            if cursor is None:
-                return out
-            if cursor in seen_cursors:
-                raise ProviderError(PROVIDER, f"GET {path}", 200, "next_cursor repeated; paging would never end")
-            seen_cursors.add(cursor)
+    from finance_pipeline.providers.payout_client import PayoutProviderClient
+
+    with PayoutProviderClient(base_url, token, retry, timeout_s=timeout_s) as client:
+        return client.list_all(path, params, page_size)
 
 
 def pull_settlements(

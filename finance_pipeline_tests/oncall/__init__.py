@@ -86,7 +86,7 @@ def make_stuck_payout(engine: sa.Engine, sandbox, payout_id: str, *, at_us: int,
     """A payout created, approved by finance-lead and security-engineer and submitted at
     ``at_us`` while the provider keeps it pending (the sandbox marks it stuck), all through the
     payouts service as production does. Approvals expire 24 h after ``at_us``."""
-    from finance_pipeline.payouts.provider import PayoutProviderClient
+    from finance_pipeline.providers.payout_client import PayoutProviderClient
     from finance_pipeline.payouts.service import approve, create_payout, submit_or_retrigger
 
     create_payout(engine, payout_id, amount_minor, "USD", "creator_4242", "ops:oscar", now_us=at_us)

@@ -1,4 +1,5 @@
-"""Client for the payout provider's mutating calls (create, settle) and a single-payout read.
+"""The one client of the payout provider's HTTP API: the pulls' paged reads (``list_all``), the
+mutating calls (create, settle) and a single-payout read, with one error and retry policy.
 
 Both POSTs are idempotent at the provider (create on ``payout_id``, settle on the payout), so
 they are retried like the pulls: on 429, 5xx and connection failures, even when the request may
@@ -74,12 +75,13 @@ class PayoutProviderClient:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def _call(self, method: str, path: str, ok: tuple[int, ...], json_body: Any = None) -> httpx.Response:
+    def _call(self, method: str, path: str, ok: tuple[int, ...], json_body: Any = None,
+              params: dict[str, Any] | None = None) -> httpx.Response:
         endpoint = f"{method} {path}"
 
         def attempt() -> httpx.Response:
             try:
-                resp = self._client.request(method, path, json=json_body)
+                resp = self._client.request(method, path, json=json_body, params=params)
             except httpx.TransportError as exc:
                 raise RetryableFailure(None, f"connection failed: {type(exc).__name__}: {exc}") from exc
             if is_retryable_status(resp.status_code):
@@ -112,6 +114,29 @@ class PayoutProviderClient:
                 "destination": destination, "metadata": metadata or {}}
         resp = self._call("POST", "/payouts", (200, 201), body)
         return self._json(resp, "POST /payouts")
+
+    def list_all(self, path: str, params: dict[str, Any], page_size: int) -> list[dict]:
+        """Every record of a paged list (``data`` + ``next_cursor``), page after page."""
+        if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
+            raise ValueError(f"page_size must be a positive int, got {page_size!r}")
+        endpoint = f"GET {path}"
+        params = {k: v for k, v in params.items() if v is not None}
+        out: list[dict] = []
+        seen_cursors: set[str] = set()
+        cursor: str | None = None
+        while True:
+            page = {**params, "limit": page_size, **({"cursor": cursor} if cursor else {})}
+            body = self._json(self._call("GET", path, (200,), params=page), endpoint)
+            if not isinstance(body.get("data"), list) or not (
+                    body.get("next_cursor") is None or isinstance(body.get("next_cursor"), str)):
+                raise ProviderError(PROVIDER, endpoint, 200, "response lacks 'data' list / 'next_cursor'")
+            out.extend(body["data"])
+            cursor = body["next_cursor"]
+            if cursor is None:
+                return out
+            if cursor in seen_cursors:
+                raise ProviderError(PROVIDER, endpoint, 200, "next_cursor repeated; paging would never end")
+            seen_cursors.add(cursor)
 
     def get(self, payout_id: str) -> dict[str, Any]:
         path = f"/payouts/{quote(payout_id, safe='')}"
