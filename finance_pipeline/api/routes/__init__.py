@@ -1,0 +1,1 @@
+"""The Finance API's endpoints, one router per domain: journal, proofs, payouts."""
