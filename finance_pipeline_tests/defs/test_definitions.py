@@ -66,3 +66,22 @@ def test_parity_policy_and_tolerances_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("RECON_BLOCKING_CLASSES", "LEDGER_MISING")
     with pytest.raises(ValueError, match="did you mean 'LEDGER_MISSING'"):
         build_definitions().resources["recon"].parity_policy()
+
+
+def test_the_uis_resource_config_shows_variable_names_not_secrets(monkeypatch):
+    """What the UI shows of a resource is its field values: a set variable is an EnvVar, whose
+    value is the variable's name, so no key, token or password reaches the instance."""
+    secrets = {"STRIPE_API_KEY": "sk_test_SECRETstripe123", "PAYOUT_API_TOKEN": "tok-SECRET-payout",
+               "DATABASE_URL": "postgresql://fp:SECRETpw@db.internal/ledger"}
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    shown = []
+    for key, resource in build_definitions().resources.items():
+        fields = getattr(type(resource), "model_fields", {})
+        for field_name in fields:
+            value = getattr(resource, field_name, None)
+            # An EnvVar refuses to be read as text outside a run: what the UI shows is its name.
+            text = f"EnvVar({value.env_var_name})" if isinstance(value, dg.EnvVar) else repr(value)
+            shown.append(text)
+            assert "SECRET" not in text, (key, field_name, text)
+    assert {f"EnvVar({name})" for name in secrets} <= set(shown), shown
