@@ -162,9 +162,8 @@ def provider_frames(provider_records: bytes, context: dict | None = None):
 
 def regenerate(engine: sa.Engine, pkg) -> tuple[dict, dict[str, bytes]]:
     """The statement (and data files) the restored ledger gives for the package's day."""
-    from finance_pipeline.domain.timeutil import recon_window_us
+    from finance_pipeline.domain.timeutil import parse_ts_us, recon_window_us
     from finance_pipeline.export.bundle import CONTEXT_FILE, build_bundle
-    from finance_pipeline.domain.timeutil import parse_ts_us
     from finance_pipeline.ledger.extract import extract_day_lines, extract_entries_lines
     from finance_pipeline.reconciliation.engine import Tolerances
 
@@ -172,7 +171,8 @@ def regenerate(engine: sa.Engine, pkg) -> tuple[dict, dict[str, bytes]]:
     day = statement["interval"]["from"][:10]
     if CONTEXT_FILE not in pkg.extra_files:
         raise DrillError(f"the package lacks {CONTEXT_FILE}, so its tolerances are unknown")
-    tol_doc = json.loads(pkg.extra_files[CONTEXT_FILE])["tolerances"]
+    context = json.loads(pkg.extra_files[CONTEXT_FILE])
+    tol_doc = context["tolerances"]
     tol = Tolerances(time_s=int(tol_doc["time_s"]), amount_minor=int(tol_doc["amount_minor"]),
                      per_class_minor={k: int(v) for k, v in tol_doc["per_class_minor"].items()})
     w_lo, w_hi = recon_window_us(day, tol.time_s)
@@ -180,11 +180,10 @@ def regenerate(engine: sa.Engine, pkg) -> tuple[dict, dict[str, bytes]]:
     # The entries beyond the window that the reconciliation read (the rest of a claim, a
     # followed reference), read back by id from the restored database: exactly the ones the
     # package names, so an entry posted after publication does not count as a difference.
-    followed = {e.get("journal_id") for e in json.loads(pkg.extra_files[CONTEXT_FILE]).get("boundary_entries", [])
+    followed = {e.get("journal_id") for e in context.get("boundary_entries", [])
                 if isinstance(e, dict) and not (w_lo <= parse_ts_us(str(e.get("ts"))) < w_hi)}
     counterparts = extract_entries_lines(engine, {j for j in followed if isinstance(j, str)})
-    stripe, payouts, stripe_payouts = provider_frames(pkg.provider_records or b"",
-                                                      json.loads(pkg.extra_files[CONTEXT_FILE]))
+    stripe, payouts, stripe_payouts = provider_frames(pkg.provider_records or b"", context)
     report = json.loads(pkg.reconciliation_report)
     bundle = build_bundle(day, lines, stripe, payouts, report, tol, statement["previous"],
                           counterparts=counterparts, stripe_payouts=stripe_payouts)

@@ -87,14 +87,6 @@ def provider_records(stripe: pd.DataFrame, payouts: pd.DataFrame, *more: pd.Data
     return out
 
 
-def with_counterparts(lines: pd.DataFrame, counterparts: pd.DataFrame | None) -> pd.DataFrame:
-    """The extract and the entries the reconciliation followed outside it, in extract order."""
-    if counterparts is None or not len(counterparts):
-        return lines
-    both = pd.concat([lines, counterparts.astype(lines.dtypes.to_dict())], ignore_index=True)
-    return both.sort_values(["ts_us", "journal_id", "line_no"], kind="mergesort").reset_index(drop=True)
-
-
 def _context_parts(day: str, lines: pd.DataFrame, tol: Tolerances,
                    stripe_payouts: pd.DataFrame | None = None) -> tuple[dict, pd.DataFrame]:
     lo, hi = day_bounds_us(day)
@@ -240,10 +232,9 @@ def provider_records_file(stripe: pd.DataFrame, payouts: pd.DataFrame, *more: pd
 def payout_record_frames(stripe_payouts: pd.DataFrame | None, stripe_ids: pd.Series) -> list[pd.DataFrame]:
     """The balance transactions fetched for the day's Stripe payouts that the balance pull does
     not hold, as a (provider, id, record) frame for the provider file (none when there are none)."""
-    if stripe_payouts is None or not len(stripe_payouts):
-        return []
-    fetched = stripe_payouts.dropna(subset=["balance_transaction_record"])
-    fetched = fetched[~fetched["balance_transaction"].isin(set(stripe_ids))]
+    from finance_pipeline.providers.stripe_payouts import fetched_not_pulled
+
+    fetched = fetched_not_pulled(stripe_payouts, stripe_ids)
     if not len(fetched):
         return []
     return [pd.DataFrame({c: fetched[src].astype("string[pyarrow]").to_numpy() for c, src in
@@ -291,7 +282,7 @@ def build_bundle(day: str, lines: pd.DataFrame | FrameSource, stripe: pd.DataFra
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from finance_pipeline.ledger.extract import entry_leaves_jsonl
+    from finance_pipeline.ledger.extract import entry_leaves_jsonl, union_lines
     from finance_pipeline.proof import package as pkg
     from finance_pipeline.proof.merkle import tree_head_and_size_of_lines
 
@@ -302,7 +293,8 @@ def build_bundle(day: str, lines: pd.DataFrame | FrameSource, stripe: pd.DataFra
     # hashlib and Arrow's kernels release the GIL: the context is written while the ledger file
     # is, and the Merkle tree is built while the provider file is.
     with ThreadPoolExecutor(max_workers=2) as pool:
-        context_future = pool.submit(context_bytes, day, with_counterparts(lines, counterparts), tol, stripe_payouts)
+        with_followed = lines if counterparts is None else union_lines(lines, counterparts)
+        context_future = pool.submit(context_bytes, day, with_followed, tol, stripe_payouts)
         ledger_bytes = entry_leaves_jsonl(lines, day_mask)
         root = pool.submit(tree_head_and_size_of_lines, ledger_bytes)
         totals = totals_by_currency(lines.loc[day_mask, ["amount_minor", "direction", "currency"]])

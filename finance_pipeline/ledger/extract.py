@@ -145,11 +145,17 @@ def extract_window_lines(engine: sa.Engine, lo_us: int, hi_us: int, **kwargs: An
     """What a day's reconciliation reads of the ledger: every entry in the window
     [lo_us, hi_us) (``extract_day_lines``), and the rest of each claim of the window, whatever
     its date (``extract_continuation_lines``: a reversal the next morning). Extract order."""
-    lines = extract_day_lines(engine, lo_us, hi_us, **kwargs)
-    rest = extract_continuation_lines(engine, lo_us, hi_us)
-    if not len(rest):
-        return lines
-    both = pd.concat([lines, rest], ignore_index=True)
+    return union_lines(extract_day_lines(engine, lo_us, hi_us, **kwargs),
+                       extract_continuation_lines(engine, lo_us, hi_us))
+
+
+def union_lines(first: pd.DataFrame, *more: pd.DataFrame) -> pd.DataFrame:
+    """Line frames as one, in extract order (ts_us, journal_id, line_no) and ``first``'s dtypes:
+    an extract and the entries read beside it. ``first`` itself when nothing is added."""
+    parts = [first] + [m.astype(first.dtypes.to_dict()) for m in more if len(m)]
+    if len(parts) == 1:
+        return first
+    both = pd.concat(parts, ignore_index=True)
     return both.sort_values(["ts_us", "journal_id", "line_no"], kind="mergesort").reset_index(drop=True)
 
 

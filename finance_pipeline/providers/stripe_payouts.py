@@ -104,18 +104,23 @@ def payouts_frame(payouts: list[Mapping[str, Any]], fetched: Mapping[str, Mappin
                          for (c, t), v in zip(PAYOUT_COLUMNS.items(), rows.values())})
 
 
-def extra_balance_transactions(payouts: pd.DataFrame, known_ids: set[str] | pd.Series) -> list[dict]:
-    """The fetched balance transactions of ``payouts`` that the balance pull does not hold, as
-    Stripe sent them (without the provider member), by id."""
-    if payouts is None or not len(payouts) or "balance_transaction_record" not in payouts.columns:
-        return []
-    known = set(known_ids)
+def fetched_not_pulled(payouts: pd.DataFrame | None, pulled_ids: set[str] | pd.Series) -> pd.DataFrame:
+    """The rows of ``payouts`` whose balance transaction was fetched and the balance pull does
+    not hold (``pulled_ids``): the reconciliation reads them, the provider file publishes them."""
+    if payouts is None or not len(payouts):
+        return pd.DataFrame({c: pd.Series([], dtype="string[pyarrow]") for c in PAYOUT_COLUMNS})
+    fetched = payouts.dropna(subset=["balance_transaction_record"])
+    return fetched[~fetched["balance_transaction"].isin(set(pulled_ids))]
+
+
+def extra_balance_transactions(payouts: pd.DataFrame | None, pulled_ids: set[str] | pd.Series) -> list[dict]:
+    """``fetched_not_pulled``'s balance transactions as Stripe sent them (without the provider
+    member), by id."""
     out = []
-    for text in payouts["balance_transaction_record"].dropna().tolist():
+    for text in fetched_not_pulled(payouts, pulled_ids)["balance_transaction_record"].tolist():
         rec = json.loads(text)
-        if rec.get("id") not in known:
-            rec.pop("provider", None)
-            out.append(rec)
+        rec.pop("provider", None)
+        out.append(rec)
     return sorted(out, key=lambda r: r["id"])
 
 
@@ -124,7 +129,7 @@ def with_payout_transactions(stripe: pd.DataFrame, payouts: pd.DataFrame | None)
     frame sorted by id: every balance transaction the day reads."""
     from finance_pipeline.providers.stripe_pull import balance_transactions_frame
 
-    extra = extra_balance_transactions(payouts, stripe["id"]) if payouts is not None else []
+    extra = extra_balance_transactions(payouts, stripe["id"])
     if not extra:
         return stripe
     more = balance_transactions_frame(extra)

@@ -8,16 +8,17 @@ whole ledger, whatever the date, and the day is reconciled again with what was f
 nothing new turns up. The entries found are published in the package's context
 (``boundary_entries``), so a replay reads exactly what this read and gives the same report.
 
-The provider side is not followed: a record further than the tolerance from the day it is
-booked on is reported on the ledger's day (docs/decisions.md, "Day boundaries").
+The provider side is not followed: which day reports a pair whose sides lie in different days
+is ``engine.pair_anchors``'s rule (docs/decisions.md, "Day boundaries").
 """
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Callable
 
 import pandas as pd
 
+from finance_pipeline.ledger.extract import union_lines
 from finance_pipeline.reconciliation.engine import Reconciliation, Tolerances, reconcile
 
 # ((provider, reference) pairs, later_only) -> the lines of the entries outside the read window
@@ -55,12 +56,6 @@ def open_references(rec: Reconciliation, lines: pd.DataFrame, stripe: pd.DataFra
     return anywhere, later - anywhere
 
 
-def _union(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
-    frames = [f for f in frames if len(f)]
-    out = pd.concat(frames, ignore_index=True)
-    return out.sort_values(["ts_us", "journal_id", "line_no"], kind="mergesort").reset_index(drop=True)
-
-
 def reconcile_following_references(
     lines: pd.DataFrame, stripe: pd.DataFrame, payouts: pd.DataFrame, lo_us: int, hi_us: int,
     tol: Tolerances, fetch: Fetch | None, stripe_payouts: pd.DataFrame | None = None,
@@ -69,26 +64,26 @@ def reconcile_following_references(
     name. Returns the reconciliation and those entries' lines (``lines``' columns; empty when
     none was needed), which the package's context must carry."""
     found = lines.iloc[0:0]
-    asked: set[tuple[str, str]] = set()
     rec = reconcile(lines, stripe, payouts, lo_us, hi_us, tol, stripe_payouts)
     if fetch is None:
         return rec, found
+    # What was asked already, per direction (a reference asked forward may later be asked anywhere).
+    asked: dict[bool, set[tuple[str, str]]] = {False: set(), True: set()}
     for _ in range(MAX_ROUNDS):
-        both = lines if found.empty else _union([lines, found])
+        both = union_lines(lines, found)
         anywhere, later = open_references(rec, both, stripe, payouts)
-        anywhere = {("any", *r) for r in anywhere}
-        later = {("later", *r) for r in later}
-        todo = (anywhere | later) - asked
-        if not todo:
+        todo = {False: anywhere - asked[False], True: later - asked[True]}
+        if not any(todo.values()):
             break
-        asked |= todo
-        parts = [fetch(sorted((p, r) for how, p, r in todo if how == h), h == "later") for h in ("any", "later")
-                 if any(how == h for how, _, _ in todo)]
-        new = _union(parts) if any(len(p) for p in parts) else both.iloc[0:0]
-        new = new.drop_duplicates(["journal_id", "line_no"])
-        new = new[~new["journal_id"].isin(both["journal_id"])] if len(new) else new
+        parts = []
+        for later_only, refs in todo.items():
+            if refs:
+                asked[later_only] |= refs
+                parts.append(fetch(sorted(refs), later_only))
+        new = union_lines(lines.iloc[0:0], *parts).drop_duplicates(["journal_id", "line_no"])
+        new = new[~new["journal_id"].isin(both["journal_id"])]
         if not len(new):
             break
-        found = _union([found, new.astype(lines.dtypes.to_dict())])
-        rec = reconcile(_union([lines, found]), stripe, payouts, lo_us, hi_us, tol, stripe_payouts)
+        found = union_lines(found, new)
+        rec = reconcile(union_lines(lines, found), stripe, payouts, lo_us, hi_us, tol, stripe_payouts)
     return rec, found.reset_index(drop=True)

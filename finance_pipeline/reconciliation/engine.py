@@ -85,7 +85,7 @@ def ledger_claims(lines: pd.DataFrame) -> pd.DataFrame:
     but no reference are claims of their own, matched later by amount.
 
     Stripe (reconciliation/stripe_types.py): the net is read per Stripe balance role
-    (``net_by_role``: stripe_clearing, stripe_reserve, stripe_issuing), ``net`` is the first
+    (``NET_COLUMNS``: stripe_clearing, stripe_reserve, stripe_issuing), ``net`` is the first
     that moved; fee = movement of the fee roles together; gross = net + fee (signed
     debit-positive, as Stripe signs its balance transactions). A paired record compares with
     the net of its own ``balance_type``'s role. Payouts: amount = what left payout_clearing.
@@ -478,7 +478,7 @@ def _netted_payouts(pairs: pd.DataFrame, claims: pd.DataFrame, recs: pd.DataFram
 def _net_of_record_balance(pairs: pd.DataFrame, claims: pd.DataFrame, recs: pd.DataFrame) -> None:
     """A Stripe claim paired with one record compares the net of that record's balance role
     (an Issuing record meets stripe_issuing, not the clearing account); in place."""
-    if pairs.empty or not NET_COLUMNS[0] in claims.columns:
+    if pairs.empty:
         return
     c = pairs["c"].to_numpy(dtype=np.int64)
     role = recs["net_role"].to_numpy(dtype=np.int64)[pairs["r"].to_numpy(dtype=np.int64)]
@@ -547,10 +547,9 @@ def _may_differ(j: pd.DataFrame, lo_us: int, hi_us: int) -> np.ndarray:
             | ~_inside(j["ts_us_p"], lo_us, hi_us).to_numpy(dtype=bool))
 
 
-def _in_day_pairs(pairs: pd.DataFrame, claims: pd.DataFrame, lo_us: int, hi_us: int) -> pd.DataFrame:
+def _in_day_pairs(pairs: pd.DataFrame, lo_us: int, hi_us: int) -> pd.DataFrame:
     """The pairs anchored in the day (``pair_anchors``), selected before joining."""
-    ts = pairs["anchor"].to_numpy(dtype=np.int64) if "anchor" in pairs.columns else \
-        claims["ts_us"].to_numpy(dtype=np.int64)[pairs["c"].to_numpy(dtype=np.int64)]
+    ts = pairs["anchor"].to_numpy(dtype=np.int64)
     return pairs[(ts >= lo_us) & (ts < hi_us)]
 
 
@@ -574,7 +573,7 @@ def pair_anchors(pairs: pd.DataFrame, claims: pd.DataFrame, recs: pd.DataFrame, 
 def _compare(pairs, claims, recs, lo_us, hi_us, tol: Tolerances) -> pd.DataFrame:
     if pairs.empty:
         return pairs.iloc[0:0]
-    j = _joined(_in_day_pairs(pairs, claims, lo_us, hi_us), claims, recs,
+    j = _joined(_in_day_pairs(pairs, lo_us, hi_us), claims, recs,
                 only={"journal_id", "ts_us_l", "currency_l", "gross_l", "fee_l", "net_l", "ledger_status",
                       "provider", "id", "ts_us_p", "currency_p", "gross_p", "fee_p", "net_p", "status", "rate",
                       "arrival_us", "category"})
@@ -736,7 +735,7 @@ def _finish_discrepancies(disc: pd.DataFrame | None) -> pd.DataFrame:
 def _matches(pairs, claims, recs, lo_us, hi_us, disc) -> pd.DataFrame:
     if pairs.empty:
         return _empty(MATCH_COLUMNS, ints=("amount_minor",))
-    j = _joined(_in_day_pairs(pairs, claims, lo_us, hi_us), claims, recs,
+    j = _joined(_in_day_pairs(pairs, lo_us, hi_us), claims, recs,
                 only={"provider", "id", "journal_id", "currency_p", "gross_p", "by"})
     j = j[~j["journal_id"].isin(disc["journal_id"].dropna())]
     out = pd.DataFrame({
