@@ -74,7 +74,6 @@ class StripeResource(dg.ConfigurableResource):
             http_client=self.http_client,
         )
 
-
     def payouts_frame(self, window: tuple[int, int], day: tuple[int, int]) -> pd.DataFrame:
         """The payouts created in ``window`` or arriving in ``day`` (unix seconds), with the
         balance transactions of those created before the window."""

@@ -186,13 +186,20 @@ def extract_entries_lines(engine: sa.Engine, journal_ids: Iterable[str], *, batc
     """The lines of the named entries, in extract order (the restore drill reads back exactly
     the entries a published context names)."""
     wanted = sorted(set(map(str, journal_ids)))
+    return _rows_frame(_lines_where(engine, wanted, lambda chunk: _E.journal_id.in_(chunk), batch))
+
+
+def _lines_where(engine: sa.Engine, values: list[Any], condition: Callable[[list[Any]], Any],
+                 batch: int) -> list[Any]:
+    """The line rows (``_SPEC`` columns) of the entries meeting ``condition(chunk)``, asked
+    ``batch`` values at a time (an IN list stays small whatever the caller holds)."""
     rows: list[Any] = []
     with engine.connect() as conn:
-        for at in range(0, len(wanted), batch):
+        for at in range(0, len(values), batch):
             stmt = _statement(conn.dialect.name, 0, 0, [col for _, col, _ in _SPEC], ordered=False,
-                              where=_E.journal_id.in_(wanted[at:at + batch]))
+                              where=condition(values[at:at + batch]))
             rows += conn.execute(stmt).all()
-    return _rows_frame(rows)
+    return rows
 
 
 def _rows_frame(rows: list[Any]) -> pd.DataFrame:
@@ -215,18 +222,12 @@ def extract_linked_lines(engine: sa.Engine, refs: Iterable[tuple[str, str]], lo_
     (a handful of entries, found through the reference index). ``later_only``: only entries
     dated after the window."""
     wanted = sorted(set((str(p), str(r)) for p, r in refs))
-    rows: list[Any] = []
-    with engine.connect() as conn:
-        for at in range(0, len(wanted), batch):
-            chunk = wanted[at:at + batch]
-            # The same joins, the opposite time test: entries the day's window does not hold.
-            stmt = _statement(conn.dialect.name, lo_us, hi_us, [col for _, col, _ in _SPEC], ordered=False,
-                              where=sa.and_(_E.ts_us >= int(hi_us) if later_only
-                                            else sa.or_(_E.ts_us < int(lo_us), _E.ts_us >= int(hi_us)),
-                                            _E.provider_reference.in_(sorted({r for _, r in chunk}))))
-            keep = set(chunk)
-            rows += [row for row in conn.execute(stmt).all() if (row[5], row[6]) in keep]
-    return _rows_frame(rows)
+    # The same joins, the opposite time test: entries the day's window does not hold.
+    outside = _E.ts_us >= int(hi_us) if later_only else sa.or_(_E.ts_us < int(lo_us), _E.ts_us >= int(hi_us))
+    rows = _lines_where(engine, wanted, lambda chunk: sa.and_(
+        outside, _E.provider_reference.in_(sorted({r for _, r in chunk}))), batch)
+    keep = set(wanted)  # the reference matched; the provider must too
+    return _rows_frame([row for row in rows if (row[5], row[6]) in keep])
 
 
 def _to_frame(table: pa.Table) -> pd.DataFrame:

@@ -11,7 +11,6 @@ from finance_pipeline.defs.resources import (
 from finance_pipeline.domain.timeutil import day_bounds_us, format_ts_us, recon_window_us, seconds_window
 
 
-
 def pull_window_us(partition_key: str, tolerance_s: int) -> tuple[int, int]:
     """The day widened by the tolerance on both sides (both ends included), so boundary
     counterparts are seen."""
