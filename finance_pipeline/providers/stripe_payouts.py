@@ -17,6 +17,7 @@ from typing import Any, Mapping
 import pandas as pd
 
 from finance_pipeline.domain.canonical import canonical_str
+from finance_pipeline.domain.money import is_currency
 from finance_pipeline.providers import ProviderError
 from finance_pipeline.providers.retry import RetryPolicy
 from finance_pipeline.providers.stripe_pull import (
@@ -86,8 +87,8 @@ def payouts_frame(payouts: list[Mapping[str, Any]], fetched: Mapping[str, Mappin
             raise ValueError(f"payout {pid!r} appears twice; deduplicate the pull first")
         seen.add(pid)
         currency = rec.get("currency")
-        if not isinstance(currency, str):
-            raise ValueError(f"payout {pid!r}: 'currency' must be text, got {currency!r}")
+        if not isinstance(currency, str) or not is_currency(currency.upper()):
+            raise ValueError(f"payout {pid!r}: 'currency' must be an ISO 4217 code such as \"usd\", got {currency!r}")
         txn = _text(rec, "balance_transaction", prefix="txn_")
         rows["provider"].append(PROVIDER)
         rows["id"].append(pid)

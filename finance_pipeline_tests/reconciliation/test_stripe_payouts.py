@@ -121,3 +121,17 @@ def test_the_day_pulls_payouts_created_in_its_window_and_arriving_on_it(stripe_s
     assert objects.drop(columns=["balance_transaction_record"]).equals(
         frame.drop(columns=["balance_transaction_record"]))
     pd.testing.assert_frame_equal(txns, both)
+
+
+def test_a_payout_stripe_sends_malformed_is_refused_by_name():
+    import pytest
+
+    good = _payout("po_ok", "txn_ok", D1_LO_S, D2_LO_S, 100)
+    for member, value, message in (("currency", "zz", "'currency' must be an ISO 4217 code"),
+                                   ("amount", "100", "'amount' must be an integer"),
+                                   ("balance_transaction", "ch_1", "'balance_transaction' must be txn_"),
+                                   ("id", "pay_1", "'id' must be po_")):
+        with pytest.raises(ValueError, match=message):
+            payouts_frame([{**good, member: value}])
+    with pytest.raises(ValueError, match="appears twice"):
+        payouts_frame([good, good])
