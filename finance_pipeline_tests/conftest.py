@@ -4,4 +4,5 @@ pytest_plugins = [
     "finance_pipeline_tests.fixtures.postgres",
     "finance_pipeline_tests.fixtures.sandboxes",
     "finance_pipeline_tests.fixtures.aws",
+    "finance_pipeline_tests.fixtures.world",
 ]

@@ -227,7 +227,7 @@ def test_an_entry_posted_after_the_extract_stops_the_publication_and_the_day_sta
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_entries_posted_while_exporting_end_in_exactly_one_package_or_are_refused(
         backend, tmp_path, monkeypatch, request):
-    from finance_pipeline_tests.defs.conftest import make_world
+    from finance_pipeline_tests.fixtures.world import make_world
 
     url = (f"sqlite:///{tmp_path / 'ledger.sqlite3'}" if backend == "sqlite"
            else request.getfixturevalue("pg_url"))

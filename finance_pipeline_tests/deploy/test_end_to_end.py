@@ -26,7 +26,7 @@ import pytest
 from finance_pipeline_tests.fixtures import skip_unless_ci
 from dagster import AssetKey
 
-from finance_pipeline_tests.defs.conftest import make_world
+from finance_pipeline_tests.fixtures.world import make_world
 from finance_pipeline_tests.deploy.stack import LOCATION, ROOT, running_stack, selected, tag
 from finance_pipeline_tests.fixtures.postgres import create_database, drop_database
 

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from finance_pipeline.defs.launch import materialize_day
 from finance_pipeline.drill.restore import MATCH, MISMATCH, run_restore_drill
 from finance_pipeline.ledger.engine import create_ledger_engine
-from finance_pipeline_tests.defs.conftest import make_world
+from finance_pipeline_tests.fixtures.world import make_world
 from finance_pipeline_tests.fixtures.postgres import create_database, drop_database
 
 DAYS = ["2026-11-01", "2026-11-02", "2026-11-03"]

@@ -162,7 +162,7 @@ def inject_partial_batch(world) -> list[dict]:
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def ops_world(request, tmp_path, monkeypatch):
     """The demo world without injected discrepancies (every day can publish), on each backend."""
-    from finance_pipeline_tests.defs.conftest import make_world
+    from finance_pipeline_tests.fixtures.world import make_world
 
     url = (f"sqlite:///{tmp_path / 'ledger.sqlite3'}" if request.param == "sqlite"
            else request.getfixturevalue("pg_url"))
@@ -175,7 +175,7 @@ def ops_world(request, tmp_path, monkeypatch):
 
 @pytest.fixture
 def sqlite_ops_world(tmp_path, monkeypatch):
-    from finance_pipeline_tests.defs.conftest import make_world
+    from finance_pipeline_tests.fixtures.world import make_world
 
     monkeypatch.delenv("FP_ALERT_WEBHOOK_URL", raising=False)
     w = make_world(f"sqlite:///{tmp_path / 'ledger.sqlite3'}", tmp_path, monkeypatch, inject=0)
