@@ -206,8 +206,9 @@ def stage_core(work: Path) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     from finance_pipeline.defs.io_managers import StoredFrame, release_unused_memory
-    from finance_pipeline.export.bundle import LEDGER_FILE, build_bundle
+    from finance_pipeline.export.bundle import build_bundle
     from finance_pipeline.export.exporter import seal
+    from finance_pipeline.proof.package import LEDGER_FILE
     from finance_pipeline.publication import LocalPublisher
     from finance_pipeline.quality import gates
     from finance_pipeline.quality.suites import ParityPolicy

@@ -163,7 +163,8 @@ def provider_frames(provider_records: bytes, context: dict | None = None):
 def regenerate(engine: sa.Engine, pkg) -> tuple[dict, dict[str, bytes]]:
     """The statement (and data files) the restored ledger gives for the package's day."""
     from finance_pipeline.domain.timeutil import parse_ts_us, recon_window_us
-    from finance_pipeline.export.bundle import CONTEXT_FILE, build_bundle
+    from finance_pipeline.export.bundle import build_bundle
+    from finance_pipeline.proof.package import CONTEXT_FILE
     from finance_pipeline.ledger.extract import extract_day_lines, extract_entries_lines
     from finance_pipeline.reconciliation.engine import Tolerances
 
@@ -192,8 +193,7 @@ def regenerate(engine: sa.Engine, pkg) -> tuple[dict, dict[str, bytes]]:
 
 def check_package(engine: sa.Engine, record, s3_client: Any | None = None) -> PackageCheck:
     """Regenerate one registered package's statement and compare it byte for byte."""
-    from finance_pipeline.export.bundle import CONTEXT_FILE, LEDGER_FILE
-    from finance_pipeline.proof.package import sha256_hex, statement_bytes
+    from finance_pipeline.proof.package import CONTEXT_FILE, LEDGER_FILE, sha256_hex, statement_bytes
 
     check = PackageCheck(day=record.day, proof_id=record.proof_id, location=record.location, status=ERROR)
     try:

@@ -21,15 +21,10 @@ import pandas as pd
 from finance_pipeline.domain.canonical import canonical_bytes, canonical_str
 from finance_pipeline.domain.timeutil import day_bounds_us, format_ts_us
 from finance_pipeline.memory import release_unused
+from finance_pipeline.proof.package import CONTEXT_FILE, CONTEXT_FORMAT, LEDGER_FILE, PROVIDERS_FILE, REPORT_FILE
 from finance_pipeline.proof.verify import Computed
 from finance_pipeline.reconciliation.engine import Tolerances
 
-LEDGER_FILE = "ledger_entries.jsonl"
-PROVIDER_FILE = "provider_records.jsonl"
-REPORT_FILE = "reconciliation_report.json"
-PACKAGE_FILE = "proof_package.json"
-from finance_pipeline.proof.package import CONTEXT_FILE  # noqa: E402 - one home for the name
-CONTEXT_FORMAT = "finance-reconciliation-context/1"
 
 
 @dataclass
@@ -316,7 +311,7 @@ def build_bundle(day: str, lines: pd.DataFrame | FrameSource, stripe: pd.DataFra
         extra={"reconciliation": {"context_sha256": hashlib.sha256(context).hexdigest()}},
         merkle_root=merkle_root, ledger_entries=ledger_entries,
     )
-    files = {LEDGER_FILE: ledger_bytes, PROVIDER_FILE: provider_bytes, REPORT_FILE: report_bytes,
+    files = {LEDGER_FILE: ledger_bytes, PROVIDERS_FILE: provider_bytes, REPORT_FILE: report_bytes,
              CONTEXT_FILE: context}
     computed = {LEDGER_FILE: Computed(ledger_bytes, merkle_root)}
     return DayBundle(day=day, statement=statement, files=files, computed=computed)

@@ -20,8 +20,9 @@ from typing import Any, Sequence
 import sqlalchemy as sa
 
 from finance_pipeline.export import registry
-from finance_pipeline.export.bundle import PACKAGE_FILE, DayBundle
+from finance_pipeline.export.bundle import DayBundle
 from finance_pipeline.ledger import periods
+from finance_pipeline.proof.package import PROOF_FILE
 
 
 class ExportError(RuntimeError):
@@ -50,7 +51,7 @@ def seal(bundle: DayBundle, signers: Sequence[Any], quorum: Any) -> dict[str, by
     signatures = sign_statement(s_bytes, signers)
     self_check(signatures, s_bytes, signers)
     files = dict(bundle.files)
-    files[PACKAGE_FILE] = pkg.package_json(bundle.statement, signatures)
+    files[PROOF_FILE] = pkg.package_json(bundle.statement, signatures)
     result = verify_package(pkg.Package.from_files(files), keyring_from_signers(signers, quorum),
                             computed=bundle.computed)
     if not result.ok:

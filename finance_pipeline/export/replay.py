@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from finance_pipeline.domain.timeutil import parse_ts_us
-from finance_pipeline.export.bundle import CONTEXT_FILE, LEDGER_FILE, PROVIDER_FILE, REPORT_FILE
+from finance_pipeline.proof.package import CONTEXT_FILE, LEDGER_FILE, PROVIDERS_FILE, REPORT_FILE
 
 
 @dataclass
@@ -26,7 +26,7 @@ class UnsignedInputError(ReplayError):
 
 
 # Each input of the replay and the statement member that signs its hash.
-_SIGNED = {LEDGER_FILE: ("ledger", "file_sha256"), PROVIDER_FILE: ("providers", "file_sha256"),
+_SIGNED = {LEDGER_FILE: ("ledger", "file_sha256"), PROVIDERS_FILE: ("providers", "file_sha256"),
            REPORT_FILE: ("reconciliation", "report_sha256"),
            CONTEXT_FILE: ("reconciliation", "context_sha256")}
 
@@ -82,7 +82,7 @@ def replay_files(files: dict[str, bytes]) -> ReplayResult:
     from finance_pipeline.reconciliation import Tolerances, build_report, reconcile, report_bytes
     from finance_pipeline.reconciliation.inputs import lines_frame
 
-    missing = [n for n in (LEDGER_FILE, PROVIDER_FILE, REPORT_FILE, CONTEXT_FILE) if n not in files]
+    missing = [n for n in (LEDGER_FILE, PROVIDERS_FILE, REPORT_FILE, CONTEXT_FILE) if n not in files]
     if missing:
         raise ReplayError(f"bundle lacks {', '.join(missing)}")
     _check_signed(files)
@@ -97,7 +97,7 @@ def replay_files(files: dict[str, bytes]) -> ReplayResult:
         raise ReplayError(f"{CONTEXT_FILE} is not a reconciliation context ({type(exc).__name__}: {exc})") from None
     entries = _jsonl(files[LEDGER_FILE], LEDGER_FILE) + boundary
     lines = lines_frame(entries, roles)
-    stripe, payouts, stripe_payouts = provider_frames(_jsonl(files[PROVIDER_FILE], PROVIDER_FILE), day_payouts)
+    stripe, payouts, stripe_payouts = provider_frames(_jsonl(files[PROVIDERS_FILE], PROVIDERS_FILE), day_payouts)
     lo = parse_ts_us(context["interval"]["from"])
     hi = parse_ts_us(context["interval"]["to"])
     rec = reconcile(lines, stripe, payouts, lo, hi, tol, stripe_payouts)

@@ -40,6 +40,7 @@ PROOF_FILE = "proof_package.json"
 SPEC_FILES = (LEDGER_FILE, PROVIDERS_FILE, REPORT_FILE, PROOF_FILE)
 # The optional file of the package format; its hash is `reconciliation.context_sha256`.
 CONTEXT_FILE = "reconciliation_context.json"
+CONTEXT_FORMAT = "finance-reconciliation-context/1"
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from finance_pipeline.publication.base import (
-    PACKAGE_FILE,
     AlreadyPublishedError,
     PublicationError,
     Publisher,
@@ -13,7 +12,7 @@ from finance_pipeline.publication.local import LocalPublisher, load_local_packag
 from finance_pipeline.publication.s3 import S3Publisher, load_s3_package, parse_s3_uri
 
 __all__ = [
-    "PACKAGE_FILE", "AlreadyPublishedError", "LocalPublisher", "PublicationError",
+    "AlreadyPublishedError", "LocalPublisher", "PublicationError",
     "PublishResult", "Publisher", "S3Publisher", "load_local_package", "load_s3_package",
     "parse_s3_uri",
 ]

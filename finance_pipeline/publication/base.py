@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Protocol, runtime_checkable
 
-PACKAGE_FILE = "proof_package.json"
+from finance_pipeline.proof.package import PROOF_FILE
+
 DEFAULT_PREFIX = "proofs"
 _PROOF_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _FILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -85,8 +86,8 @@ def check_package(proof_id: str, files: dict[str, bytes]) -> None:
     if not isinstance(proof_id, str) or not _PROOF_ID_RE.match(proof_id):
         raise PublicationError(f"proof id {proof_id!r} is not usable in a path: letters, digits, "
                                "'.', '_', ':', '-' only")
-    if PACKAGE_FILE not in files:
-        raise PublicationError(f"package has no {PACKAGE_FILE}; refusing to publish data without "
+    if PROOF_FILE not in files:
+        raise PublicationError(f"package has no {PROOF_FILE}; refusing to publish data without "
                                "its signed statement")
     for name, content in files.items():
         if not _FILE_RE.match(name):
@@ -98,7 +99,7 @@ def check_package(proof_id: str, files: dict[str, bytes]) -> None:
 
 def ordered_names(files: dict[str, bytes]) -> list[str]:
     """Data files first (sorted), `proof_package.json` last: see the module docstring."""
-    return sorted(n for n in files if n != PACKAGE_FILE) + [PACKAGE_FILE]
+    return sorted(n for n in files if n != PROOF_FILE) + [PROOF_FILE]
 
 
 def same_statement(existing: bytes, new: bytes) -> bool:

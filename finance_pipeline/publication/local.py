@@ -15,7 +15,7 @@ from pathlib import Path
 
 from finance_pipeline.publication.base import (
     DEFAULT_PREFIX,
-    PACKAGE_FILE,
+    PROOF_FILE,
     AlreadyPublishedError,
     PublicationError,
     PublishResult,
@@ -64,7 +64,7 @@ class LocalPublisher:
         if not day_dir.is_dir():
             return []
         return sorted(p.name for p in day_dir.iterdir()
-                      if p.is_dir() and (p / PACKAGE_FILE).is_file())
+                      if p.is_dir() and (p / PROOF_FILE).is_file())
 
     def publish(self, day: str, proof_id: str, files: dict[str, bytes]) -> PublishResult:
         check_package(proof_id, files)
@@ -81,7 +81,7 @@ class LocalPublisher:
         created = False
         for name in ordered_names(files):
             # Another writer of this very proof completed it first: its statement is ours.
-            accept = same_statement if name == PACKAGE_FILE else None
+            accept = same_statement if name == PROOF_FILE else None
             created = self._write_once(target / name, bytes(files[name]), accept=accept)
         return PublishResult(location=str(target), created=created)
 
@@ -140,8 +140,8 @@ def load_local_package(location: str | os.PathLike) -> dict[str, bytes]:
     path = Path(location)
     if not path.is_dir():
         raise PublicationError(f"no package directory at {path}")
-    if not (path / PACKAGE_FILE).is_file():
-        raise PublicationError(f"{path} has no {PACKAGE_FILE}: the publication was interrupted and "
+    if not (path / PROOF_FILE).is_file():
+        raise PublicationError(f"{path} has no {PROOF_FILE}: the publication was interrupted and "
                                "the package is incomplete; re-run the export for that day")
     return {p.name: p.read_bytes() for p in sorted(path.iterdir())
             if p.is_file() and not p.name.startswith(".")}

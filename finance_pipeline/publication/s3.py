@@ -25,7 +25,7 @@ from urllib.parse import urlparse
 
 from finance_pipeline.publication.base import (
     DEFAULT_PREFIX,
-    PACKAGE_FILE,
+    PROOF_FILE,
     AlreadyPublishedError,
     PublicationError,
     PublishResult,
@@ -141,8 +141,8 @@ def load_s3_package(uri: str, client: Any) -> dict[str, bytes]:
     names = [n for n in names if n]
     if not names:
         raise PublicationError(f"no package at {uri}: check the bucket, day and proof id")
-    if PACKAGE_FILE not in names:
-        raise PublicationError(f"{uri} has no {PACKAGE_FILE}: the publication was interrupted and "
+    if PROOF_FILE not in names:
+        raise PublicationError(f"{uri} has no {PROOF_FILE}: the publication was interrupted and "
                                "the package is incomplete; re-run the export for that day")
     files = {}
     for name in sorted(names):
@@ -188,7 +188,7 @@ class S3Publisher:
         found = set()
         for key in _list_keys(self.client, self.bucket, prefix):
             parts = key[len(prefix):].split("/")
-            if len(parts) == 2 and parts[1] == PACKAGE_FILE:
+            if len(parts) == 2 and parts[1] == PROOF_FILE:
                 found.add(parts[0])
         return sorted(found)
 
@@ -231,7 +231,7 @@ class S3Publisher:
         created = False
         for name in ordered_names(files):
             # Another writer of this very proof completed it first: its statement is ours.
-            accept = same_statement if name == PACKAGE_FILE else None
+            accept = same_statement if name == PROOF_FILE else None
             created = self._put_once(f"{day_prefix}{proof_id}/{name}", bytes(files[name]),
                                      retain_until, accept=accept)
         return PublishResult(location=self.location(day, proof_id), created=created)

@@ -8,10 +8,11 @@ import dataclasses
 import pytest
 
 from finance_pipeline.domain.timeutil import day_bounds_us
-from finance_pipeline.export.bundle import CONTEXT_FILE, LEDGER_FILE, PROVIDER_FILE, REPORT_FILE, build_bundle
+from finance_pipeline.export.bundle import build_bundle
 from finance_pipeline.export.exporter import ExportError, seal
 from finance_pipeline.proof import package as pkg
 from finance_pipeline.proof import verify
+from finance_pipeline.proof.package import CONTEXT_FILE, LEDGER_FILE, PROVIDERS_FILE, REPORT_FILE
 from finance_pipeline.reconciliation import Tolerances, build_report, reconcile
 from finance_pipeline.signing.config import SigningConfig, build_signers, keyring_from_signers
 from finance_pipeline.signing.local_keys import init_keys
@@ -48,7 +49,7 @@ def test_a_fresh_bundle_is_verified_without_building_its_tree_again(bundle, sign
     assert seen["tree_head"] == []
     # File hashes are always computed (the statement's are not trusted, even from this bundle).
     assert sorted(map(len, seen["sha256"])) == sorted(
-        len(files[name]) for name in (LEDGER_FILE, PROVIDER_FILE, REPORT_FILE, CONTEXT_FILE))
+        len(files[name]) for name in (LEDGER_FILE, PROVIDERS_FILE, REPORT_FILE, CONTEXT_FILE))
     # Every check still runs and passes, as the auditor's verifier (no shortcuts) finds too.
     result = verify.verify_package(pkg.Package.from_files(files), keyring_from_signers(*signing))
     assert result.ok and [c.name for c in result.checks] == list(verify.CHECKS)

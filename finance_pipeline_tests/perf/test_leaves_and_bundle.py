@@ -19,7 +19,7 @@ from finance_pipeline.domain.timeutil import day_bounds_us, format_ts_us
 from finance_pipeline.export.bundle import (
     CONTEXT_FILE,
     LEDGER_FILE,
-    PROVIDER_FILE,
+    PROVIDERS_FILE,
     REPORT_FILE,
     build_bundle,
     context_bytes,
@@ -230,7 +230,7 @@ def reference_bundle(day, lines, stripe, payouts, report, tol, previous):
         matched=int(summary["matched"]), discrepancies=int(sum(summary["discrepancies"].values())),
         previous=previous, extra={"reconciliation": {"context_sha256": hashlib.sha256(ctx).hexdigest()}},
     )
-    return statement, {LEDGER_FILE: ledger_bytes, PROVIDER_FILE: provider_bytes, REPORT_FILE: report_bytes,
+    return statement, {LEDGER_FILE: ledger_bytes, PROVIDERS_FILE: provider_bytes, REPORT_FILE: report_bytes,
                        CONTEXT_FILE: ctx}
 
 

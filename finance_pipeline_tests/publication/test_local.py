@@ -6,8 +6,8 @@ import stat
 
 import pytest
 
+from finance_pipeline.proof.package import PROOF_FILE
 from finance_pipeline.publication import (
-    PACKAGE_FILE,
     AlreadyPublishedError,
     LocalPublisher,
     PublicationError,
@@ -21,7 +21,7 @@ def package(tag: str = "a") -> dict[str, bytes]:
     return {"ledger_entries.jsonl": f'{{"e":"{tag}"}}\n'.encode(),
             "provider_records.jsonl": b"",
             "reconciliation_report.json": f'{{"r":"{tag}"}}'.encode(),
-            PACKAGE_FILE: f'{{"statement":{{"proof_id":"{tag}"}}}}'.encode()}
+            PROOF_FILE: f'{{"statement":{{"proof_id":"{tag}"}}}}'.encode()}
 
 
 def test_publish_layout_read_only_files_and_round_trip(tmp_path):
@@ -76,8 +76,8 @@ def test_statement_is_written_last_and_nothing_else_is_written(tmp_path, monkeyp
                         lambda path, content, accept=None: order.append(path.name)
                         or original(path, content, accept))
     publisher.publish(DAY, "proof-a", package())
-    assert order[-1] == PACKAGE_FILE
-    assert sorted(order[:-1]) == sorted(n for n in package() if n != PACKAGE_FILE)
+    assert order[-1] == PROOF_FILE
+    assert sorted(order[:-1]) == sorted(n for n in package() if n != PROOF_FILE)
     # No claim or marker beside the package: who may publish a day is the ledger's seal; the
     # package folder holds its files and nothing else (temp files are staged outside it).
     assert sorted(p.name for p in (tmp_path / "proofs/2026/11/02").iterdir()
@@ -90,7 +90,7 @@ def _crash_before_statement(root) -> str:
     target = root / "proofs/2026/11/02/proof-a"
     target.mkdir(parents=True)
     for name, data in package().items():
-        if name != PACKAGE_FILE:
+        if name != PROOF_FILE:
             (target / name).write_bytes(data)
     return str(target)
 
@@ -120,14 +120,14 @@ def test_a_second_writer_of_the_same_proof_finishes_as_one_and_other_bytes_are_r
     assert publisher.publish(DAY, "proof-a", first).created
     # The same statement signed again (ECDSA differs each time): the stored package stands.
     again = dict(first)
-    doc = json.loads(first[PACKAGE_FILE])
+    doc = json.loads(first[PROOF_FILE])
     doc["signatures"] = [{"other": "signature"}]
-    again[PACKAGE_FILE] = json.dumps(doc).encode()
+    again[PROOF_FILE] = json.dumps(doc).encode()
     assert publisher.publish(DAY, "proof-a", again).created is False
     assert publisher.read(publisher.location(DAY, "proof-a")) == first
     # Another statement under the same proof id is still a refusal, never an overwrite.
     doc["statement"] = {"changed": True}
-    again[PACKAGE_FILE] = json.dumps(doc).encode()
+    again[PROOF_FILE] = json.dumps(doc).encode()
     with pytest.raises(PublicationError, match="already exists with different content"):
         publisher.publish(DAY, "proof-a", again)
 

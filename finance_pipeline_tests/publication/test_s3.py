@@ -14,8 +14,8 @@ from datetime import datetime, timezone
 
 import pytest
 
+from finance_pipeline.proof.package import PROOF_FILE
 from finance_pipeline.publication import (
-    PACKAGE_FILE,
     AlreadyPublishedError,
     PublicationError,
     S3Publisher,
@@ -32,7 +32,7 @@ def package(tag: str = "a") -> dict[str, bytes]:
     return {"ledger_entries.jsonl": f'{{"e":"{tag}"}}\n'.encode(),
             "provider_records.jsonl": b"",
             "reconciliation_report.json": f'{{"r":"{tag}"}}'.encode(),
-            PACKAGE_FILE: f'{{"statement":{{"proof_id":"{tag}"}}}}'.encode()}
+            PROOF_FILE: f'{{"statement":{{"proof_id":"{tag}"}}}}'.encode()}
 
 
 class PutRecorder:
@@ -193,7 +193,7 @@ def test_missing_bucket_is_diagnosed(s3_client, sse_kms_key):
 def test_incomplete_package_is_not_read_and_resumes(publisher, s3_client, audit_bucket):
     prefix = "proofs/2026/11/02/proof-a/"
     for name, data in package().items():  # a crash before the statement
-        if name != PACKAGE_FILE:
+        if name != PROOF_FILE:
             s3_client.put_object(Bucket=audit_bucket, Key=prefix + name, Body=data,
                                  ChecksumAlgorithm="SHA256")
     location = f"s3://{audit_bucket}/{prefix}"
