@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol, Sequence
 
 import numpy as np
@@ -27,14 +28,29 @@ from finance_pipeline.reconciliation.engine import Tolerances
 
 
 
-@dataclass
+@dataclass(frozen=True)
 class DayBundle:
+    """A day's package before its signatures. The statement is held as ``S``, its canonical
+    bytes, computed once: what is signed, hashed, chained and compared is these bytes."""
+
     day: str
-    statement: dict
+    statement_bytes: bytes
     files: dict[str, bytes]  # every file but proof_package.json, which needs the signatures
-    # The ledger file's tree head as computed over its bytes, kept apart from the statement
-    # (which a caller could change): the self-check need not build the tree again.
+    # The ledger file's tree head as computed over its bytes, kept apart from the statement:
+    # the self-check need not build the tree again.
     computed: dict[str, Computed] = field(default_factory=dict)
+
+    @cached_property
+    def statement(self) -> dict:
+        return json.loads(self.statement_bytes)
+
+    @property
+    def statement_sha256(self) -> str:
+        return hashlib.sha256(self.statement_bytes).hexdigest()
+
+    @property
+    def proof_id(self) -> str:
+        return self.statement["proof_id"]
 
     @property
     def merkle_root(self) -> str:
@@ -314,4 +330,4 @@ def build_bundle(day: str, lines: pd.DataFrame | FrameSource, stripe: pd.DataFra
     files = {LEDGER_FILE: ledger_bytes, PROVIDERS_FILE: provider_bytes, REPORT_FILE: report_bytes,
              CONTEXT_FILE: context}
     computed = {LEDGER_FILE: Computed(ledger_bytes, merkle_root)}
-    return DayBundle(day=day, statement=statement, files=files, computed=computed)
+    return DayBundle(day=day, statement_bytes=pkg.statement_bytes(statement), files=files, computed=computed)

@@ -47,11 +47,11 @@ def seal(bundle: DayBundle, signers: Sequence[Any], quorum: Any) -> dict[str, by
     from finance_pipeline.signing.config import keyring_from_signers
     from finance_pipeline.signing.signers import self_check, sign_statement
 
-    s_bytes = pkg.statement_bytes(bundle.statement)
+    s_bytes = bundle.statement_bytes
     signatures = sign_statement(s_bytes, signers)
     self_check(signatures, s_bytes, signers)
     files = dict(bundle.files)
-    files[PROOF_FILE] = pkg.package_json(bundle.statement, signatures)
+    files[PROOF_FILE] = pkg.package_json(s_bytes, signatures)
     result = verify_package(pkg.Package.from_files(files), keyring_from_signers(signers, quorum),
                             computed=bundle.computed)
     if not result.ok:
@@ -88,13 +88,12 @@ def already_published(engine: sa.Engine, bundle: DayBundle, publisher: Any,
         return None
     location = record.location if record else publisher.location(day, proof_id)
     stored = _stored_statement(day, proof_id, location, publisher)
-    if pkg.statement_bytes(stored) != pkg.statement_bytes(bundle.statement):
+    if pkg.statement_bytes(stored) != bundle.statement_bytes:
         raise ExportError(f"{day}: the package stored at {location} does not carry the statement of "
                           f"proof {proof_id}; the store was tampered with")
     if record is None:
         return _register_stored(engine, day, proof_id, publisher, actor, recovered=False)
-    s_sha = pkg.statement_sha256(bundle.statement)
-    return PublishedProof(day, proof_id, record.location, bundle.merkle_root, s_sha, created=False)
+    return PublishedProof(day, proof_id, record.location, bundle.merkle_root, bundle.statement_sha256, created=False)
 
 
 def _stored_statement(day: str, proof_id: str, location: str, publisher: Any) -> dict:
@@ -128,11 +127,10 @@ def _register_stored(engine: sa.Engine, day: str, proof_id: str, publisher: Any,
 def publish(engine: sa.Engine, bundle: DayBundle, files: dict[str, bytes], publisher: Any,
             *, actor: str = "system:export") -> PublishedProof:
     """Publish once: the same package again is a no-op; another package for the day is refused."""
-    from finance_pipeline.proof import package as pkg
     from finance_pipeline.publication import AlreadyPublishedError
 
-    proof_id = bundle.statement["proof_id"]
-    s_sha = pkg.statement_sha256(bundle.statement)
+    proof_id = bundle.proof_id
+    s_sha = bundle.statement_sha256
     existing = registry.check_unchanged(engine, bundle.day, proof_id, bundle.merkle_root, actor)
     try:
         result = publisher.publish(bundle.day, proof_id, files)

@@ -321,15 +321,17 @@ def signature_entry(*, key_id: str, role: str, der_signature: bytes) -> dict[str
             "signature": base64.b64encode(der_signature).decode("ascii")}
 
 
-def package_json(statement: Mapping[str, Any], signatures: Sequence[Mapping[str, Any]]) -> bytes:
-    """`proof_package.json`: canonical JSON, signatures ordered by key_id.
+def package_json(statement: Mapping[str, Any] | bytes, signatures: Sequence[Mapping[str, Any]]) -> bytes:
+    """`proof_package.json`: canonical JSON, signatures ordered by key_id. ``statement`` is the
+    statement or ``S``, its canonical bytes, as ``statement_bytes`` gave them.
 
-    Being canonical, the file reads ``{"signatures":[...],"statement":{...}}`` and ``S`` is the
-    exact byte range after ``"statement":`` up to the final ``}`` (the auditor guide uses this).
+    Being canonical, the file reads ``{"signatures":[...],"statement":{...}}`` ("signatures"
+    sorts first) and ``S`` is the exact byte range after ``"statement":`` up to the final ``}``
+    (the auditor guide uses this), so the file is written around ``S`` itself.
     """
     sigs = sorted((dict(s) for s in signatures), key=lambda s: (str(s.get("key_id")), str(s.get("signature"))))
-    statement_bytes(statement)
-    return canonical_bytes({"signatures": sigs, "statement": dict(statement)})
+    s_bytes = statement if isinstance(statement, bytes) else statement_bytes(statement)
+    return b'{"signatures":' + canonical_bytes(sigs) + b',"statement":' + s_bytes + b"}"
 
 
 # --- the package on disk ----------------------------------------------------------------------
