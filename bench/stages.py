@@ -281,7 +281,7 @@ def stage_core(work: Path) -> dict[str, Any]:
 
 def stage_verify(work: Path) -> dict[str, Any]:
     from finance_pipeline.proof.keyring import Keyring
-    from finance_pipeline.proof.package import load_package
+    from finance_pipeline.publication import load_package
     from finance_pipeline.proof.verify import verify_package
 
     core = json.loads((work / "core.result.json").read_text())

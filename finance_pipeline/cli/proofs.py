@@ -13,7 +13,7 @@ import click
 
 from finance_pipeline.proof.inclusion import InclusionError, prove_entry, verify_entry
 from finance_pipeline.proof.keyring import Keyring, KeyringError
-from finance_pipeline.proof.package import Package, PackageLoadError, load_package, loads_strict
+from finance_pipeline.proof.package import Package, PackageLoadError, loads_strict
 from finance_pipeline.proof.verify import VerifyResult, verify_package
 
 EXIT_VALID, EXIT_INVALID, EXIT_ERROR = 0, 1, 2
@@ -69,29 +69,19 @@ def _kms_keyring(kms: tuple[str, ...], min_signatures: int | None) -> Keyring:
     return Keyring(keys=keys, quorum=quorum)
 
 
-def _load_s3(uri: str) -> Package:
-    import boto3
-
-    from finance_pipeline.publication import load_s3_package
-
-    return Package.from_files(load_s3_package(uri, boto3.client("s3")))
-
-
 def open_package(location: str, *, previous: bool = False) -> Package:
-    """A package folder (or a URI scheme registered with `package.register_loader`)."""
-    if location.startswith("s3://"):
-        try:
-            return _load_s3(location)
-        except Exception as exc:  # noqa: BLE001 - any failure to fetch is "could not run"
-            _cannot_run(f"{location}: cannot read the package from S3 ({exc})")
+    """A package folder, ``file://`` or ``s3://`` location (publication.load_package)."""
+    from finance_pipeline.publication import load_package
+
     try:
-        if previous and "://" not in location:
-            return Package.load_dir(location, require_all=False)  # only its statement is needed
-        return load_package(location)
+        # Of a previous package only its statement is needed.
+        return load_package(location, require_all=not previous)
     except PackageLoadError as exc:
         _cannot_run(str(exc))
     except OSError as exc:
         _cannot_run(f"{location}: cannot read ({exc.strerror or exc})")
+    except Exception as exc:  # noqa: BLE001 - any failure to fetch is "could not run"
+        _cannot_run(f"{location}: cannot read the package{' from S3' if location.startswith('s3://') else ''} ({exc})")
 
 
 def _echo(text: str) -> None:

@@ -113,20 +113,6 @@ def _s3_client() -> Any:
                         region_name=os.environ.get("AWS_REGION") or None)
 
 
-def load_published(location: str, s3_client: Any | None = None):
-    """The package files at a registry location: a local folder or ``s3://bucket/prefix/``."""
-    from finance_pipeline.proof.package import Package
-    from finance_pipeline.publication.local import load_local_package
-
-    if location.startswith("s3://"):
-        from finance_pipeline.publication.s3 import load_s3_package
-
-        files = load_s3_package(location, s3_client or _s3_client())
-    else:
-        files = load_local_package(location)
-    return Package.from_files(files)
-
-
 def _diff_paths(a: Any, b: Any, path: str = "") -> list[str]:
     """Dotted paths of the members whose values differ between two JSON documents."""
     if isinstance(a, dict) and isinstance(b, dict):
@@ -194,10 +180,11 @@ def regenerate(engine: sa.Engine, pkg) -> tuple[dict, dict[str, bytes]]:
 def check_package(engine: sa.Engine, record, s3_client: Any | None = None) -> PackageCheck:
     """Regenerate one registered package's statement and compare it byte for byte."""
     from finance_pipeline.proof.package import CONTEXT_FILE, LEDGER_FILE, sha256_hex, statement_bytes
+    from finance_pipeline.publication import load_package
 
     check = PackageCheck(day=record.day, proof_id=record.proof_id, location=record.location, status=ERROR)
     try:
-        pkg = load_published(record.location, s3_client)
+        pkg = load_package(record.location, s3_client=s3_client or (_s3_client() if record.location.startswith("s3://") else None))
         published = pkg.statement()
         published_bytes = statement_bytes(published)
         check.published_statement_sha256 = sha256_hex(published_bytes)

@@ -14,7 +14,6 @@ from finance_pipeline.proof.package import (
     PackageLoadError,
     StatementTooLarge,
     build_statement,
-    load_package,
     package_json,
     prepare,
     previous_link,
@@ -26,7 +25,7 @@ from finance_pipeline.proof.verify import Check, VerifyResult, verify_package
 __all__ = [
     "Check", "Draft", "EntryNotFound", "InclusionResult", "Keyring", "KeyringError", "KeyringKey",
     "Package", "PackageError", "PackageLoadError", "QuorumPolicy", "StatementTooLarge", "VerifyResult",
-    "build_statement", "inclusion_path", "leaf_hash", "load_package", "package_json", "prepare",
+    "build_statement", "inclusion_path", "leaf_hash", "package_json", "prepare",
     "previous_link", "prove_entry", "signature_entry", "statement_bytes", "tree_head",
     "verify_entry", "verify_inclusion", "verify_package",
 ]

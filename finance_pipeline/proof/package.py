@@ -523,38 +523,11 @@ def _bounds(day: str | date) -> tuple[int, int]:
         raise PackageError(f"day: {day!r} is not a date; write it as YYYY-MM-DD") from None
 
 
-# --- where packages come from -------------------------------------------------------------------
-
-Loader = Callable[[str], Package]
-_LOADERS: dict[str, Loader] = {}
-
-
-def register_loader(scheme: str, loader: Loader) -> None:
-    """Teach :func:`load_package` a URI scheme (e.g. ``s3``); the S3 publisher registers one."""
-    _LOADERS[scheme.lower()] = loader
-
-
-def load_package(path_or_uri: str | Path) -> Package:
-    """A package from a local folder or, once registered, a ``scheme://`` location."""
-    text = str(path_or_uri)
-    m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", text)
-    if m:
-        scheme = m.group(1).lower()
-        if scheme == "file":
-            return Package.load_dir(text[len("file://"):])
-        loader = _LOADERS.get(scheme)
-        if loader is None:
-            raise PackageLoadError(f"{text}: {scheme}:// packages are not supported yet; download "
-                                   "the folder and pass its local path")
-        return loader(text)
-    return Package.load_dir(text)
-
-
 __all__ = [
     "ALGORITHM", "Draft", "FORMAT", "LEDGER_FILE", "MAX_STATEMENT_BYTES", "PROOF_FILE",
     "PROVIDERS_FILE", "CONTEXT_FILE", "Package", "PackageError", "PackageLoadError", "REPORT_FILE", "SPEC_FILES",
     "StatementTooLarge", "build_statement", "build_statement_for_file", "compute_proof_id", "interval_of", "ledger_entries_bytes",
-    "ledger_totals", "load_package", "loads_strict", "package_json", "prepare", "previous_link",
-    "provider_records_bytes", "register_loader", "report_counts", "signature_entry", "sort_leaves",
+    "ledger_totals", "loads_strict", "package_json", "prepare", "previous_link",
+    "provider_records_bytes", "report_counts", "signature_entry", "sort_leaves",
     "split_lines", "statement_bytes", "statement_sha256",
 ]

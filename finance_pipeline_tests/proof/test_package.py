@@ -21,11 +21,9 @@ from finance_pipeline.proof.package import (
     build_statement,
     compute_proof_id,
     ledger_entries_bytes,
-    load_package,
     package_json,
     previous_link,
     provider_records_bytes,
-    register_loader,
     sort_leaves,
     statement_bytes,
 )
@@ -218,8 +216,6 @@ def test_write_and_load_dir_round_trip(tmp_path):
     assert sorted(p.name for p in (tmp_path / "p").iterdir()) == sorted([*SPEC_FILES, "README.txt"])
     again = Package.load_dir(tmp_path / "p")
     assert again == pkg
-    assert load_package(str(tmp_path / "p")) == pkg
-    assert load_package(f"file://{tmp_path / 'p'}") == pkg
 
 
 def test_load_dir_names_missing_files(tmp_path):
@@ -231,14 +227,6 @@ def test_load_dir_names_missing_files(tmp_path):
     assert Package.load_dir(tmp_path, require_all=False).provider_records is None
     with pytest.raises(PackageLoadError, match="not a package folder"):
         Package.load_dir(tmp_path / "nope")
-
-
-def test_remote_schemes_are_a_hook():
-    with pytest.raises(PackageLoadError, match="not supported yet"):
-        load_package("s3://bucket/proofs/2026/11/02/x/")
-    pkg = sign_all(draft())
-    register_loader("memtest", lambda uri: pkg)
-    assert load_package("memtest://anything") is pkg
 
 
 def test_package_json_refuses_oversized_statement():

@@ -1,0 +1,26 @@
+"""The one way to open a published package: a local folder, ``file://`` or ``s3://``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from finance_pipeline.proof.package import Package
+from finance_pipeline.publication.s3 import load_s3_package
+
+
+def load_package(location: str | Path, *, s3_client: Any | None = None, require_all: bool = True) -> Package:
+    """The package at ``location``. A folder is read as an auditor would (Package.load_dir:
+    symlinks and odd names kept apart for the verifier to refuse; ``require_all=False`` needs
+    only `proof_package.json`); an ``s3://bucket/prefix/`` location is read with ``s3_client``
+    (by default a boto3 client configured by the standard AWS chain)."""
+    text = str(location)
+    if text.startswith("s3://"):
+        if s3_client is None:
+            import boto3
+
+            s3_client = boto3.client("s3")
+        return Package.from_files(load_s3_package(text, s3_client))
+    if text.startswith("file://"):
+        text = text[len("file://"):]
+    return Package.load_dir(text, require_all=require_all)
