@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from finance_pipeline.domain.timeutil import format_ts_us
 from finance_pipeline.ledger.schema import audit_events, payout_approvals, payouts
 from finance_pipeline.oncall.notify import Alert
+from finance_pipeline.payouts.service import Payout, payout_of_row
 
 DEFAULT_SLA_S = 4 * 3600
 STUCK_PAYOUT = "stuck_payout"
@@ -27,18 +28,18 @@ _EVENTS_LIMIT = 20
 
 @dataclass(frozen=True)
 class StuckPayout:
-    payout_id: str
-    amount_minor: int
-    currency: str
-    destination: str
-    status: str
-    initiated_by: str
-    provider_reference: str | None
-    created_at_us: int
-    pending_since_us: int
+    payout: Payout
     pending_for_s: int
     approvals: list[dict[str, Any]] = field(default_factory=list)
     audit_events: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def payout_id(self) -> str:
+        return self.payout.payout_id
+
+    @property
+    def pending_since_us(self) -> int:
+        return self.payout.updated_at_us
 
     @property
     def key(self) -> str:
@@ -48,20 +49,19 @@ class StuckPayout:
     def summary(self) -> str:
         from finance_pipeline.domain.money import Money, is_currency
 
-        amount = (Money(self.amount_minor, self.currency).format() if is_currency(self.currency)
-                  else f"{self.currency} {self.amount_minor}")
+        p = self.payout
+        amount = (Money(p.amount_minor, p.currency).format() if is_currency(p.currency)
+                  else f"{p.currency} {p.amount_minor}")
         hours = self.pending_for_s / 3600
         roles = sorted({a["role"] for a in self.approvals if a["valid"]})
-        return (f"payout {self.payout_id} ({amount} to {self.destination}) has been {self.status} for "
+        return (f"payout {self.payout_id} ({amount} to {p.destination}) has been {p.status} for "
                 f"{hours:.1f} h since {format_ts_us(self.pending_since_us)}; valid approvals: "
                 f"{', '.join(roles) or 'none'}; re-trigger with `finance-pipeline retrigger-settlement "
                 f"{self.payout_id} --actor YOU` or the retrigger_settlement job")
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "payout_id": self.payout_id, "amount_minor": self.amount_minor, "currency": self.currency,
-            "destination": self.destination, "status": self.status, "initiated_by": self.initiated_by,
-            "provider_reference": self.provider_reference, "created_at": format_ts_us(self.created_at_us),
+            **self.payout.to_dict(),
             "pending_since": format_ts_us(self.pending_since_us), "pending_for_s": self.pending_for_s,
             "approvals": self.approvals, "audit_events": self.audit_events,
         }
@@ -105,10 +105,7 @@ def find_stuck_payouts(engine: sa.Engine, *, sla_s: int = DEFAULT_SLA_S,
                 })
     return [
         StuckPayout(
-            payout_id=r.payout_id, amount_minor=int(r.amount_minor), currency=r.currency.strip(),
-            destination=r.destination, status=r.status, initiated_by=r.initiated_by,
-            provider_reference=r.provider_reference, created_at_us=int(r.created_at_us),
-            pending_since_us=int(r.updated_at_us), pending_for_s=(now - int(r.updated_at_us)) // _US,
+            payout=payout_of_row(r), pending_for_s=(now - int(r.updated_at_us)) // _US,
             approvals=approvals[r.payout_id], audit_events=events[r.payout_id][-_EVENTS_LIMIT:],
         )
         for r in rows

@@ -90,6 +90,14 @@ class Payout:
     created_at_us: int
     updated_at_us: int
 
+    def to_dict(self) -> dict:
+        """The payout's own members as the API and the alerts show them (times as text)."""
+        from finance_pipeline.domain.timeutil import format_ts_us
+
+        return {"payout_id": self.payout_id, "amount_minor": self.amount_minor, "currency": self.currency,
+                "destination": self.destination, "status": self.status, "initiated_by": self.initiated_by,
+                "provider_reference": self.provider_reference, "created_at": format_ts_us(self.created_at_us)}
+
 
 @dataclass(frozen=True)
 class Approval:
@@ -159,7 +167,8 @@ def _check_lookup_id(payout_id: object) -> str:
     return payout_id  # type: ignore[return-value]
 
 
-def _payout_of(row) -> Payout:
+def payout_of_row(row) -> Payout:
+    """The Payout of a ``payouts`` table row."""
     return Payout(row.payout_id, row.amount_minor, row.currency.strip(), row.destination,
                   row.status, row.initiated_by, row.provider_reference, row.created_at_us,
                   row.updated_at_us)
@@ -176,7 +185,7 @@ def _load(conn: sa.Connection, payout_id: str, *, lock: bool = False) -> Payout:
     row = conn.execute(stmt).first()
     if row is None:
         raise PayoutNotFoundError([FieldError("payout_id", f"no payout {payout_id!r}")])
-    return _payout_of(row)
+    return payout_of_row(row)
 
 
 def _approvals(conn: sa.Connection, payout_id: str) -> list[Approval]:
@@ -236,7 +245,7 @@ def create_payout(
     with begin_write(engine) as conn:
         row = conn.execute(sa.select(payouts).where(payouts.c.payout_id == payout_id)).first()
         if row is not None:
-            found = _payout_of(row)
+            found = payout_of_row(row)
             wanted = (amount_minor, currency, destination, initiated_by)
             have = (found.amount_minor, found.currency, found.destination, found.initiated_by)
             if wanted == have:

@@ -19,7 +19,7 @@ def test_a_payout_pending_past_the_sla_is_stuck_with_approvals_and_audit_trail(l
     make_stuck_payout(ledger, payout_sandbox, "pay_recent", at_us=now_us() - HOUR_US)
 
     [stuck] = find_stuck_payouts(ledger, sla_s=SLA_S)
-    assert stuck.payout_id == "pay_old" and stuck.status == "pending"
+    assert stuck.payout_id == "pay_old" and stuck.payout.status == "pending"
     assert stuck.pending_since_us == t0 and stuck.pending_for_s >= 5 * 3600
     assert [(a["approver"], a["role"], a["valid"]) for a in stuck.approvals] == [
         ("fin:lena", "finance-lead", True), ("sec:sam", "security-engineer", True)]

@@ -47,10 +47,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
             raise _payout_error(exc) from None
         p = view.payout
         return {
-            "payout_id": p.payout_id, "amount_minor": p.amount_minor, "currency": p.currency,
-            "destination": p.destination, "status": p.status, "initiated_by": p.initiated_by,
-            "provider_reference": p.provider_reference, "created_at": format_ts_us(p.created_at_us),
-            "updated_at": format_ts_us(p.updated_at_us),
+            **p.to_dict(), "updated_at": format_ts_us(p.updated_at_us),
             "approvals": [_approval_out(a, now) for a in view.approvals],
             "quorum": _quorum_out(quorum),
             "audit_events": [{"id": ev.id, "ts": format_ts_us(ev.ts_us), "actor": ev.actor,
