@@ -25,12 +25,8 @@ import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import sqlalchemy as sa
 
-from finance_pipeline.domain.canonical import (
-    CanonicalJSONError,
-    canonical_str,
-    canonical_text_lines,
-    canonical_texts,
-)
+from finance_pipeline.columnar.canonical import canonical_text_lines, canonical_texts
+from finance_pipeline.domain.canonical import CanonicalJSONError, canonical_str
 from finance_pipeline.domain.timeutil import format_ts_us
 from finance_pipeline.ledger.schema import accounts, journal_entries, journal_lines
 

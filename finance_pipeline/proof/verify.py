@@ -477,7 +477,7 @@ def _fast_ledger_checks(data: bytes, lo: int, hi: int) -> tuple[int, int, list[d
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from finance_pipeline.domain.canonical import is_utf8
+    from finance_pipeline.columnar.canonical import is_utf8
 
     buf = pa.py_buffer(data)
     if not is_utf8(buf):
@@ -519,7 +519,7 @@ def _check_leaf_piece(buf) -> dict | None:
     import pyarrow.compute as pc
     import pyarrow.json as pa_json
 
-    from finance_pipeline.domain.canonical import arrow_json_safe, canonical_text_lines
+    from finance_pipeline.columnar.canonical import arrow_json_safe, canonical_text_lines
     from finance_pipeline.domain.journal import DIRECTIONS, KINDS, MAX_ID_LEN, PROVIDERS
     from finance_pipeline.domain.money import known_currencies
 
@@ -743,7 +743,7 @@ def _fast_providers(data: bytes) -> int | None:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        from finance_pipeline.domain.canonical import canonical_object_lines
+        from finance_pipeline.columnar.canonical import canonical_object_lines
     except ImportError:  # pragma: no cover
         return None
     buf = pa.py_buffer(data)

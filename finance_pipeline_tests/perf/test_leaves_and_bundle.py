@@ -43,7 +43,7 @@ from finance_pipeline.reconciliation import Tolerances, build_report, reconcile
 from finance_pipeline.reconciliation.inputs import LINE_COLUMNS, lines_frame
 from finance_pipeline.sandboxes.payout_sandbox import normalise_payout, settlement_of
 
-from .test_canonical_columnar import SPECIAL
+from finance_pipeline_tests.columnar.test_canonical_arrow import SPECIAL
 
 # --- timestamps --------------------------------------------------------------------------------
 

@@ -10,13 +10,8 @@ import rfc8785
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from finance_pipeline.domain.canonical import (
-    MAX_SAFE_INT,
-    CanonicalJSONError,
-    canonical_object_lines,
-    canonical_str,
-    canonical_texts,
-)
+from finance_pipeline.columnar.canonical import arrow_json_safe, canonical_object_lines, canonical_texts
+from finance_pipeline.domain.canonical import MAX_SAFE_INT, CanonicalJSONError, canonical_str
 
 # Text with everything RFC 8785 treats specially: quotes, backslashes, control characters,
 # DEL, U+2028, non-BMP characters (surrogate pairs in UTF-16), combining marks.
@@ -223,3 +218,11 @@ def test_mixed_shapes_in_one_file():
     parsed = canonical_object_lines(_jsonl(lines), len(lines), add={"provider": pa.array(["s", "s", "p", "p"])})
     assert parsed is not None
     assert parsed[1].to_pylist() == [canonical_str({**r, "provider": p}) + "\n" for r, p in zip(rows, "sspp")]
+
+
+def test_arrow_is_never_given_a_null_line_even_unterminated():
+    good = b'{"a":1}\n' * 1000
+    assert arrow_json_safe(good) and arrow_json_safe(good[:-1])
+    assert not arrow_json_safe(b"null\n" + good)
+    assert not arrow_json_safe(good + b"null")  # the last line, without its newline
+    assert not arrow_json_safe(b'{"a":' + b"[" * 5000 + b"]" * 5000 + b"}\n")
