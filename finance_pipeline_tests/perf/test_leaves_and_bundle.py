@@ -240,15 +240,15 @@ def test_provider_file_written_a_few_records_at_a_time(monkeypatch):
 def test_a_record_text_that_is_not_canonical_does_not_verify():
     """The bundle takes the pulls' record texts as they are; a stored frame altered to hold
     one that is not canonical gives a file the verifier refuses, so it is never published."""
-    from finance_pipeline.proof.verify import _fast_providers
+    from finance_pipeline.columnar.verify import try_providers
 
     _, stripe, payouts = scenario_inputs(5, True)
-    assert _fast_providers(provider_records_file(stripe, payouts)[0]) == len(stripe) + len(payouts)
+    assert try_providers(provider_records_file(stripe, payouts)[0]) == len(stripe) + len(payouts)
     odd = stripe.copy()
     odd["record"] = pd.Series([json.dumps(json.loads(r), indent=1).replace("\n", "") if i == 2 else r
                                for i, r in enumerate(stripe["record"])], dtype=stripe["record"].dtype)
     data, count = provider_records_file(odd, payouts)
-    assert _fast_providers(data) is None
+    assert try_providers(data) is None
     # The full check, as the verifier runs it when the fast path declines: the line is refused.
     from finance_pipeline.proof.verify import _provider_checks, _Run
 

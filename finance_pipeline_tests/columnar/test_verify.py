@@ -1,5 +1,5 @@
-"""The verifier's columnar path: on every package, valid or tampered with, the verdict and every
-check's detail are those of the per-leaf path."""
+"""The verifier's columnar path (columnar/verify.py): on every package, valid or tampered with,
+the verdict and every check's detail are those of the per-leaf path (proof/verify.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from finance_pipeline.columnar import verify as columnar
 from finance_pipeline.domain.timeutil import day_bounds_us
 from finance_pipeline.export.bundle import build_bundle
 from finance_pipeline.proof import verify
@@ -16,7 +17,7 @@ from finance_pipeline.proof.package import Package, package_json, statement_byte
 from finance_pipeline.reconciliation import Tolerances, build_report, reconcile
 from finance_pipeline_tests.proof import keyring, signers
 
-from .test_leaves_and_bundle import DAY, scenario_inputs
+from finance_pipeline_tests.perf.test_leaves_and_bundle import DAY, scenario_inputs
 
 LO, HI = day_bounds_us(DAY)
 
@@ -42,9 +43,9 @@ def both_ways(pkg: Package, monkeypatch) -> tuple[dict, dict]:
     """(columnar, per-leaf) results; an exception counts as a result too. The columnar path
     runs twice: on whole files and cut in small pieces (so piece boundaries are crossed)."""
     out = []
-    for columnar, piece in ((True, verify.PIECE_BYTES), (True, 777), (False, verify.PIECE_BYTES)):
-        monkeypatch.setattr(verify, "COLUMNAR", columnar)
-        monkeypatch.setattr(verify, "PIECE_BYTES", piece)
+    for enabled, piece in ((True, columnar.PIECE_BYTES), (True, 777), (False, columnar.PIECE_BYTES)):
+        monkeypatch.setattr(columnar, "ENABLED", enabled)
+        monkeypatch.setattr(columnar, "PIECE_BYTES", piece)
         try:
             out.append(verify.verify_package(pkg, keyring()).to_dict())
         except Exception as exc:  # noqa: BLE001 - the per-leaf path may raise; so must the other
@@ -55,8 +56,12 @@ def both_ways(pkg: Package, monkeypatch) -> tuple[dict, dict]:
 
 
 def test_a_valid_package_takes_the_columnar_path_and_passes(good, monkeypatch):
-    assert verify._fast_ledger(good.ledger_entries, LO, HI) is not None
-    assert verify._fast_providers(good.provider_records) is not None
+    whole = columnar.try_ledger(good.ledger_entries, LO, HI), columnar.try_providers(good.provider_records)
+    assert None not in whole
+    monkeypatch.setattr(columnar, "PIECE_BYTES", 777)  # the same result, piece by piece
+    assert len(columnar._pieces(good.ledger_entries)) > 2 and len(columnar._pieces(good.provider_records)) > 2
+    assert (columnar.try_ledger(good.ledger_entries, LO, HI), columnar.try_providers(good.provider_records)) == whole
+    monkeypatch.undo()
     fast, slow = both_ways(good, monkeypatch)
     assert fast["ok"] and fast == slow
 
