@@ -136,7 +136,7 @@ def context_bytes(day: str, lines: pd.DataFrame, tol: Tolerances,
     """``canonical_bytes(context_document(day, lines, tol))``, with the boundary entries written
     by the columnar leaf encoder: members sort as account_roles < boundary_entries < format <
     interval < tolerances, so the entries' array goes right after the roles."""
-    from finance_pipeline.ledger.extract import entry_leaves
+    from finance_pipeline.columnar.leaves import entry_leaves
 
     doc, outside = _context_parts(day, lines, tol, stripe_payouts)
     names = sorted([*doc, "boundary_entries"], key=lambda k: k.encode("utf-16-be"))
@@ -287,13 +287,15 @@ def build_bundle(day: str, lines: pd.DataFrame | FrameSource, stripe: pd.DataFra
 
     The ledger leaves, the provider records and the context's boundary entries are written
     column-wise (``entry_leaves``, ``provider_records_file``, ``context_bytes``): byte for
-    byte what encoding each entry and record on its own gives (finance_pipeline_tests/perf).
+    byte what encoding each entry and record on its own gives (finance_pipeline_tests/columnar,
+    finance_pipeline_tests/perf).
     Frames given as sources are read one after the other and let go once their file is
     written: at a million entries the ledger frame and the pulls are 1.3 GB together.
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from finance_pipeline.ledger.extract import entry_leaves_jsonl, union_lines
+    from finance_pipeline.columnar.leaves import entry_leaves_jsonl
+    from finance_pipeline.ledger.extract import union_lines
     from finance_pipeline.proof import package as pkg
     from finance_pipeline.proof.merkle import tree_head_and_size_of_lines
 

@@ -6,7 +6,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from finance_pipeline.domain.canonical import canonical_strs_of_json
+from finance_pipeline.columnar.canonical import canonical_strs_of_json
 from finance_pipeline.domain.money import is_currency
 from finance_pipeline.domain.timeutil import TimestampError, format_ts_us, parse_ts_us
 from finance_pipeline.providers.retry import RetryPolicy

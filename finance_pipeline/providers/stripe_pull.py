@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping
 import pandas as pd
 import stripe
 
-from finance_pipeline.domain.canonical import canonical_strs_of_json, canonical_strs_of_json_text
+from finance_pipeline.columnar.canonical import canonical_strs_of_json, canonical_strs_of_json_text
 from finance_pipeline.domain.money import is_currency
 from finance_pipeline.providers import ProviderError
 from finance_pipeline.providers.retry import (

@@ -139,12 +139,3 @@ def test_fuzzed_packages_never_raise_and_only_the_intact_one_is_valid(pkg, edits
     if files != pkg.files():
         assert not result.ok, edits
 
-
-def test_arrow_is_never_given_a_null_line_even_unterminated():
-    from finance_pipeline.domain.canonical import arrow_json_safe
-
-    good = b'{"a":1}\n' * 1000
-    assert arrow_json_safe(good) and arrow_json_safe(good[:-1])
-    assert not arrow_json_safe(b"null\n" + good)
-    assert not arrow_json_safe(good + b"null")  # the last line, without its newline
-    assert not arrow_json_safe(b'{"a":' + b"[" * 5000 + b"]" * 5000 + b"}\n")

@@ -24,8 +24,8 @@ FRAME_INPUTS = ("ledger_extract", "stripe_balance_transactions", "stripe_payouts
 def counterparts_sha256(counterparts: pd.DataFrame) -> str:
     """The digest of the entries found outside the read window: their spec leaves, in order,
     and the role of each account they touch (the roles decide their net and fee)."""
+    from finance_pipeline.columnar.leaves import entry_leaves_jsonl
     from finance_pipeline.domain.canonical import canonical_bytes
-    from finance_pipeline.ledger.extract import entry_leaves_jsonl
     from finance_pipeline.quality.verdicts import sha256_of
 
     if not len(counterparts):

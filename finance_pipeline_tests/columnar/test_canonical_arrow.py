@@ -10,13 +10,14 @@ import rfc8785
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from finance_pipeline.domain.canonical import (
-    MAX_SAFE_INT,
-    CanonicalJSONError,
+from finance_pipeline.columnar.canonical import (
+    arrow_json_safe,
     canonical_object_lines,
-    canonical_str,
+    canonical_text_lines,
     canonical_texts,
+    is_utf8,
 )
+from finance_pipeline.domain.canonical import MAX_SAFE_INT, CanonicalJSONError, canonical_str
 
 # Text with everything RFC 8785 treats specially: quotes, backslashes, control characters,
 # DEL, U+2028, non-BMP characters (surrogate pairs in UTF-16), combining marks.
@@ -101,6 +102,18 @@ def test_integers_beyond_2_pow_53_are_refused_row_by_row(case):
     if None in expected:
         with pytest.raises(CanonicalJSONError):
             canonical_texts(arr)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(typed_columns(big_ints=True))
+def test_text_lines_are_the_texts_each_with_a_newline(case):
+    t, values = case
+    try:
+        expected = [canonical_str(v) + "\n" for v in values]
+    except CanonicalJSONError:
+        expected = None  # an integer beyond 2^53 somewhere: no lines at all
+    got = canonical_text_lines(pa.chunked_array([pa.array(values, type=t)], type=t))
+    assert (got if got is None else got.to_pylist()) == expected
 
 
 @pytest.mark.parametrize("t", [pa.float64(), pa.binary(), pa.map_(pa.string(), pa.int64()),
@@ -223,3 +236,29 @@ def test_mixed_shapes_in_one_file():
     parsed = canonical_object_lines(_jsonl(lines), len(lines), add={"provider": pa.array(["s", "s", "p", "p"])})
     assert parsed is not None
     assert parsed[1].to_pylist() == [canonical_str({**r, "provider": p}) + "\n" for r, p in zip(rows, "sspp")]
+
+
+def test_arrow_is_never_given_a_null_line_even_unterminated():
+    good = b'{"a":1}\n' * 1000
+    assert arrow_json_safe(good) and arrow_json_safe(good[:-1])
+    assert not arrow_json_safe(b"null\n" + good)
+    assert not arrow_json_safe(good + b"null")  # the last line, without its newline
+    assert not arrow_json_safe(b'{"a":' + b"[" * 5000 + b"]" * 5000 + b"}\n")
+
+
+# Byte sequences that are not UTF-8 however they are placed: a UTF-16 surrogate, an overlong
+# '/', a code point beyond U+10FFFF, a cut three-byte sequence, a lone continuation byte.
+NOT_UTF8 = [b"\xed\xa0\x80", b"\xc0\xaf", b"\xf4\x90\x80\x80", b"\xe2\x82", b"\x80"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=24)
+       | st.lists(st.sampled_from(NOT_UTF8) | texts.map(lambda s: s.encode("utf-8")), max_size=6).map(b"".join))
+def test_is_utf8_is_what_decode_accepts(data):
+    try:
+        data.decode("utf-8")
+        expected = True
+    except UnicodeDecodeError:
+        expected = False
+    assert is_utf8(data) is expected
+    assert is_utf8(pa.py_buffer(data)) is expected

@@ -9,13 +9,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from finance_pipeline.domain.canonical import (
-    CanonicalJSONError,
-    canonical_str,
+from finance_pipeline.columnar.canonical import (
     canonical_str_of_json,
     canonical_strs_of_json,
     canonical_strs_of_json_text,
 )
+from finance_pipeline.domain.canonical import CanonicalJSONError, canonical_str
 
 # Texts that reach every branch: ASCII only, control characters, astral and high-BMP names
 # (their UTF-16 order differs from code point order), and digits next to dots and letters.
@@ -167,7 +166,7 @@ def test_from_json_text_non_finite_numbers_are_never_written_as_null():
     ('{"s":"\\u00e9"}', False), ('{"s":"\u00e9"}', False), ('{"s":"a\\"}', False),
 ])
 def test_plain_json_text(text, plain):
-    from finance_pipeline.domain.canonical import _plain_json_text
+    from finance_pipeline.columnar.canonical import _plain_json_text
 
     assert _plain_json_text(text) is plain
 

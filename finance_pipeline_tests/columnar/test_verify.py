@@ -1,22 +1,24 @@
-"""The verifier's columnar path: on every package, valid or tampered with, the verdict and every
-check's detail are those of the per-leaf path."""
+"""The verifier's columnar path (columnar/verify.py): on every package, valid or tampered with,
+the verdict and every check's detail are those of the per-leaf path (proof/verify.py)."""
 
 from __future__ import annotations
 
 import json
 
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from finance_pipeline.domain.timeutil import day_bounds_us
+from finance_pipeline.columnar import verify as columnar
+from finance_pipeline.domain.timeutil import TimestampError, day_bounds_us, format_ts_us, parse_ts_us
 from finance_pipeline.export.bundle import build_bundle
 from finance_pipeline.proof import verify
 from finance_pipeline.proof.package import Package, package_json, statement_bytes
 from finance_pipeline.reconciliation import Tolerances, build_report, reconcile
 from finance_pipeline_tests.proof import keyring, signers
 
-from .test_leaves_and_bundle import DAY, scenario_inputs
+from finance_pipeline_tests.perf.test_leaves_and_bundle import DAY, scenario_inputs
 
 LO, HI = day_bounds_us(DAY)
 
@@ -42,9 +44,9 @@ def both_ways(pkg: Package, monkeypatch) -> tuple[dict, dict]:
     """(columnar, per-leaf) results; an exception counts as a result too. The columnar path
     runs twice: on whole files and cut in small pieces (so piece boundaries are crossed)."""
     out = []
-    for columnar, piece in ((True, verify.PIECE_BYTES), (True, 777), (False, verify.PIECE_BYTES)):
-        monkeypatch.setattr(verify, "COLUMNAR", columnar)
-        monkeypatch.setattr(verify, "PIECE_BYTES", piece)
+    for enabled, piece in ((True, columnar.PIECE_BYTES), (True, 777), (False, columnar.PIECE_BYTES)):
+        monkeypatch.setattr(columnar, "ENABLED", enabled)
+        monkeypatch.setattr(columnar, "PIECE_BYTES", piece)
         try:
             out.append(verify.verify_package(pkg, keyring()).to_dict())
         except Exception as exc:  # noqa: BLE001 - the per-leaf path may raise; so must the other
@@ -55,8 +57,12 @@ def both_ways(pkg: Package, monkeypatch) -> tuple[dict, dict]:
 
 
 def test_a_valid_package_takes_the_columnar_path_and_passes(good, monkeypatch):
-    assert verify._fast_ledger(good.ledger_entries, LO, HI) is not None
-    assert verify._fast_providers(good.provider_records) is not None
+    whole = columnar.try_ledger(good.ledger_entries, LO, HI), columnar.try_providers(good.provider_records)
+    assert None not in whole
+    monkeypatch.setattr(columnar, "PIECE_BYTES", 777)  # the same result, piece by piece
+    assert len(columnar._pieces(good.ledger_entries)) > 2 and len(columnar._pieces(good.provider_records)) > 2
+    assert (columnar.try_ledger(good.ledger_entries, LO, HI), columnar.try_providers(good.provider_records)) == whole
+    monkeypatch.undo()
     fast, slow = both_ways(good, monkeypatch)
     assert fast["ok"] and fast == slow
 
@@ -215,3 +221,35 @@ def test_other_days_and_seeds_pass_both_ways(monkeypatch):
         pkg = _package(seed)
         fast, slow = both_ways(pkg, monkeypatch)
         assert fast["ok"] and fast == slow
+
+
+# --- the ts column ------------------------------------------------------------------------------
+
+YEAR_1000, YEAR_9999 = parse_ts_us("1000-01-01T00:00:00Z"), parse_ts_us("9999-12-31T23:59:59.999999Z")
+
+
+def _reference_ts(text: str) -> int | None:
+    """The instant when ``text`` is exactly ``format_ts_us`` of it (years 1000 on, the ones the
+    columnar reader takes); else None."""
+    try:
+        value = parse_ts_us(text)
+    except (TimestampError, OverflowError):
+        return None
+    return value if format_ts_us(value) == text and text[:4] >= "1000" else None
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.integers(YEAR_1000, YEAR_9999) | st.integers(YEAR_1000, YEAR_9999).map(lambda v: v // 10**6 * 10**6),
+                max_size=8),
+       st.lists(st.tuples(st.integers(0, 26), st.sampled_from("0123456789-:TZ.+ 5"), st.sampled_from("sid")),
+                max_size=2),
+       st.booleans(), st.data())
+def test_the_canonical_ts_reader_is_format_ts_us_read_back(values, edits, large, data):
+    texts = [format_ts_us(v) for v in values]
+    for at, char, how in edits if texts else ():
+        i = data.draw(st.integers(0, len(texts) - 1))
+        s = texts[i]
+        texts[i] = {"s": s[:at] + char + s[at + 1:], "i": s[:at] + char + s[at:], "d": s[:at] + s[at + 1:]}[how]
+    got = columnar._canonical_ts_us(pa.array(texts, pa.large_string() if large else pa.string()))
+    expected = [_reference_ts(s) for s in texts]
+    assert (None if got is None else got.tolist()) == (None if None in expected else expected)
