@@ -75,12 +75,6 @@ def _cfg(work: Path) -> dict[str, Any]:
     return json.loads((work / "config.json").read_text())
 
 
-def _bounds(day: str) -> tuple[int, int]:
-    from finance_pipeline.domain.timeutil import day_bounds_us
-
-    return day_bounds_us(day)
-
-
 def _write(work: Path, stage: str, result: dict[str, Any]) -> None:
     (work / f"{stage}.result.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
 
@@ -99,8 +93,9 @@ def stage_generate(work: Path) -> dict[str, Any]:
 
 
 def stage_extract(work: Path) -> dict[str, Any]:
+    from finance_pipeline.export.prove import extract_day
     from finance_pipeline.ledger.engine import create_ledger_engine
-    from finance_pipeline.ledger.extract import extract_window_lines
+    from finance_pipeline.reconciliation import Tolerances
 
     cfg = _cfg(work)
     engine = create_ledger_engine(cfg["database_url"])
@@ -111,7 +106,7 @@ def stage_extract(work: Path) -> dict[str, Any]:
         lines = None
         gc.collect()
         t0 = time.perf_counter()
-        lines = extract_window_lines(engine, *recon_window_us(cfg["day"], MARGIN_S))
+        lines = extract_day(engine, cfg["day"], Tolerances(time_s=MARGIN_S))
         runs.append(time.perf_counter() - t0)
     timer.steps["extract"] = min(runs)
     timer.rss["extract"] = round(peak_rss_mib(), 1)
@@ -206,20 +201,17 @@ def stage_core(work: Path) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     from finance_pipeline.defs.io_managers import StoredFrame, release_unused_memory
-    from finance_pipeline.export.bundle import build_bundle
     from finance_pipeline.export.exporter import seal
+    from finance_pipeline.export.prove import prove_day, reconcile_day
     from finance_pipeline.proof.package import LEDGER_FILE
     from finance_pipeline.publication import LocalPublisher
     from finance_pipeline.quality import gates
     from finance_pipeline.quality.suites import ParityPolicy
     from finance_pipeline.ledger.engine import create_ledger_engine
-    from finance_pipeline.ledger.extract import extract_linked_lines
     from finance_pipeline.reconciliation import Tolerances, build_report
-    from finance_pipeline.reconciliation.counterparts import reconcile_following_references
 
     cfg = _cfg(work)
     day = cfg["day"]
-    lo, hi = _bounds(day)
     sources = {name: StoredFrame(name, open(work / f"{name}.parquet", "rb"))  # noqa: SIM115
                for name in ("lines", "stripe", "payouts")}
     release_unused_memory()  # as the storage IO manager does before a step's inputs
@@ -244,9 +236,7 @@ def stage_core(work: Path) -> dict[str, Any]:
     tol = Tolerances()
     with timer.step("reconciliation"):
         engine = create_ledger_engine(cfg["database_url"])
-        w_lo, w_hi = recon_window_us(day, tol.time_s)
-        rec, counterparts = reconcile_following_references(
-            lines, stripe, payouts, lo, hi, tol, lambda refs, later: extract_linked_lines(engine, refs, w_lo, w_hi, later_only=later))
+        rec, counterparts = reconcile_day(engine, day, lines, stripe, payouts, tol)
         engine.dispose()
         report = build_report(rec)
         del stripe
@@ -259,7 +249,7 @@ def stage_core(work: Path) -> dict[str, Any]:
     del lines, payouts, rec
     release_unused_memory()  # the step ends; the proof step starts from its stored inputs
     with timer.step("proof"):
-        bundle = build_bundle(day, sources["lines"], sources["stripe"], sources["payouts"], report, tol, None,
+        bundle = prove_day(day, sources["lines"], sources["stripe"], sources["payouts"], report, tol, None,
                               counterparts=counterparts)
         release_unused_memory()
     with timer.step("signing"):

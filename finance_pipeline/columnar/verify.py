@@ -20,6 +20,7 @@ from finance_pipeline.columnar.canonical import arrow_json_safe, canonical_objec
 from finance_pipeline.domain.canonical import CanonicalJSONError
 from finance_pipeline.domain.journal import DIRECTIONS, KINDS, MAX_ID_LEN, PROVIDERS
 from finance_pipeline.domain.money import known_currencies
+from finance_pipeline.proof.package import totals_rows
 
 # Tests switch the columnar path off to compare both paths on the same packages.
 ENABLED = True
@@ -128,8 +129,7 @@ def _check_ledger(data: bytes, lo: int, hi: int) -> tuple[int, int, list[dict]] 
             pair = sums.setdefault(cur, [0, 0])
             pair[0] += d
             pair[1] += c
-    totals = [{"currency": cur, "debits_minor": d, "credits_minor": c} for cur, (d, c) in sorted(sums.items())]
-    return n, sum(r["lines"] for r in results), totals
+    return n, sum(r["lines"] for r in results), totals_rows(sums)
 
 
 _LEAF_FIELDS = ("journal_id", "ts", "kind", "memo", "batch_id", "provider", "provider_reference",

@@ -149,9 +149,9 @@ def provider_frames(provider_records: bytes, context: dict | None = None):
 def regenerate(engine: sa.Engine, pkg) -> tuple[dict, dict[str, bytes]]:
     """The statement (and data files) the restored ledger gives for the package's day."""
     from finance_pipeline.domain.timeutil import parse_ts_us, recon_window_us
-    from finance_pipeline.export.bundle import build_bundle
-    from finance_pipeline.proof.package import CONTEXT_FILE
+    from finance_pipeline.export.prove import prove_day
     from finance_pipeline.ledger.extract import extract_day_lines, extract_entries_lines
+    from finance_pipeline.proof.package import CONTEXT_FILE
     from finance_pipeline.reconciliation.engine import Tolerances
 
     statement = pkg.statement()
@@ -163,6 +163,8 @@ def regenerate(engine: sa.Engine, pkg) -> tuple[dict, dict[str, bytes]]:
     tol = Tolerances(time_s=int(tol_doc["time_s"]), amount_minor=int(tol_doc["amount_minor"]),
                      per_class_minor={k: int(v) for k, v in tol_doc["per_class_minor"].items()})
     w_lo, w_hi = recon_window_us(day, tol.time_s)
+    # The window alone, not extract_day: its continuation entries are read below by id, as
+    # the package names them.
     lines = extract_day_lines(engine, w_lo, w_hi)
     # The entries beyond the window that the reconciliation read (the rest of a claim, a
     # followed reference), read back by id from the restored database: exactly the ones the
@@ -172,8 +174,8 @@ def regenerate(engine: sa.Engine, pkg) -> tuple[dict, dict[str, bytes]]:
     counterparts = extract_entries_lines(engine, {j for j in followed if isinstance(j, str)})
     stripe, payouts, stripe_payouts = provider_frames(pkg.provider_records or b"", context)
     report = json.loads(pkg.reconciliation_report)
-    bundle = build_bundle(day, lines, stripe, payouts, report, tol, statement["previous"],
-                          counterparts=counterparts, stripe_payouts=stripe_payouts)
+    bundle = prove_day(day, lines, stripe, payouts, report, tol, statement["previous"],
+                       counterparts=counterparts, stripe_payouts=stripe_payouts)
     return bundle.statement, bundle.files
 
 

@@ -1,4 +1,5 @@
-"""The files of one day's proof package, built from the day's frames (no I/O, no keys).
+"""The files of one day's proof package, written from the day's frames (no I/O, no keys);
+export/prove.prove_day puts them together with the statement.
 
 Beside the four files of `finance-proof/1` the bundle carries `reconciliation_context.json`:
 the boundary ledger entries (within the time tolerance outside the day), the roles of the
@@ -14,15 +15,13 @@ import io
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Protocol, Sequence
 
 import numpy as np
 import pandas as pd
 
-from finance_pipeline.domain.canonical import canonical_bytes, canonical_str
+from finance_pipeline.domain.canonical import canonical_str
 from finance_pipeline.domain.timeutil import day_bounds_us, format_ts_us
-from finance_pipeline.memory import release_unused
-from finance_pipeline.proof.package import CONTEXT_FILE, CONTEXT_FORMAT, LEDGER_FILE, PROVIDERS_FILE, REPORT_FILE
+from finance_pipeline.proof.package import CONTEXT_FORMAT
 from finance_pipeline.proof.verify import Computed
 from finance_pipeline.reconciliation.engine import Tolerances
 
@@ -55,21 +54,6 @@ class DayBundle:
     @property
     def merkle_root(self) -> str:
         return self.statement["ledger"]["merkle_root"]
-
-
-def totals_by_currency(lines: pd.DataFrame) -> list[dict]:
-    """The statement's `ledger.totals`: debits and credits per currency, sorted by currency."""
-    if lines.empty:
-        return []
-    amount = lines["amount_minor"].to_numpy(dtype=np.int64)
-    debit = (lines["direction"] == "debit").fillna(False).to_numpy(dtype=bool)
-    # Grouped on integer codes (currencies sorted, missing ones left out, as groupby does).
-    codes, currencies = pd.factorize(lines["currency"], sort=True)
-    keep = codes >= 0
-    frame = pd.DataFrame({"d": np.where(debit, amount, 0)[keep], "c": np.where(debit, 0, amount)[keep]})
-    sums = frame.groupby(codes[keep], sort=True)[["d", "c"]].sum()
-    return [{"currency": str(currencies[code]), "debits_minor": int(d), "credits_minor": int(c)}
-            for code, d, c in zip(sums.index.tolist(), sums["d"].tolist(), sums["c"].tolist())]
 
 
 def provider_records(stripe: pd.DataFrame, payouts: pd.DataFrame, *more: pd.DataFrame) -> list[dict]:
@@ -259,77 +243,3 @@ def payout_objects(stripe_payouts: pd.DataFrame | None) -> list[dict]:
     if stripe_payouts is None or not len(stripe_payouts):
         return []
     return [json.loads(text) for text in stripe_payouts.sort_values("id")["record"].tolist()]
-
-
-class FrameSource(Protocol):
-    """A stored frame read when the bundle gets to it (``read``: these of its columns that it
-    has, or all of them for None), so a step need not hold all three frames at once."""
-
-    def read(self, columns: Sequence[str] | None = None) -> pd.DataFrame: ...
-
-
-# What the provider file needs of a pull frame (``raw``: frames stored before ``record``).
-PULL_COLUMNS = ("provider", "id", "record", "raw")
-
-
-def _frame(frame: pd.DataFrame | FrameSource, columns: Sequence[str] | None = None) -> pd.DataFrame:
-    return frame if isinstance(frame, pd.DataFrame) else frame.read(columns)
-
-
-def build_bundle(day: str, lines: pd.DataFrame | FrameSource, stripe: pd.DataFrame | FrameSource,
-                 payouts: pd.DataFrame | FrameSource, report: dict, tol: Tolerances,
-                 previous: dict | None, counterparts: pd.DataFrame | None = None,
-                 stripe_payouts: pd.DataFrame | None = None) -> DayBundle:
-    """All files and the unsigned statement of ``day``. ``lines`` is the widened extract;
-    ``counterparts`` the entries outside it the reconciliation followed (into the context);
-    ``stripe_payouts`` the payout objects read (into the context; the balance transactions
-    fetched for them into the provider file).
-
-    The ledger leaves, the provider records and the context's boundary entries are written
-    column-wise (``entry_leaves``, ``provider_records_file``, ``context_bytes``): byte for
-    byte what encoding each entry and record on its own gives (finance_pipeline_tests/columnar,
-    finance_pipeline_tests/perf).
-    Frames given as sources are read one after the other and let go once their file is
-    written: at a million entries the ledger frame and the pulls are 1.3 GB together.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from finance_pipeline.columnar.leaves import entry_leaves_jsonl
-    from finance_pipeline.ledger.extract import union_lines
-    from finance_pipeline.proof import package as pkg
-    from finance_pipeline.proof.merkle import tree_head_and_size_of_lines
-
-    lo, hi = day_bounds_us(day)
-    lines = _frame(lines)
-    ts = lines["ts_us"].to_numpy()
-    day_mask = (ts >= lo) & (ts < hi)
-    # hashlib and Arrow's kernels release the GIL: the context is written while the ledger file
-    # is, and the Merkle tree is built while the provider file is.
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        with_followed = lines if counterparts is None else union_lines(lines, counterparts)
-        context_future = pool.submit(context_bytes, day, with_followed, tol, stripe_payouts)
-        ledger_bytes = entry_leaves_jsonl(lines, day_mask)
-        root = pool.submit(tree_head_and_size_of_lines, ledger_bytes)
-        totals = totals_by_currency(lines.loc[day_mask, ["amount_minor", "direction", "currency"]])
-        ledger_lines = int(day_mask.sum())
-        context = context_future.result()
-        del lines, ts, day_mask
-        release_unused()  # the ledger frame, before the pulls are read
-        stripe_frame = _frame(stripe, PULL_COLUMNS)
-        provider_bytes, provider_count = provider_records_file(
-            stripe_frame, _frame(payouts, PULL_COLUMNS), *payout_record_frames(stripe_payouts, stripe_frame["id"]))
-        merkle_root, ledger_entries = root.result()
-    report_bytes = canonical_bytes(report)
-    summary = report["summary"]
-    statement = pkg.build_statement_for_file(
-        day=day, ledger_file=ledger_bytes, ledger_lines=ledger_lines, totals=totals,
-        provider_records_bytes=provider_bytes, provider_records=provider_count, report_bytes=report_bytes,
-        matched=int(summary["matched"]), discrepancies=int(sum(summary["discrepancies"].values())),
-        previous=previous,
-        extra={"reconciliation": {"context_sha256": hashlib.sha256(context).hexdigest()}},
-        merkle_root=merkle_root, ledger_entries=ledger_entries,
-    )
-    files = {LEDGER_FILE: ledger_bytes, PROVIDERS_FILE: provider_bytes, REPORT_FILE: report_bytes,
-             CONTEXT_FILE: context}
-    computed = {LEDGER_FILE: Computed(ledger_bytes, merkle_root)}
-    return DayBundle(day=day, statement_bytes=pkg.statement_bytes(statement), files=files, computed=computed)

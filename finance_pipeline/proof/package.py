@@ -22,11 +22,11 @@ import re
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from finance_pipeline.domain.canonical import CanonicalJSONError, canonical_bytes
-from finance_pipeline.domain.journal import ENTRY_FIELDS, JournalEntry
-from finance_pipeline.domain.timeutil import TimestampError, day_bounds_us, format_ts_us, parse_ts_us
+from finance_pipeline.domain.journal import JournalEntry
+from finance_pipeline.domain.timeutil import day_bounds_us, format_ts_us
 from finance_pipeline.proof.merkle import tree_head_of_lines
 
 FORMAT = "finance-proof/1"
@@ -83,12 +83,6 @@ def _jsonl(lines: Iterable[bytes]) -> bytes:
     return b"".join(line + b"\n" for line in lines)
 
 
-def sort_leaves(entries: Iterable[JournalEntry]) -> list[JournalEntry]:
-    """Entries in ledger file order: by the instant ``ts`` denotes, then ``journal_id``
-    (Python compares str by code point, which is the spec's order)."""
-    return sorted(entries, key=lambda e: (e.ts_us, e.journal_id))
-
-
 def ledger_entries_bytes(leaves: Iterable[bytes]) -> bytes:
     """`ledger_entries.jsonl`: canonical leaves, each followed by ``\\n``; no leaves -> b""."""
     out = []
@@ -130,10 +124,11 @@ def ledger_totals(entries: Iterable[JournalEntry]) -> list[dict[str, Any]]:
         for line in entry.lines:
             pair = sums.setdefault(line.currency, [0, 0])
             pair[0 if line.direction == "debit" else 1] += line.amount_minor
-    return _totals_rows(sums)
+    return totals_rows(sums)
 
 
-def _totals_rows(sums: Mapping[str, Sequence[int]]) -> list[dict[str, Any]]:
+def totals_rows(sums: Mapping[str, Sequence[int]]) -> list[dict[str, Any]]:
+    """``ledger.totals`` rows of per-currency (debits, credits) sums, sorted by currency."""
     return [{"currency": cur, "debits_minor": d, "credits_minor": c}
             for cur, (d, c) in sorted(sums.items())]
 
@@ -225,19 +220,6 @@ def _merge_extra(base: dict[str, Any], extra: Mapping[str, Any], path: str) -> N
                                "choose another member name")
 
 
-def build_statement(*, day: str | date, ledger_leaves: Sequence[bytes], ledger_lines: int,
-                    totals: Sequence[Mapping[str, Any]], provider_records_bytes: bytes,
-                    provider_records: int, report_bytes: bytes, matched: int, discrepancies: int,
-                    previous: Mapping[str, str] | None,
-                    extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The spec's ``statement``, ``proof_id`` included. ``extra`` members are signed too."""
-    return build_statement_for_file(
-        day=day, ledger_file=ledger_entries_bytes(ledger_leaves), ledger_lines=ledger_lines, totals=totals,
-        provider_records_bytes=provider_records_bytes, provider_records=provider_records,
-        report_bytes=report_bytes, matched=matched, discrepancies=discrepancies, previous=previous,
-        extra=extra)
-
-
 def _ledger_file_entries(ledger_file: bytes) -> int:
     """The number of leaves of a written `ledger_entries.jsonl`, which must be non-empty lines
     each ended by ``\\n`` (what ``ledger_entries_bytes`` writes)."""
@@ -260,15 +242,16 @@ def _given_entries(ledger_file: bytes, entries: Any) -> int:
     return count
 
 
-def build_statement_for_file(*, day: str | date, ledger_file: bytes, ledger_lines: int,
+def build_statement(*, day: str | date, ledger_file: bytes, ledger_lines: int,
                              totals: Sequence[Mapping[str, Any]], provider_records_bytes: bytes,
                              provider_records: int, report_bytes: bytes, matched: int, discrepancies: int,
                              previous: Mapping[str, str] | None,
                              extra: Mapping[str, Any] | None = None,
                              merkle_root: bytes | None = None,
                              ledger_entries: int | None = None) -> dict[str, Any]:
-    """``build_statement`` from the written `ledger_entries.jsonl` (its lines are the leaves), so
-    a caller holding the file does not split it into a million leaves first. ``merkle_root``
+    """The spec's ``statement``, ``proof_id`` included, of the written `ledger_entries.jsonl`
+    (its lines are the leaves; see ``ledger_entries_bytes``); ``extra`` members are signed too.
+    A caller holding the file need not split it into a million leaves. ``merkle_root``
     and ``ledger_entries``: the file's tree head and its number of leaves, when the caller
     already computed them (``tree_head_and_size_of_lines``); the file is not scanned again."""
     statement: dict[str, Any] = {
@@ -300,19 +283,6 @@ def build_statement_for_file(*, day: str | date, ledger_file: bytes, ledger_line
     statement["proof_id"] = compute_proof_id(statement)
     statement_bytes(statement)  # fail here, not at signing time, when it is too big
     return statement
-
-
-def report_counts(report_bytes: bytes) -> tuple[int, int]:
-    """(matched, total discrepancies) from a `finance-reconciliation/1` report's summary."""
-    try:
-        summary = loads_strict(report_bytes)["summary"]
-        matched = summary["matched"]
-        counts = summary["discrepancies"]
-        total = sum(counts.values())
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise PackageError(f"reconciliation report: cannot read summary.matched and "
-                           f"summary.discrepancies ({exc})") from None
-    return _check_int("report summary.matched", matched), _check_int("report discrepancies", total)
 
 
 def signature_entry(*, key_id: str, role: str, der_signature: bytes) -> dict[str, str]:
@@ -423,97 +393,6 @@ class Package:
         return root
 
 
-def _check_name(name: str) -> str:
-    if not _SAFE_NAME.match(name):
-        raise PackageError(f"extra file name {name!r}: use letters, digits, '.', '_' or '-' only")
-    return name
-
-
-# --- a package in the making ---------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Draft:
-    """A statement and its data files, waiting for signatures."""
-
-    statement: dict[str, Any]
-    ledger_entries: bytes
-    provider_records: bytes
-    reconciliation_report: bytes
-
-    @property
-    def signed_bytes(self) -> bytes:
-        """``S``, what every signer signs."""
-        return statement_bytes(self.statement)
-
-    @property
-    def proof_id(self) -> str:
-        return self.statement["proof_id"]
-
-    def package(self, signatures: Sequence[Mapping[str, Any]],
-                extra_files: Mapping[str, bytes] | None = None) -> Package:
-        pkg = Package(self.ledger_entries, self.provider_records, self.reconciliation_report,
-                      package_json(self.statement, signatures))
-        for name, data in (extra_files or {}).items():
-            if name in SPEC_FILES:
-                raise PackageError(f"extra file {name!r} would replace a spec file")
-            pkg.extra_files[_check_name(name)] = bytes(data)
-        return pkg
-
-
-def _ledger_item(item: JournalEntry | Mapping[str, Any], i: int) -> tuple[int, str, bytes, list]:
-    """(ts_us, journal_id, leaf bytes, lines) of an entry or of an eleven-member leaf dict."""
-    if isinstance(item, JournalEntry):
-        return item.ts_us, item.journal_id, item.leaf_bytes(), [ln.to_leaf() for ln in item.lines]
-    if not isinstance(item, Mapping) or set(item) != set(ENTRY_FIELDS):
-        raise PackageError(f"entry {i}: must be a JournalEntry or a leaf with exactly the members "
-                           f"{', '.join(ENTRY_FIELDS)}")
-    try:
-        ts_us = parse_ts_us(item["ts"])
-    except TimestampError as exc:
-        raise PackageError(f"entry {item['journal_id']!r}: ts {exc}") from None
-    try:
-        leaf = canonical_bytes(dict(item))
-    except CanonicalJSONError as exc:
-        raise PackageError(f"entry {item['journal_id']!r}: {exc}") from None
-    return ts_us, item["journal_id"], leaf, list(item["lines"])
-
-
-def prepare(*, day: str | date, entries: Iterable[JournalEntry | Mapping[str, Any]],
-            provider_records: Iterable[Mapping[str, Any]], report_bytes: bytes,
-            previous: Mapping[str, str] | None, extra: Mapping[str, Any] | None = None) -> Draft:
-    """Everything but the signatures: sorts, checks the day, counts and totals.
-
-    ``entries`` are `JournalEntry` objects or leaf dicts in the spec's eleven-member shape
-    (as the ledger extract yields them); leaf dicts are trusted to follow the journal rules.
-    """
-    items = sorted((_ledger_item(e, i) for i, e in enumerate(entries)), key=lambda t: (t[0], t[1]))
-    lo, hi = _bounds(day)
-    seen: set[str] = set()
-    sums: dict[str, list[int]] = {}
-    lines = 0
-    for ts_us, journal_id, _, entry_lines in items:
-        if not lo <= ts_us < hi:
-            raise PackageError(f"entry {journal_id}: ts {format_ts_us(ts_us)} is outside the interval "
-                               f"[{format_ts_us(lo)}, {format_ts_us(hi)}); pass only that day's entries")
-        if journal_id in seen:
-            raise PackageError(f"entry {journal_id}: appears twice; journal ids are unique")
-        seen.add(journal_id)
-        lines += len(entry_lines)
-        for ln in entry_lines:
-            pair = sums.setdefault(ln["currency"], [0, 0])
-            pair[0 if ln["direction"] == "debit" else 1] += ln["amount_minor"]
-    leaves = [leaf for _, _, leaf, _ in items]
-    records = list(provider_records)
-    providers_file = provider_records_bytes(records)
-    matched, discrepancies = report_counts(report_bytes)
-    statement = build_statement(
-        day=day, ledger_leaves=leaves, ledger_lines=lines, totals=_totals_rows(sums),
-        provider_records_bytes=providers_file, provider_records=len(records),
-        report_bytes=report_bytes, matched=matched, discrepancies=discrepancies,
-        previous=previous, extra=extra)
-    return Draft(statement, ledger_entries_bytes(leaves), providers_file, bytes(report_bytes))
-
-
 def _bounds(day: str | date) -> tuple[int, int]:
     if isinstance(day, str) and not re.match(r"^\d{4}-\d{2}-\d{2}\Z", day):
         raise PackageError(f"day: {day!r} is not a date; write it as YYYY-MM-DD")
@@ -524,10 +403,9 @@ def _bounds(day: str | date) -> tuple[int, int]:
 
 
 __all__ = [
-    "ALGORITHM", "Draft", "FORMAT", "LEDGER_FILE", "MAX_STATEMENT_BYTES", "PROOF_FILE",
-    "PROVIDERS_FILE", "CONTEXT_FILE", "Package", "PackageError", "PackageLoadError", "REPORT_FILE", "SPEC_FILES",
-    "StatementTooLarge", "build_statement", "build_statement_for_file", "compute_proof_id", "interval_of", "ledger_entries_bytes",
-    "ledger_totals", "loads_strict", "package_json", "prepare", "previous_link",
-    "provider_records_bytes", "report_counts", "signature_entry", "sort_leaves",
-    "split_lines", "statement_bytes", "statement_sha256",
+    "ALGORITHM", "CONTEXT_FILE", "CONTEXT_FORMAT", "FORMAT", "LEDGER_FILE", "MAX_STATEMENT_BYTES", "PROOF_FILE",
+    "PROVIDERS_FILE", "Package", "PackageError", "PackageLoadError", "REPORT_FILE", "SPEC_FILES",
+    "StatementTooLarge", "build_statement", "compute_proof_id", "interval_of", "ledger_entries_bytes",
+    "ledger_totals", "loads_strict", "package_json", "previous_link", "provider_records_bytes",
+    "signature_entry", "split_lines", "statement_bytes", "statement_sha256", "totals_rows",
 ]

@@ -13,23 +13,8 @@ from finance_pipeline.domain.journal import parse_entry
 from finance_pipeline.export import registry
 from finance_pipeline.ledger.audit import list_events
 from finance_pipeline.payouts.policy import PayoutPolicy
-from finance_pipeline_tests.api import (  # noqa: F401  (fixtures)
-    Clock,
-    bearer,
-    serve,
-    sqlite_api_ledger,
-    sqlite_ledger_template,
-    token_template,
-    tokens,
-)
-from finance_pipeline_tests.ledger import (  # noqa: F401  (fixtures)
-    DAY,
-    entry,
-    ledger,
-    line,
-    pg_ledger_template,
-    row_counts,
-)
+from finance_pipeline_tests.api.helpers import Clock, bearer, serve
+from finance_pipeline_tests.ledger.helpers import DAY, entry, line, row_counts
 
 NOW = 1_793_700_000_000_000
 

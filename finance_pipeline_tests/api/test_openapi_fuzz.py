@@ -30,15 +30,8 @@ from finance_pipeline.ledger.accounts import create_account
 from finance_pipeline.payouts import PayoutProviderClient, approve, create_payout
 from finance_pipeline.payouts.policy import PayoutPolicy
 from finance_pipeline.providers.retry import RetryPolicy
-from finance_pipeline_tests.api import (  # noqa: F401  (fixtures)
-    bearer,
-    serve,
-    sqlite_api_ledger,
-    sqlite_ledger_template,
-    token_template,
-    tokens,
-)
-from finance_pipeline_tests.ledger import entry, row_counts
+from finance_pipeline_tests.api.helpers import bearer, serve
+from finance_pipeline_tests.ledger.helpers import entry, row_counts
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance, negative_data_rejection, ignored_auth]

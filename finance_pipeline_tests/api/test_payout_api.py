@@ -12,16 +12,8 @@ from finance_pipeline.api import ApiSettings, create_app
 from finance_pipeline.payouts import PayoutProviderClient, create_payout
 from finance_pipeline.payouts.policy import PayoutPolicy
 from finance_pipeline.providers.retry import RetryPolicy
-from finance_pipeline_tests.api import (  # noqa: F401  (fixtures)
-    Clock,
-    bearer,
-    serve,
-    sqlite_api_ledger,
-    sqlite_ledger_template,
-    token_template,
-    tokens,
-)
-from finance_pipeline_tests.ledger import ledger, pg_ledger_template, row_counts  # noqa: F401
+from finance_pipeline_tests.api.helpers import Clock, bearer, serve
+from finance_pipeline_tests.ledger.helpers import row_counts
 
 T0 = 1_793_614_500_000_000  # 2026-11-02T10:15:00Z
 HOUR = 3600 * 1_000_000

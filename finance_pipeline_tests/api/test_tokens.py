@@ -17,8 +17,8 @@ from click.testing import CliRunner
 from finance_pipeline.api.tokens import PREFIX, TokenError, TokenStore
 from finance_pipeline.cli.serve import COMMANDS
 from finance_pipeline.ledger.audit import list_events
-from finance_pipeline_tests.api import bearer
-from finance_pipeline_tests.ledger import make_ledger
+from finance_pipeline_tests.api.helpers import bearer
+from finance_pipeline_tests.ledger.helpers import make_ledger
 
 TOKENS = next(c for c in COMMANDS if c.name == "tokens")
 

@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 
 from finance_pipeline.columnar import verify as columnar
 from finance_pipeline.domain.timeutil import TimestampError, day_bounds_us, format_ts_us, parse_ts_us
-from finance_pipeline.export.bundle import build_bundle
+from finance_pipeline.export.prove import prove_day
 from finance_pipeline.proof import verify
 from finance_pipeline.proof.package import Package, package_json, statement_bytes
 from finance_pipeline.reconciliation import Tolerances, build_report, reconcile
-from finance_pipeline_tests.proof import keyring, signers
+from finance_pipeline_tests.proof.helpers import keyring, signers
 
 from finance_pipeline_tests.perf.test_leaves_and_bundle import DAY, scenario_inputs
 
@@ -27,7 +27,7 @@ def _package(seed: int = 7) -> Package:
     lines, stripe, payouts = scenario_inputs(seed, True)
     tol = Tolerances()
     report = build_report(reconcile(lines, stripe, payouts, LO, HI, tol))
-    bundle = build_bundle(DAY, lines, stripe, payouts, report, tol, None)
+    bundle = prove_day(DAY, lines, stripe, payouts, report, tol, None)
     s = statement_bytes(bundle.statement)
     doc = package_json(bundle.statement, [w.sign(s) for w in signers()[:2]])
     return Package(bundle.files["ledger_entries.jsonl"], bundle.files["provider_records.jsonl"],

@@ -15,7 +15,7 @@ from finance_pipeline.cli.export import GATE_ASSETS
 from finance_pipeline.defs.launch import materialize_day
 from finance_pipeline.defs.io_managers import StoredFrame
 from finance_pipeline.export import exporter, registry
-from finance_pipeline.export.bundle import build_bundle
+from finance_pipeline.export.prove import prove_day
 from finance_pipeline.ledger import periods
 from finance_pipeline.ledger.engine import create_ledger_engine
 from finance_pipeline.ledger.errors import ClosedDayError
@@ -65,7 +65,7 @@ def _bundle(world):
     import json
 
     report = json.loads((storage / "reconciliation_report" / f"{DAY}.json").read_bytes())
-    return build_bundle(DAY, sources["ledger_extract"], sources["stripe_balance_transactions"],
+    return prove_day(DAY, sources["ledger_extract"], sources["stripe_balance_transactions"],
                         sources["payout_settlements"], report, Tolerances(), None)
 
 

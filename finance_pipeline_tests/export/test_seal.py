@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from finance_pipeline.domain.timeutil import day_bounds_us
-from finance_pipeline.export.bundle import build_bundle
+from finance_pipeline.export.prove import prove_day
 from finance_pipeline.export.exporter import ExportError, seal
 from finance_pipeline.proof import package as pkg
 from finance_pipeline.proof import verify
@@ -32,7 +32,7 @@ def bundle():
     lines, stripe, payouts = scenario_inputs(7, True)
     tol = Tolerances()
     report = build_report(reconcile(lines, stripe, payouts, *day_bounds_us(DAY), tol))
-    return build_bundle(DAY, lines, stripe, payouts, report, tol, None)
+    return prove_day(DAY, lines, stripe, payouts, report, tol, None)
 
 
 def _count_hashing(monkeypatch) -> dict[str, list[bytes]]:

@@ -11,7 +11,7 @@ from finance_pipeline.cli import main
 from finance_pipeline.domain.canonical import canonical_str
 from finance_pipeline.domain.journal import parse_entry
 from finance_pipeline.ledger.engine import create_ledger_engine
-from finance_pipeline_tests.ledger import entry, line, row_counts
+from finance_pipeline_tests.ledger.helpers import entry, line, row_counts
 
 
 def run(args: list[str], url: str | None = None, *, input: str | None = None, env=None):

@@ -30,16 +30,7 @@ from finance_pipeline.ledger.engine import create_ledger_engine
 from finance_pipeline.ledger.posting import post_entries
 from finance_pipeline.ledger.schema import journal_entries
 from finance_pipeline_tests.fixtures.postgres import ADMIN_URL, drop_database
-from finance_pipeline_tests.ledger import (  # noqa: F401  (fixtures)
-    DAY,
-    clone_database,
-    entry,
-    ledger,
-    line,
-    make_ledger,
-    pg_ledger_template,
-    sqlite_ledger,
-)
+from finance_pipeline_tests.ledger.helpers import DAY, clone_database, entry, line, make_ledger
 
 LO, HI = day_bounds_us(DAY)
 

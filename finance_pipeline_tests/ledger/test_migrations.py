@@ -11,7 +11,6 @@ from alembic.runtime.migration import MigrationContext
 from finance_pipeline.ledger import SchemaNotReadyError, migrate
 from finance_pipeline.ledger.engine import create_ledger_engine, normalise_url, resolve_url
 from finance_pipeline.ledger.schema import metadata
-from finance_pipeline_tests.ledger import ledger_url  # noqa: F401  (fixture)
 
 
 def _diff(engine: sa.Engine, target: sa.MetaData) -> list:

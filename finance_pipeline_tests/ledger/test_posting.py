@@ -25,14 +25,7 @@ from finance_pipeline.ledger.batches import apply_batch, batch_status, incomplet
 from finance_pipeline.ledger.engine import create_ledger_engine
 from finance_pipeline.ledger.posting import post_entries
 from finance_pipeline.ledger.schema import journal_batches, journal_entries, journal_lines, proofs
-from finance_pipeline_tests.ledger import (  # noqa: F401  (fixtures)
-    entry,
-    ledger,
-    line,
-    pg_ledger_template,
-    row_counts,
-    sqlite_ledger,
-)
+from finance_pipeline_tests.ledger.helpers import entry, line, row_counts
 
 
 def fields(exc: pytest.ExceptionInfo) -> list[str]:
@@ -264,7 +257,7 @@ def test_concurrent_writer_of_the_same_entry_is_seen_on_retry(pg_url, monkeypatc
 
 
 def _pg_ledger(url):
-    from finance_pipeline_tests.ledger import make_ledger
+    from finance_pipeline_tests.ledger.helpers import make_ledger
 
     return make_ledger(url)
 

@@ -10,13 +10,7 @@ from finance_pipeline.ledger import reviews
 from finance_pipeline.ledger.audit import list_events
 from finance_pipeline.ledger.errors import ClosedDayError, JournalConflictError, UnknownAccountError
 from finance_pipeline.ledger.schema import journal_entries
-from finance_pipeline_tests.ledger import (  # noqa: F401  (fixtures)
-    entry,
-    ledger,
-    line,
-    pg_ledger_template,
-    row_counts,
-)
+from finance_pipeline_tests.ledger.helpers import entry, line, row_counts
 
 T0 = 1_795_000_000_000_000  # a clock for the tests (2026-11-18)
 LEAD = frozenset({"finance-lead"})

@@ -17,15 +17,13 @@ from finance_pipeline.ledger.audit import now_us
 from finance_pipeline.ledger.batches import batch_status
 from finance_pipeline.ledger.engine import create_ledger_engine
 from finance_pipeline.payouts.service import get_payout
-from finance_pipeline_tests.ledger import ledger, pg_ledger_template  # noqa: F401  (fixtures)
-from finance_pipeline_tests.oncall import (  # noqa: F401  (fixtures)
+from finance_pipeline_tests.oncall.helpers import (
     HOUR_US,
     LATE_BATCH,
     LATE_DAY,
     inject_partial_batch,
     make_stuck_payout,
     renew_approvals,
-    sqlite_ops_world,
 )
 
 

@@ -8,8 +8,8 @@ from finance_pipeline.domain.timeutil import parse_ts_us
 from finance_pipeline.ledger.batches import apply_batch, stage_batch
 from finance_pipeline.ledger.schema import journal_entries, journal_lines
 from finance_pipeline.oncall.imbalance import LEDGER_IMBALANCE, PARTIAL_BATCH, find_incidents
-from finance_pipeline_tests.ledger import entry, ledger, line, pg_ledger_template  # noqa: F401
-from finance_pipeline_tests.oncall import make_partial_batch
+from finance_pipeline_tests.ledger.helpers import entry, line
+from finance_pipeline_tests.oncall.helpers import make_partial_batch
 
 STAGED = parse_ts_us("2026-11-03T08:00:00Z")
 LATER = STAGED + 3600 * 10**6  # an hour after staging: well past the 15-minute grace

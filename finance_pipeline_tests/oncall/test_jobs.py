@@ -17,8 +17,8 @@ from finance_pipeline.ledger.schema import journal_batches
 from finance_pipeline.oncall.imbalance import find_incidents
 from finance_pipeline.oncall.repair import RepairRefusedError, repair_batch
 from finance_pipeline.payouts.service import get_payout
-from finance_pipeline_tests.ledger import entry, ledger, pg_ledger_template  # noqa: F401  (fixtures)
-from finance_pipeline_tests.oncall import (  # noqa: F401  (fixtures)
+from finance_pipeline_tests.ledger.helpers import entry
+from finance_pipeline_tests.oncall.helpers import (
     HOUR_US,
     LATE_BATCH,
     LATE_DAY,
@@ -26,9 +26,7 @@ from finance_pipeline_tests.oncall import (  # noqa: F401  (fixtures)
     make_partial_batch,
     make_stuck_payout,
     ops_definitions,
-    ops_world,
     renew_approvals,
-    sqlite_ops_world,
 )
 
 

@@ -6,8 +6,7 @@ import pytest
 
 from finance_pipeline.ledger.audit import list_events
 from finance_pipeline.oncall.notify import ALERT_ACTION, Alert, AlertCursor, Notifier
-from finance_pipeline_tests.ledger import ledger, pg_ledger_template  # noqa: F401  (fixtures)
-from finance_pipeline_tests.oncall import WebhookReceiver, refused_url, webhook  # noqa: F401
+from finance_pipeline_tests.oncall.helpers import WebhookReceiver, refused_url
 
 ALERT = Alert(kind="partial_batch", key="partial_batch:b-1", summary="batch b-1 is partly applied",
               severity="critical", detail={"batch_id": "b-1", "days": ["2026-11-02"], "amounts": {"USD": 1250}})

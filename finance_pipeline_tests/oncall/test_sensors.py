@@ -12,8 +12,7 @@ from finance_pipeline.defs.resources import LedgerResource, SigningResource
 from finance_pipeline.ledger.audit import list_events, now_us
 from finance_pipeline.ledger.engine import create_ledger_engine
 from finance_pipeline.oncall.notify import ALERT_ACTION
-from finance_pipeline_tests.ledger import ledger, pg_ledger_template  # noqa: F401  (fixtures)
-from finance_pipeline_tests.oncall import (  # noqa: F401  (fixtures)
+from finance_pipeline_tests.oncall.helpers import (
     HOUR_US,
     LATE_BATCH,
     LATE_DAY,
@@ -21,10 +20,7 @@ from finance_pipeline_tests.oncall import (  # noqa: F401  (fixtures)
     inject_partial_batch,
     make_stuck_payout,
     ops_definitions,
-    ops_world,
     refused_url,
-    sqlite_ops_world,
-    webhook,
 )
 
 

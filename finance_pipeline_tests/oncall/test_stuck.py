@@ -7,8 +7,7 @@ import pytest
 from finance_pipeline.ledger.audit import now_us
 from finance_pipeline.oncall.stuck import find_stuck_payouts, retrigger_settlement
 from finance_pipeline.payouts.service import QuorumNotMetError, get_payout
-from finance_pipeline_tests.ledger import ledger, pg_ledger_template  # noqa: F401  (fixtures)
-from finance_pipeline_tests.oncall import HOUR_US, make_stuck_payout, renew_approvals
+from finance_pipeline_tests.oncall.helpers import HOUR_US, make_stuck_payout, renew_approvals
 
 SLA_S = 4 * 3600
 

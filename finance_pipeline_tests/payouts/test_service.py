@@ -23,12 +23,7 @@ from finance_pipeline.payouts import (
 )
 from finance_pipeline.providers import ProviderError
 from finance_pipeline.providers.retry import RetryPolicy
-from finance_pipeline_tests.ledger import (  # noqa: F401  (fixtures)
-    ledger,
-    pg_ledger_template,
-    row_counts,
-    sqlite_ledger,
-)
+from finance_pipeline_tests.ledger.helpers import row_counts
 
 T0 = 1_793_614_500_000_000  # 2026-11-02T10:15:00Z
 HOUR = 3600 * 1_000_000

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -15,21 +14,18 @@ from hypothesis import strategies as st
 
 from finance_pipeline.demo.scenario import DISCREPANCY_CLASSES, build_scenario
 from finance_pipeline.domain.canonical import MAX_SAFE_INT, canonical_bytes, canonical_str
+from finance_pipeline.domain.journal import entry_from_leaf
 from finance_pipeline.domain.timeutil import day_bounds_us
 from finance_pipeline.export.bundle import (
-    CONTEXT_FILE,
-    LEDGER_FILE,
-    PROVIDERS_FILE,
-    REPORT_FILE,
-    build_bundle,
     context_bytes,
     context_document,
     provider_records,
     provider_records_file,
-    totals_by_currency,
 )
+from finance_pipeline.export.prove import prove_day
 from finance_pipeline.ledger.extract import DTYPES, entries_from_lines
 from finance_pipeline.proof import package as pkg
+from finance_pipeline.proof.package import CONTEXT_FILE, LEDGER_FILE, PROVIDERS_FILE, REPORT_FILE
 from finance_pipeline.proof.merkle import tree_head, tree_head_and_size_of_lines, tree_head_of_lines
 from finance_pipeline.providers.payout_pull import settlements_frame
 from finance_pipeline.providers.stripe_pull import balance_transactions_frame
@@ -37,6 +33,7 @@ from finance_pipeline.reconciliation import Tolerances, build_report, reconcile
 from finance_pipeline.reconciliation.inputs import LINE_COLUMNS, lines_frame
 from finance_pipeline.sandboxes.payout_sandbox import normalise_payout, settlement_of
 from finance_pipeline_tests.columnar.test_canonical_arrow import texts
+from finance_pipeline_tests.proof.reference_builder import statement_of_leaves
 
 maybe = st.none() | texts
 
@@ -58,11 +55,11 @@ def test_statement_for_the_written_file_is_the_statement_for_the_leaves(leaves):
                 provider_records=0, report_bytes=b"{}", matched=0, discrepancies=0, previous=None,
                 extra={"reconciliation": {"context_sha256": "0" * 64}})
     data = pkg.ledger_entries_bytes(leaves)
-    expected = pkg.build_statement(ledger_leaves=leaves, **args)
-    assert pkg.build_statement_for_file(ledger_file=data, **args) == expected
+    expected = statement_of_leaves(ledger_leaves=leaves, **args)
+    assert pkg.build_statement(ledger_file=data, **args) == expected
     # With the tree head and size its caller computed, the file is not scanned again.
     root, size = tree_head_and_size_of_lines(data)
-    assert pkg.build_statement_for_file(ledger_file=data, merkle_root=root, ledger_entries=size, **args) == expected
+    assert pkg.build_statement(ledger_file=data, merkle_root=root, ledger_entries=size, **args) == expected
 
 
 @pytest.mark.parametrize("bad", [b"a", b"\na\n", b"a\n\nb\n"])
@@ -70,14 +67,14 @@ def test_a_malformed_ledger_file_is_refused(bad):
     args = dict(day="2026-11-02", ledger_file=bad, ledger_lines=0, totals=[], provider_records_bytes=b"",
                 provider_records=0, report_bytes=b"{}", matched=0, discrepancies=0, previous=None)
     with pytest.raises(pkg.PackageError):
-        pkg.build_statement_for_file(**args)
+        pkg.build_statement(**args)
     # With the count given, the checks that cost nothing still run (an empty line in the
     # middle is left to the self-verification, which reads every line).
     if bad != b"a\n\nb\n":
         with pytest.raises(pkg.PackageError):
-            pkg.build_statement_for_file(**args, ledger_entries=2)
+            pkg.build_statement(**args, ledger_entries=2)
     with pytest.raises(pkg.PackageError):
-        pkg.build_statement_for_file(**{**args, "ledger_file": b""}, ledger_entries=1)
+        pkg.build_statement(**{**args, "ledger_file": b""}, ledger_entries=1)
 
 
 # --- the bundle --------------------------------------------------------------------------------
@@ -86,18 +83,20 @@ DAY = "2026-11-02"
 
 
 def reference_bundle(day, lines, stripe, payouts, report, tol, previous):
-    """build_bundle as it was written before the columnar paths: entry by entry, record by record."""
+    """prove_day as it was written before the columnar paths: entry by entry, record by record."""
     lo, hi = day_bounds_us(day)
     in_day = lines[(lines["ts_us"] >= lo) & (lines["ts_us"] < hi)]
-    leaves = [canonical_bytes(e) for e in entries_from_lines(in_day)]
+    entries = entries_from_lines(in_day)
+    leaves = [canonical_bytes(e) for e in entries]
     ledger_bytes = pkg.ledger_entries_bytes(leaves)
     records = provider_records(stripe, payouts)
     provider_bytes = pkg.provider_records_bytes(records)
     report_bytes = canonical_bytes(report)
     ctx = canonical_bytes(context_document(day, lines, tol))
     summary = report["summary"]
-    statement = pkg.build_statement(
-        day=day, ledger_leaves=leaves, ledger_lines=len(in_day), totals=totals_by_currency(in_day),
+    statement = statement_of_leaves(
+        day=day, ledger_leaves=leaves, ledger_lines=len(in_day),
+        totals=pkg.ledger_totals(entry_from_leaf(e) for e in entries),
         provider_records_bytes=provider_bytes, provider_records=len(records), report_bytes=report_bytes,
         matched=int(summary["matched"]), discrepancies=int(sum(summary["discrepancies"].values())),
         previous=previous, extra={"reconciliation": {"context_sha256": hashlib.sha256(ctx).hexdigest()}},
@@ -132,7 +131,7 @@ def test_bundle_is_byte_identical_to_the_reference(seed, arrow):
     report = build_report(reconcile(lines, stripe, payouts, lo, hi, tol))
     assert sum(report["summary"]["discrepancies"].values()) >= len(DISCREPANCY_CLASSES) // 3
     previous = {"proof_id": "fp1-20261101-" + "a" * 24, "statement_sha256": "b" * 64}
-    bundle = build_bundle(DAY, lines, stripe, payouts, report, tol, previous)
+    bundle = prove_day(DAY, lines, stripe, payouts, report, tol, previous)
     statement, files = reference_bundle(DAY, lines, stripe, payouts, report, tol, previous)
     assert bundle.statement == statement
     assert bundle.files == files
@@ -153,9 +152,9 @@ def test_bundle_from_sources_is_the_bundle_from_frames():
     lines, stripe, payouts = scenario_inputs(7, True)
     tol = Tolerances()
     report = build_report(reconcile(lines, stripe, payouts, *day_bounds_us(DAY), tol))
-    expected = build_bundle(DAY, lines, stripe, payouts, report, tol, None)
+    expected = prove_day(DAY, lines, stripe, payouts, report, tol, None)
     sources = [_Source(lines), _Source(stripe), _Source(_stored_before_records(payouts))]
-    bundle = build_bundle(DAY, *sources, report, tol, None)
+    bundle = prove_day(DAY, *sources, report, tol, None)
     assert bundle.statement == expected.statement and bundle.files == expected.files
     # Each read once; the pulls only for what the provider file needs (`raw`: older frames).
     pulls = [("provider", "id", "record", "raw")]
@@ -169,14 +168,14 @@ def test_bundle_from_stored_parquet_files_with_many_row_groups(tmp_path):
     lines, stripe, payouts = scenario_inputs(11, True)
     tol = Tolerances()
     report = build_report(reconcile(lines, stripe, payouts, *day_bounds_us(DAY), tol))
-    expected = build_bundle(DAY, lines, stripe, payouts, report, tol, None)
+    expected = prove_day(DAY, lines, stripe, payouts, report, tol, None)
     sources = []
     for name, frame in (("lines", lines), ("stripe", stripe), ("payouts", payouts)):
         path = tmp_path / f"{name}.parquet"
         frame.to_parquet(path, index=False, row_group_size=5)
         sources.append(StoredFrame(name, open(path, "rb")))  # noqa: SIM115
     assert len(stripe) > 10
-    bundle = build_bundle(DAY, *sources, report, tol, None)
+    bundle = prove_day(DAY, *sources, report, tol, None)
     assert bundle.statement == expected.statement and bundle.files == expected.files
 
 
@@ -296,35 +295,7 @@ def test_arrow_and_object_frames_agree():
     ra = build_report(reconcile(*a, *day_bounds_us(DAY), tol))
     rb = build_report(reconcile(*b, *day_bounds_us(DAY), tol))
     assert ra == rb
-    assert build_bundle(DAY, *a, ra, tol, None).files == build_bundle(DAY, *b, rb, tol, None).files
+    assert prove_day(DAY, *a, ra, tol, None).files == prove_day(DAY, *b, rb, tol, None).files
     assert pa.array(a[0]["journal_id"]).type in (pa.large_string(), pa.string())
-
-
-def _reference_totals(lines: pd.DataFrame) -> list[dict]:
-    """totals_by_currency as it was written before (object arrays, groupby on the text)."""
-    if lines.empty:
-        return []
-    amount = lines["amount_minor"].to_numpy(dtype=np.int64)
-    debit = lines["direction"].to_numpy() == "debit"
-    frame = pd.DataFrame({"currency": lines["currency"].to_numpy(), "d": np.where(debit, amount, 0),
-                          "c": np.where(debit, 0, amount)})
-    sums = frame.groupby("currency", sort=True)[["d", "c"]].sum()
-    return [{"currency": str(cur), "debits_minor": int(r.d), "credits_minor": int(r.c)}
-            for cur, r in sums.iterrows()]
-
-
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.tuples(st.none() | st.sampled_from(["USD", "EUR", "JPY", "é€"]),
-                          st.none() | st.sampled_from(["debit", "credit", "up"]),
-                          st.integers(0, MAX_SAFE_INT)), max_size=30), st.booleans())
-def test_totals_by_currency_are_the_reference_totals(rows, arrow):
-    frame = pd.DataFrame({"currency": pd.Series([r[0] for r in rows], dtype=object),
-                          "direction": pd.Series([r[1] for r in rows], dtype=object),
-                          "amount_minor": pd.Series([r[2] for r in rows], dtype=np.int64)})
-    if arrow:
-        if frame["direction"].isna().any():
-            return  # the reference cannot compare <NA> (a ledger line always has a direction)
-        frame = frame.astype({"currency": DTYPES["currency"], "direction": DTYPES["direction"]})
-    assert totals_by_currency(frame) == _reference_totals(frame)
 
 

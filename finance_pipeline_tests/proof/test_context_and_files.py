@@ -11,13 +11,13 @@ from click.testing import CliRunner
 
 from finance_pipeline.domain.canonical import canonical_bytes
 from finance_pipeline.domain.timeutil import day_bounds_us
-from finance_pipeline.export.bundle import build_bundle
+from finance_pipeline.export.prove import prove_day
 from finance_pipeline.export.replay import ReplayError, UnsignedInputError, replay_files
 from finance_pipeline.proof.package import CONTEXT_FILE, Package, package_json, statement_bytes
 from finance_pipeline.proof.verify import verify_package
 from finance_pipeline.reconciliation import Tolerances, build_report, reconcile
 from finance_pipeline_tests.perf.test_leaves_and_bundle import DAY, scenario_inputs
-from finance_pipeline_tests.proof import keyring, signers
+from finance_pipeline_tests.proof.helpers import keyring, signers
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def files() -> dict[str, bytes]:
     lines, stripe, payouts = scenario_inputs(7, True)
     tol = Tolerances()
     report = build_report(reconcile(lines, stripe, payouts, *day_bounds_us(DAY), tol))
-    bundle = build_bundle(DAY, lines, stripe, payouts, report, tol, None)
+    bundle = prove_day(DAY, lines, stripe, payouts, report, tol, None)
     s = statement_bytes(bundle.statement)
     out = dict(bundle.files)
     out["proof_package.json"] = package_json(bundle.statement, [w.sign(s) for w in signers()[:2]])

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from finance_pipeline.cli.proofs import COMMANDS
 from finance_pipeline.proof.inclusion import EntryNotFound, prove_entry, verify_entry
 from finance_pipeline.proof.merkle import tree_head
-from finance_pipeline_tests.proof import DAY, build, entry, keyring
+from finance_pipeline_tests.proof.helpers import DAY, build, entry, keyring
 
 
 def _entries(n: int):

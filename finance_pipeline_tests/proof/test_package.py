@@ -18,16 +18,15 @@ from finance_pipeline.proof.package import (
     PackageError,
     PackageLoadError,
     StatementTooLarge,
-    build_statement,
     compute_proof_id,
     ledger_entries_bytes,
     package_json,
     previous_link,
     provider_records_bytes,
-    sort_leaves,
     statement_bytes,
 )
-from finance_pipeline_tests.proof import (
+from finance_pipeline_tests.proof.reference_builder import sort_leaves, statement_of_leaves
+from finance_pipeline_tests.proof.helpers import (
     DAY,
     draft,
     entry,
@@ -46,7 +45,7 @@ def _statement(**overrides):
                 provider_records_bytes=b"", provider_records=0, report_bytes=b"{}", matched=0,
                 discrepancies=0, previous=None)
     args.update(overrides)
-    return build_statement(**args)
+    return statement_of_leaves(**args)
 
 
 def test_statement_has_exactly_the_spec_shape():

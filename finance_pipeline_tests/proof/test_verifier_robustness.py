@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from finance_pipeline.cli.proofs import COMMANDS
 from finance_pipeline.proof.package import PROOF_FILE, Package
 from finance_pipeline.proof.verify import CHECKS, verify_package
-from finance_pipeline_tests.proof import build, keyring
+from finance_pipeline_tests.proof.helpers import build, keyring
 
 GROUP = click.Group(commands={c.name: c for c in COMMANDS})
 DEEP = 100_000

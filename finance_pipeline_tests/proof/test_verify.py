@@ -22,7 +22,6 @@ from finance_pipeline.domain.canonical import canonical_bytes
 from finance_pipeline.proof.keyring import Keyring, KeyringError
 from finance_pipeline.proof.package import (
     Package,
-    build_statement,
     compute_proof_id,
     ledger_entries_bytes,
     package_json,
@@ -30,7 +29,8 @@ from finance_pipeline.proof.package import (
     statement_bytes,
 )
 from finance_pipeline.proof.verify import CHECKS, verify_package
-from finance_pipeline_tests.proof import (
+from finance_pipeline_tests.proof.reference_builder import statement_of_leaves
+from finance_pipeline_tests.proof.helpers import (
     DAY,
     build,
     draft,
@@ -243,7 +243,7 @@ def test_missing_files(pkg):
 def _resigned_ledger(leaves: list[bytes], lines: int = 10, totals=None):
     """A package whose statement honestly describes ``leaves`` and is validly signed."""
     d = draft()
-    st = build_statement(day=DAY, ledger_leaves=leaves, ledger_lines=lines,
+    st = statement_of_leaves(day=DAY, ledger_leaves=leaves, ledger_lines=lines,
                          totals=d.statement["ledger"]["totals"] if totals is None else totals,
                          provider_records_bytes=d.provider_records, provider_records=3,
                          report_bytes=d.reconciliation_report, matched=2, discrepancies=0, previous=None)
@@ -295,7 +295,7 @@ def test_signed_but_unordered_or_non_canonical_provider_records_fail():
                 b'{"id": "a", "provider": "stripe"}\n',
                 b'{"provider":"stripe"}\n',
                 d.provider_records[:-1]):
-        st = build_statement(day=DAY, ledger_leaves=d.ledger_entries.split(b"\n")[:-1], ledger_lines=10,
+        st = statement_of_leaves(day=DAY, ledger_leaves=d.ledger_entries.split(b"\n")[:-1], ledger_lines=10,
                              totals=d.statement["ledger"]["totals"], provider_records_bytes=bad,
                              provider_records=len(bad.split(b"\n")) - (1 if bad.endswith(b"\n") else 0),
                              report_bytes=d.reconciliation_report, matched=2, discrepancies=0, previous=None)
@@ -307,7 +307,7 @@ def test_signed_but_inconsistent_summary_fails():
     d = draft()
     for matched, disc, report in ((3, 0, d.reconciliation_report), (2, 1, d.reconciliation_report),
                                   (2, 0, sample_report("2026-11-03"))):
-        st = build_statement(day=DAY, ledger_leaves=d.ledger_entries.split(b"\n")[:-1], ledger_lines=10,
+        st = statement_of_leaves(day=DAY, ledger_leaves=d.ledger_entries.split(b"\n")[:-1], ledger_lines=10,
                              totals=d.statement["ledger"]["totals"], provider_records_bytes=d.provider_records,
                              provider_records=3, report_bytes=report, matched=matched,
                              discrepancies=disc, previous=None)

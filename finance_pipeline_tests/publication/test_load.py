@@ -6,7 +6,7 @@ import pytest
 
 from finance_pipeline.proof.package import PROOF_FILE, PackageLoadError
 from finance_pipeline.publication import LocalPublisher, PublicationError, S3Publisher, load_package
-from finance_pipeline_tests.proof import build
+from finance_pipeline_tests.proof.helpers import build
 
 DAY = "2026-11-02"
 

@@ -227,7 +227,7 @@ def test_keys_beside_an_s3_package_reach_the_verifier_as_foreign_files(publisher
     the verifier must see it to refuse it (proof-package.md: no other file is part of it)."""
     from finance_pipeline.proof.package import Package
     from finance_pipeline.proof.verify import verify_package
-    from finance_pipeline_tests.proof import build, keyring
+    from finance_pipeline_tests.proof.helpers import build, keyring
 
     pkg = build()
     result = publisher.publish(DAY, "proof-x", pkg.files())

@@ -12,7 +12,6 @@ from finance_pipeline.providers.stripe_payouts import payouts_frame, pull_day_pa
 from finance_pipeline.providers.stripe_pull import balance_transactions_frame
 from finance_pipeline.reconciliation.counterparts import reconcile_following_references
 from finance_pipeline.reconciliation.engine import Tolerances, reconcile
-from finance_pipeline_tests.fixtures.sandboxes import stripe_sandbox  # noqa: F401 (fixture)
 from finance_pipeline_tests.reconciliation.builders import charge_txn, frames
 
 D1, D2 = "2026-11-01", "2026-11-02"

@@ -9,22 +9,9 @@ import dagster as dg
 import pandas as pd
 
 from finance_pipeline.defs.resources import LedgerResource, ReconciliationSettings
+from finance_pipeline.columnar.totals import totals_by_currency
 from finance_pipeline.domain.timeutil import day_bounds_us, format_ts_us, recon_window_us
 
-
-
-def totals_by_currency(lines: pd.DataFrame) -> pd.DataFrame:
-    """Debits and credits in minor units per currency, sorted by currency."""
-    if lines.empty:
-        return pd.DataFrame({"currency": [], "debits_minor": [], "credits_minor": []}).astype(
-            {"debits_minor": "int64", "credits_minor": "int64"}
-        )
-    signed = lines.assign(
-        debits_minor=lines["amount_minor"].where(lines["direction"] == "debit", 0),
-        credits_minor=lines["amount_minor"].where(lines["direction"] == "credit", 0),
-    )
-    out = signed.groupby("currency", sort=True)[["debits_minor", "credits_minor"]].sum()
-    return out.reset_index().astype({"debits_minor": "int64", "credits_minor": "int64"})
 
 
 def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
@@ -46,19 +33,19 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
     ) -> dg.Output:
         from finance_pipeline.ledger import reviews
         from finance_pipeline.ledger.audit import now_us
-        from finance_pipeline.ledger.extract import extract_window_lines
+        from finance_pipeline.export.prove import extract_day
 
         lo, hi = day_bounds_us(context.partition_key)
         # People's entries of the day still waiting for their second person: not in the ledger
         # (nor in this extract) until approved.
         waiting = reviews.pending(ledger.engine(), now_us(), day=context.partition_key)
         w_lo, w_hi = recon_window_us(context.partition_key, recon.time_tolerance_s)
-        lines = extract_window_lines(ledger.engine(), w_lo, w_hi)
+        lines = extract_day(ledger.engine(), context.partition_key, recon.tolerances())
         ts = lines["ts_us"].to_numpy()
         in_day = (ts >= lo) & (ts < hi)
         n_in_day = int(in_day.sum())
         # Only the columns the metadata reads: a copy of the whole day is a gigabyte at 1M entries.
-        totals = totals_by_currency(lines.loc[in_day, ["currency", "direction", "amount_minor"]])
+        totals = pd.DataFrame(totals_by_currency(lines.loc[in_day, ["currency", "direction", "amount_minor"]]))
         return dg.Output(
             lines,
             metadata={

@@ -76,8 +76,8 @@ def build_assets(partitions_def: dg.TimeWindowPartitionsDefinition, chain_start:
         payout_settlements: StoredFrame,
     ) -> dg.MaterializeResult:
         from finance_pipeline.export import registry
-        from finance_pipeline.export.bundle import build_bundle
         from finance_pipeline.export.exporter import publish_day, seal
+        from finance_pipeline.export.prove import prove_day
         from finance_pipeline.ledger import periods
         from finance_pipeline.quality import verdicts
 
@@ -96,9 +96,9 @@ def build_assets(partitions_def: dg.TimeWindowPartitionsDefinition, chain_start:
                 "day": day, "fix": verdicts.check_command(day) if isinstance(exc, verdicts.GatesNotPassedError)
                 else f"publish the days from {chain_start} (FP_CHAIN_START) up to the day before, in order",
             }) from None
-        bundle = build_bundle(day, ledger_extract, stripe_balance_transactions, payout_settlements,
-                              reconciliation_report, recon.tolerances(), previous,
-                              counterparts=ledger_counterparts, stripe_payouts=stripe_payouts.read())
+        bundle = prove_day(day, ledger_extract, stripe_balance_transactions, payout_settlements,
+                           reconciliation_report, recon.tolerances(), previous,
+                           counterparts=ledger_counterparts, stripe_payouts=stripe_payouts.read())
         publisher = publication.publisher()
         release_unused_memory()  # what building the bundle freed, before the verification's work
 

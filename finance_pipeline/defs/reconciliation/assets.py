@@ -16,7 +16,6 @@ import pandas as pd
 
 from finance_pipeline.defs.io_managers import AS_SOURCE, StoredFrame, release_unused_memory
 from finance_pipeline.defs.resources import LedgerResource, ReconciliationSettings
-from finance_pipeline.domain.timeutil import day_bounds_us, recon_window_us
 
 FRAME_INPUTS = ("ledger_extract", "stripe_balance_transactions", "stripe_payouts", "payout_settlements")
 
@@ -123,11 +122,10 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
         stripe_payouts: StoredFrame,
         payout_settlements: StoredFrame,
     ):
-        from finance_pipeline.ledger.extract import extract_linked_lines
+        from finance_pipeline.export.prove import reconcile_day as reconcile
         from finance_pipeline.providers.stripe_payouts import with_payout_transactions
         from finance_pipeline.quality import gates, verdicts
         from finance_pipeline.reconciliation import build_report
-        from finance_pipeline.reconciliation.counterparts import reconcile_following_references
         from finance_pipeline.reconciliation.summary import markdown_table
 
         gates.warm_up()  # GX's import overlaps the reconciliation instead of following it
@@ -137,13 +135,9 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
         lines = ledger_extract.read()
         day_payouts = stripe_payouts.read()
         payouts = payout_settlements.read()
-        lo, hi = day_bounds_us(day)
-        w_lo, w_hi = recon_window_us(day, recon.time_tolerance_s)
         stripe = with_payout_transactions(stripe_balance_transactions.read(without=["record"]), day_payouts)
-        rec, counterparts = reconcile_following_references(
-            lines, stripe, payouts, lo, hi, recon.tolerances(),
-            lambda refs, later: extract_linked_lines(ledger.engine(), refs, w_lo, w_hi, later_only=later),
-            stripe_payouts=day_payouts)
+        rec, counterparts = reconcile(ledger.engine(), day, lines, stripe, payouts, recon.tolerances(),
+                                      stripe_payouts=day_payouts)
         del stripe
         report = build_report(rec)
         counts = rec.counts
