@@ -7,6 +7,7 @@ from datetime import date, datetime, timedelta, timezone
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _US = 1_000_000
+DAY_US = 86_400 * _US  # a UTC day: the partitions are UTC days, without leap seconds
 # RFC 3339 date-time with a mandatory offset ('Z' or +hh:mm); fraction up to 9 digits.
 _TS_RE = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})",
@@ -65,7 +66,7 @@ def day_bounds_us(day: date | str) -> tuple[int, int]:
         day = date.fromisoformat(day)
     start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
     lo = int((start - _EPOCH).total_seconds()) * _US
-    return lo, lo + 86400 * _US
+    return lo, lo + DAY_US
 
 
 def recon_window_us(day: date | str, tolerance_s: int) -> tuple[int, int]:

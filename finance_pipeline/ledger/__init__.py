@@ -3,6 +3,7 @@
 Plain Python and SQLAlchemy Core; no Dagster here.
 """
 
+from finance_pipeline.ledger import errors
 from finance_pipeline.ledger.errors import (
     AccountExistsError,
     AccountValidationError,
@@ -17,16 +18,4 @@ from finance_pipeline.ledger.errors import (
     UnknownAccountError,
 )
 
-__all__ = [
-    "AccountExistsError",
-    "AccountValidationError",
-    "BatchConflictError",
-    "BatchError",
-    "ClosedDayError",
-    "FieldError",
-    "JournalConflictError",
-    "JournalValidationError",
-    "LedgerError",
-    "SchemaNotReadyError",
-    "UnknownAccountError",
-]
+__all__ = errors.__all__

@@ -23,6 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from finance_pipeline.domain.timeutil import DAY_US
 from finance_pipeline.reconciliation.stripe_types import BALANCE_ROLES, DEFAULT_BALANCE_TYPE, FEE_ROLE_NAMES, NET_ROLES
 
 CLASSES = (
@@ -563,8 +564,8 @@ def pair_anchors(pairs: pd.DataFrame, claims: pd.DataFrame, recs: pd.DataFrame, 
     ledger_ts = claims["ts_us"].to_numpy(dtype=np.int64)[c]
     rec_ts = recs["ts_us"].to_numpy(dtype=np.int64)[r]
     arrival = recs["arrival_us"].to_numpy(dtype=np.int64)[r]
-    day_lo = ledger_ts - np.mod(ledger_ts, 86_400 * _US)
-    day_hi = day_lo + 86_400 * _US
+    day_lo = ledger_ts - np.mod(ledger_ts, DAY_US)  # day_bounds_us of each entry's day
+    day_hi = day_lo + DAY_US
     margin = tol.time_s * _US
     seen = ((rec_ts >= day_lo - margin) & (rec_ts <= day_hi + margin)) | ((arrival >= day_lo) & (arrival < day_hi))
     return np.where(seen, ledger_ts, rec_ts)
