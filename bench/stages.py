@@ -207,6 +207,8 @@ def stage_core(work: Path) -> dict[str, Any]:
 
     from finance_pipeline.defs.io_managers import StoredFrame, release_unused_memory
     from finance_pipeline.export.bundle import LEDGER_FILE, build_bundle
+    from finance_pipeline.memory import use_lean_arrow_pool
+    from finance_pipeline.settings import Settings
     from finance_pipeline.export.exporter import seal
     from finance_pipeline.publication import LocalPublisher
     from finance_pipeline.quality import gates
@@ -221,6 +223,8 @@ def stage_core(work: Path) -> dict[str, Any]:
     lo, hi = _bounds(day)
     sources = {name: StoredFrame(name, open(work / f"{name}.parquet", "rb"))  # noqa: SIM115
                for name in ("lines", "stripe", "payouts")}
+    # The allocator a run's process gets when its definitions load.
+    use_lean_arrow_pool(Settings.from_environ(os.environ).arrow_memory_pool)
     release_unused_memory()  # as the storage IO manager does before a step's inputs
     lines = sources["lines"].read()
     stripe = sources["stripe"].read(without=["record"])
