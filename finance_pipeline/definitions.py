@@ -16,7 +16,7 @@ from finance_pipeline.defs.drill.jobs import build_jobs as build_drill_jobs
 from finance_pipeline.defs.io_managers import ParquetIOManager
 from finance_pipeline.defs.ledger import assets as ledger_assets
 from finance_pipeline.defs.oncall import build_defs as build_oncall_defs
-from finance_pipeline.defs.partitions import daily_partitions, validate_chain_start
+from finance_pipeline.defs.partitions import daily_partitions
 from finance_pipeline.defs.proofs import assets as proof_assets
 from finance_pipeline.defs.providers import assets as provider_assets
 from finance_pipeline.defs.reconciliation import assets as reconciliation_assets
@@ -29,7 +29,7 @@ from finance_pipeline.defs.resources import (
     StripeResource,
     configured,
 )
-from finance_pipeline.settings import Settings
+from finance_pipeline.settings import Settings, validate_chain_start
 
 
 def build_resources(config: Settings) -> dict[str, object]:

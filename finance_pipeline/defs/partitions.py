@@ -6,8 +6,6 @@ from datetime import date
 
 import dagster as dg
 
-from finance_pipeline.settings import validate_chain_start  # noqa: F401 - the definitions use it from here
-
 
 def daily_partitions(start: str) -> dg.DailyPartitionsDefinition:
     date.fromisoformat(start)  # a clear error for a malformed FP_PARTITIONS_START
