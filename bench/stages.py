@@ -201,6 +201,8 @@ def stage_core(work: Path) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     from finance_pipeline.defs.io_managers import StoredFrame, release_unused_memory
+    from finance_pipeline.memory import use_lean_arrow_pool
+    from finance_pipeline.settings import Settings
     from finance_pipeline.export.exporter import seal
     from finance_pipeline.export.prove import prove_day, reconcile_day
     from finance_pipeline.proof.package import LEDGER_FILE
@@ -214,6 +216,8 @@ def stage_core(work: Path) -> dict[str, Any]:
     day = cfg["day"]
     sources = {name: StoredFrame(name, open(work / f"{name}.parquet", "rb"))  # noqa: SIM115
                for name in ("lines", "stripe", "payouts")}
+    # The allocator a run's process gets when its definitions load.
+    use_lean_arrow_pool(Settings.from_environ(os.environ).arrow_memory_pool)
     release_unused_memory()  # as the storage IO manager does before a step's inputs
     lines = sources["lines"].read()
     stripe = sources["stripe"].read(without=["record"])

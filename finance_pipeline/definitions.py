@@ -1,18 +1,22 @@
-"""The Dagster code location: `dagster dev -m finance_pipeline.definitions`."""
+"""The Dagster code location: `dagster dev -m finance_pipeline.definitions`.
+
+An edge: when Dagster loads the definitions (never at import) the configuration is read from
+this process's environment once, ``Settings.from_environ(os.environ)``, and handed to the
+resources, partitions and schedule. The resources get ``dg.EnvVar`` of each variable that is
+set (see ``defs.resources.configured``), so the UI shows names, never values.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 
 import dagster as dg
 
-from finance_pipeline import settings
 from finance_pipeline.defs.drill.jobs import build_jobs as build_drill_jobs
 from finance_pipeline.defs.io_managers import ParquetIOManager
 from finance_pipeline.defs.ledger import assets as ledger_assets
 from finance_pipeline.defs.oncall import build_defs as build_oncall_defs
-from finance_pipeline.defs.partitions import daily_partitions, validate_chain_start
+from finance_pipeline.defs.partitions import daily_partitions
 from finance_pipeline.defs.proofs import assets as proof_assets
 from finance_pipeline.defs.providers import assets as provider_assets
 from finance_pipeline.defs.reconciliation import assets as reconciliation_assets
@@ -23,83 +27,66 @@ from finance_pipeline.defs.resources import (
     ReconciliationSettings,
     SigningResource,
     StripeResource,
-    env_int_or,
-    env_or,
+    configured,
 )
+from finance_pipeline.settings import Settings, validate_chain_start
 
 
-def _env_list(name: str) -> list[str]:
-    return [part.strip() for part in os.environ.get(name, "").split(",") if part.strip()]
-
-
-def _env_json_dict(name: str) -> dict:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return {}
-    try:
-        value = json.loads(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be a JSON object such as '{{\"FEE_MISMATCH\": 1}}': {exc}") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"{name} must be a JSON object such as '{{\"FEE_MISMATCH\": 1}}'")
-    return value
-
-
-def build_resources() -> dict[str, object]:
-    """Resources wired to the environment; unset variables mean the embedded defaults."""
+def build_resources(config: Settings) -> dict[str, object]:
+    """The resources, wired to ``config`` (see ``configured``)."""
     from dagster_aws.s3 import S3Resource
 
+    def c(name: str):
+        return configured(config, name)
+
+    aws = {"aws_endpoint_url": c("aws_endpoint_url"), "aws_region": c("aws_region")}
     return {
-        "ledger": LedgerResource(database_url=env_or("DATABASE_URL", "")),
+        "ledger": LedgerResource(database_url=c("database_url"), first_day=config.partitions_start,
+                                 entry_future_skew_s=c("entry_future_skew_s"), **aws),
         "stripe": StripeResource(
-            api_key=env_or("STRIPE_API_KEY", settings.DEFAULT_STRIPE_API_KEY),
-            api_base=env_or("STRIPE_API_BASE", ""),
-            concurrency=env_int_or("STRIPE_PULL_CONCURRENCY", 4),
-            processes=env_int_or("STRIPE_PULL_PROCESSES", 1),
-            http_client=env_or("STRIPE_HTTP_CLIENT", "requests"),
+            api_key=c("stripe_api_key"), api_base=c("stripe_api_base"),
+            concurrency=c("stripe_pull_concurrency"), processes=c("stripe_pull_processes"),
+            http_client=c("stripe_http_client"), **aws,
         ),
-        "payouts": PayoutProviderResource(
-            base_url=env_or("PAYOUT_API_BASE", ""),
-            token=env_or("PAYOUT_API_TOKEN", settings.DEFAULT_PAYOUT_TOKEN),
-        ),
+        "payouts": PayoutProviderResource(base_url=c("payout_api_base"), token=c("payout_api_token"), **aws),
         "recon": ReconciliationSettings(
-            time_tolerance_s=env_int_or("RECON_TIME_TOLERANCE_S", settings.DEFAULT_TIME_TOLERANCE_S),
-            amount_tolerance_minor=env_int_or(
-                "RECON_AMOUNT_TOLERANCE_MINOR", settings.DEFAULT_AMOUNT_TOLERANCE_MINOR
-            ),
-            class_tolerance_minor=_env_json_dict("RECON_CLASS_TOLERANCE_MINOR"),
-            blocking_classes=_env_list("RECON_BLOCKING_CLASSES"),
-            max_allowed=_env_json_dict("RECON_MAX_ALLOWED"),
+            time_tolerance_s=c("recon_time_tolerance_s"),
+            amount_tolerance_minor=c("recon_amount_tolerance_minor"),
+            # JSON and lists are parsed by the settings: plain values, never credentials.
+            class_tolerance_minor=dict(config.recon_class_tolerance_minor),
+            blocking_classes=list(config.recon_blocking_classes),
+            max_allowed=dict(config.recon_max_allowed),
         ),
         "signing": SigningResource(
-            signing_keys_json=env_or("FP_SIGNING_KEYS", ""),
-            kms_key_id=env_or("KMS_KEY_ID", ""),
-            kms_key_role=env_or("KMS_KEY_ROLE", ""),
-            quorum_json=env_or("FP_SIGNING_QUORUM", ""),
-            aws_endpoint_url=env_or("AWS_ENDPOINT_URL", ""),
-            aws_region=env_or("AWS_REGION", ""),
+            signing_keys_json=c("signing_keys_json"), kms_key_id=c("kms_key_id"),
+            kms_key_role=c("kms_key_role"), quorum_json=c("signing_quorum_json"),
+            keys_dir=str(config.keys_dir), **aws,
         ),
         "publication": PublicationResource(
-            s3_audit_bucket=env_or("S3_AUDIT_BUCKET", ""),
-            sse_kms_key_id=env_or("S3_SSE_KMS_KEY_ID", env_or("KMS_KEY_ID", "")),
-            object_lock_mode=env_or("S3_OBJECT_LOCK_MODE", "COMPLIANCE"),
-            retention_days=env_int_or("S3_RETENTION_DAYS", 2555),
-            local_dir=env_or("FP_PUBLISH_DIR", ""),
-            aws_endpoint_url=env_or("AWS_ENDPOINT_URL", ""),
-            aws_region=env_or("AWS_REGION", ""),
+            s3_audit_bucket=c("s3_audit_bucket"), sse_kms_key_id=c("s3_sse_kms_key_id"),
+            object_lock_mode=c("s3_object_lock_mode"), retention_days=c("s3_retention_days"),
+            local_dir=c("publish_dir"), **aws,
         ),
         "parquet_io_manager": ParquetIOManager(
-            base_dir=env_or("FP_STORAGE_DIR", ""),
-            s3_bucket=env_or("FP_STORAGE_S3_BUCKET", ""),
-            s3=S3Resource(endpoint_url=env_or("AWS_ENDPOINT_URL", None)),
+            base_dir=c("storage_dir"), s3_bucket=c("storage_s3_bucket"),
+            s3=S3Resource(endpoint_url=c("aws_endpoint_url") or None),
         ),
     }
 
 
-def build_definitions(partitions_start: str | None = None, chain_start: str | None = None) -> dg.Definitions:
-    start = partitions_start or os.environ.get("FP_PARTITIONS_START") or settings.DEFAULT_PARTITIONS_START
-    partitions = daily_partitions(start)
-    chain = validate_chain_start(chain_start or os.environ.get("FP_CHAIN_START") or start, start)
+def build_definitions(partitions_start: str | None = None, chain_start: str | None = None,
+                      config: Settings | None = None) -> dg.Definitions:
+    """The code location on ``config`` (None: read from this process's environment now), with
+    ``partitions_start`` / ``chain_start`` given in code overriding it."""
+    from finance_pipeline.memory import use_lean_arrow_pool
+
+    config = config if config is not None else Settings.from_environ(os.environ)
+    if partitions_start:
+        config = config.replace(partitions_start=partitions_start)
+    partitions = daily_partitions(config.partitions_start)
+    chain = validate_chain_start(chain_start or config.first_chain_day, config.partitions_start)
+    # The process's Arrow allocator, chosen once here (every run's process loads the definitions).
+    use_lean_arrow_pool(config.arrow_memory_pool)
     assets = [
         *ledger_assets.build_assets(partitions),
         *provider_assets.build_assets(partitions),
@@ -108,9 +95,9 @@ def build_definitions(partitions_start: str | None = None, chain_start: str | No
     ]
     # A day's steps run in one process: the UI, backfills and the CLI then pay the code
     # location's import once per run, not once per step.
-    core = dg.Definitions(assets=assets, jobs=build_drill_jobs(), resources=build_resources(),
+    core = dg.Definitions(assets=assets, jobs=build_drill_jobs(), resources=build_resources(config),
                           executor=dg.in_process_executor)
-    return dg.Definitions.merge(core, build_oncall_defs(partitions))
+    return dg.Definitions.merge(core, build_oncall_defs(partitions, config=config))
 
 
 @dg.definitions

@@ -11,15 +11,15 @@ starts and its resources are built - never cached across calls, so a rotated sec
 up by the next run without a redeploy or a code change. Any other value is returned as is,
 which keeps plain values (local development, tests, the embedded defaults) working.
 
-The client honours ``AWS_ENDPOINT_URL`` (LocalStack, moto, a VPC endpoint) and ``AWS_REGION`` /
-``AWS_DEFAULT_REGION``; credentials come from boto3's usual chain (task role, IRSA, env).
+The client goes to the ``endpoint_url`` and ``region`` it is given (``AWS_ENDPOINT_URL`` and
+``AWS_REGION`` as the settings read them: LocalStack, moto, a VPC endpoint); left out, boto3's
+own defaults apply. Credentials come from boto3's usual chain (task role, IRSA, env).
 Error messages name the secret and the key, never a secret value.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,16 +60,16 @@ def parse_reference(value: str) -> SecretRef:
 def secretsmanager_client(endpoint_url: str | None = None, region: str | None = None) -> Any:
     import boto3
 
-    endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
-    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
-    return boto3.client("secretsmanager", endpoint_url=endpoint, region_name=region)
+    return boto3.client("secretsmanager", endpoint_url=endpoint_url or None, region_name=region or None)
 
 
-def fetch(ref: SecretRef, client: Any | None = None) -> str:
-    """The current value of ``ref`` (AWSCURRENT), one GetSecretValue call."""
+def fetch(ref: SecretRef, client: Any | None = None, *, endpoint_url: str | None = None,
+          region: str | None = None) -> str:
+    """The current value of ``ref`` (AWSCURRENT), one GetSecretValue call (on ``client``, else
+    a client on ``endpoint_url`` and ``region``)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    client = client or secretsmanager_client()
+    client = client or secretsmanager_client(endpoint_url, region)
     try:
         response = client.get_secret_value(SecretId=ref.secret_id)
     except ClientError as exc:
@@ -109,11 +109,12 @@ def fetch(ref: SecretRef, client: Any | None = None) -> str:
     return value
 
 
-def resolve_secret(value: Any, client: Any | None = None) -> Any:
+def resolve_secret(value: Any, client: Any | None = None, *, endpoint_url: str | None = None,
+                   region: str | None = None) -> Any:
     """``value`` with an ``aws-sm://`` reference replaced by the secret; anything else unchanged."""
     if not is_reference(value):
         return value
-    return fetch(parse_reference(value), client)
+    return fetch(parse_reference(value), client, endpoint_url=endpoint_url, region=region)
 
 
 __all__ = ["SCHEME", "SecretRef", "SecretResolutionError", "fetch", "is_reference", "parse_reference",

@@ -1,6 +1,6 @@
 """The package's structure (issue 18): the domain rooms import no Dagster, no two modules import
-each other (directly or round a longer loop, lazy imports included), and the test folders
-mirror the package's."""
+each other (directly or round a longer loop, lazy imports included), the test folders
+mirror the package's, and only the edges read the environment."""
 
 from __future__ import annotations
 
@@ -105,3 +105,96 @@ def test_the_test_folders_mirror_the_package():
     elsewhere = {"cli": "e2e", "sandboxes": "test_stripe_sandbox.py", "providers": "test_provider_pulls.py"}
     missing = sorted(r for r in rooms - tests if r not in elsewhere)
     assert missing == [], f"no finance_pipeline_tests/ folder for {missing}"
+
+
+# -- the environment is read at the edges only -------------------------------------------------
+
+# The modules that may touch the process environment, and why:
+# - settings.py: Settings.from_environ, the one reader of the variables;
+# - definitions.py: the Dagster code location, which reads them when Dagster loads it;
+# - cli/: the command line, which reads them when a command runs (cli/db.current_settings),
+#   hands DATABASE_URL to the Dagster runs it launches in process (cli/db.py: a plain value
+#   would be written into the instance), and builds the environment of `dagster dev`, another
+#   process (cli/demo.py).
+# The API app factory (api/app.create_app) is handed its values by `finance-pipeline serve`.
+ENVIRONMENT_EDGES = ("finance_pipeline/settings.py", "finance_pipeline/definitions.py", "finance_pipeline/cli/")
+_ENVIRONMENT_NAMES = {"environ", "environb", "getenv", "getenvb", "putenv", "unsetenv"}
+
+
+def _environment_uses(tree: ast.AST) -> list[int]:
+    """Lines that touch the process environment: ``os.environ``/``os.getenv``/... by attribute
+    (under any alias of os), or ``environ``/``getenv``/... imported from os."""
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in _ENVIRONMENT_NAMES:
+            lines.append(node.lineno)
+        elif isinstance(node, ast.ImportFrom) and node.module == "os" and \
+                any(alias.name in _ENVIRONMENT_NAMES for alias in node.names):
+            lines.append(node.lineno)
+    return sorted(lines)
+
+
+def _import_time_nodes(tree: ast.Module):
+    """The nodes that run when the module is imported: everything outside function bodies
+    (a decorator, a default value or a class body runs at import; a def's body does not)."""
+    todo = list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            args = node.args
+            todo.extend([*args.defaults, *[d for d in args.kw_defaults if d is not None]])
+            todo.extend(getattr(node, "decorator_list", []))
+            continue
+        yield node
+        todo.extend(ast.iter_child_nodes(node))
+
+
+def _package_files() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def test_only_the_edges_touch_the_environment():
+    readers = {}
+    for path in _package_files():
+        rel = str(path.relative_to(ROOT))
+        if rel.startswith(ENVIRONMENT_EDGES):
+            continue
+        lines = _environment_uses(ast.parse(path.read_text()))
+        if lines:
+            readers[rel] = lines
+    assert readers == {}, (f"{readers}: read the setting in finance_pipeline/settings.py "
+                           "(Settings.from_environ) and hand the value down from the edge")
+
+
+def test_nothing_reads_the_environment_at_import_time():
+    found = {}
+    for path in _package_files():
+        tree = ast.parse(path.read_text())
+        lines = sorted({node.lineno for node in _import_time_nodes(tree)
+                        if (isinstance(node, ast.Attribute) and node.attr in _ENVIRONMENT_NAMES | {"from_environ"})
+                        or (isinstance(node, ast.Name) and node.id == "current_settings")})
+        if lines:
+            found[str(path.relative_to(ROOT))] = lines
+    assert found == {}, f"{found}: read the environment when the definitions load or a command runs"
+
+
+def test_envvars_are_made_in_one_place():
+    """Resources get dg.EnvVar of the variable a setting was read from (defs/resources.configured)."""
+    makers = [str(p.relative_to(ROOT)) for p in _package_files()
+              if any(isinstance(n, ast.Attribute) and n.attr == "EnvVar" for n in ast.walk(ast.parse(p.read_text())))]
+    assert makers == ["finance_pipeline/defs/resources.py"]
+
+
+def test_the_environment_finder_finds_reads():
+    source = """
+import os
+import os as o
+from os import getenv
+A = os.environ.get("A")
+def f():
+    return o.environ["B"], getenv("C")
+"""
+    tree = ast.parse(source)
+    assert _environment_uses(tree) == [4, 5, 7]
+    assert sorted({n.lineno for n in _import_time_nodes(tree)
+                   if isinstance(n, ast.Attribute) and n.attr in _ENVIRONMENT_NAMES}) == [5]

@@ -479,11 +479,15 @@ def test_pending_payouts_and_settlements_frame(payout_sandbox):
 
 
 def test_stripe_api_base_unset_means_stripes_own_api_and_live_keys_go_only_to_https(monkeypatch, stripe_sandbox):
+    import os
+
     from finance_pipeline.definitions import build_resources
     from finance_pipeline.providers.stripe_pull import check_endpoint, pull_balance_transactions_frame
+    from finance_pipeline.settings import Settings
 
     def base() -> str:
-        return build_resources()["stripe"].process_config_and_initialize().base
+        # As the code location wires it: a set variable becomes an EnvVar the run resolves.
+        return build_resources(Settings.from_environ(os.environ))["stripe"].process_config_and_initialize().base
 
     monkeypatch.delenv("STRIPE_API_BASE", raising=False)
     assert base() == "https://api.stripe.com"

@@ -37,6 +37,7 @@ from finance_pipeline.api.routes import journal, payouts, proofs
 from finance_pipeline.api.tokens import Principal, TokenDirectory
 from finance_pipeline.domain.journal import FieldError
 from finance_pipeline.ledger.audit import now_us
+from finance_pipeline.ledger.posting import EntryWindow
 from finance_pipeline.payouts.policy import PayoutPolicy
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,9 @@ class ApiSettings:
     max_body_bytes: int = 64 * 1024
     default_page_size: int = 100
     max_page_size: int = 500
-    payout_policy: PayoutPolicy | None = None  # None: FP_PAYOUT_TIERS, read when the app is built
+    payout_policy: PayoutPolicy | None = None  # None: the built-in tiers (serve passes FP_PAYOUT_TIERS')
     review_ttl_s: int = 86400  # how long a submitted entry waits for its review (FP_JOURNAL_REVIEW_TTL_S)
+    entry_window: EntryWindow = EntryWindow()  # which timestamps an entry may have (FP_PARTITIONS_START, ...)
     clock: Callable[[], int] = field(default=now_us)
 
 
@@ -146,7 +148,7 @@ def create_app(
     ``payout_client`` (a PayoutProviderClient) is needed only to settle payouts; without it
     the settle endpoint answers 503.
     """
-    policy = settings.payout_policy or PayoutPolicy.from_env()
+    policy = settings.payout_policy or PayoutPolicy()
     app = FastAPI(
         title="finance-pipeline Finance API",
         version=API_VERSION,

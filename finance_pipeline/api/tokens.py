@@ -34,10 +34,12 @@ import threading
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Protocol
+from typing import TYPE_CHECKING, Iterable, Iterator, Protocol
 
-from finance_pipeline import settings
 from finance_pipeline.ledger.audit import now_us as _clock
+
+if TYPE_CHECKING:
+    from finance_pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -135,10 +137,10 @@ class TokenStore:
         self._load(strict=True)
 
     @classmethod
-    def from_env(cls, path: Path | str | None = None) -> TokenStore:
-        """``path``, else ``FP_API_TOKENS_FILE``, else ``$FP_VAR_DIR/api_tokens.json``."""
-        chosen = path or os.environ.get(ENV_FILE) or settings.var_dir() / "api_tokens.json"
-        return cls(chosen, pepper=os.environ.get(ENV_PEPPER) or None)
+    def from_settings(cls, settings: Settings, path: Path | str | None = None) -> TokenStore:
+        """``path``, else ``FP_API_TOKENS_FILE`` (``$FP_VAR_DIR/api_tokens.json``), peppered
+        with ``FP_API_TOKEN_PEPPER``."""
+        return cls(path or settings.api_tokens_file, pepper=settings.api_token_pepper or None)
 
     # -- reading
     def _stat(self) -> tuple | None:

@@ -17,6 +17,8 @@ from typing import Callable, Iterator
 import click
 import sqlalchemy as sa
 
+from finance_pipeline.settings import Settings, SettingsError
+
 EXIT_REJECTED = 1
 EXIT_CONFLICT = 3
 EXIT_DATABASE = 4
@@ -29,11 +31,38 @@ database_url_option = click.option(
 )
 
 
-def resolved_url(url: str | None) -> str:
-    # The environment is read here, when the command runs, never at import.
-    from finance_pipeline.ledger.engine import resolve_url
+def current_settings() -> Settings:
+    """The command's configuration, read from its environment when it runs (never at import).
 
-    return resolve_url(url)
+    The command line is an edge: it reads the environment here and hands what it read down.
+    A variable holding an unusable value exits 1 with the message naming it.
+    """
+    try:
+        return Settings.from_environ(os.environ)
+    except SettingsError as exc:
+        fail(EXIT_REJECTED, str(exc))
+        raise  # unreachable: fail exits
+
+
+def settings_with_database_url(database_url: str | None) -> Settings:
+    """The settings for Dagster runs this command launches in process, with ``--database-url``
+    (when given) as the ledger.
+
+    The one value the command line hands Dagster through its own environment: the ledger
+    resource then reads it as ``dg.EnvVar("DATABASE_URL")``, like a configured one. Given as a
+    plain value instead, Dagster would write it into the job snapshot it stores in the
+    instance, and a URL may carry a password; an EnvVar is stored as its name only.
+    """
+    if database_url:
+        os.environ["DATABASE_URL"] = database_url
+    return current_settings()
+
+
+def resolved_url(url: str | None) -> str:
+    """``--database-url``, else DATABASE_URL, else the embedded SQLite file."""
+    from finance_pipeline.ledger.engine import normalise_url
+
+    return normalise_url(url or current_settings().database_url)
 
 
 def shown_url(url: str) -> str:

@@ -12,52 +12,53 @@ from pathlib import Path
 import click
 
 from finance_pipeline import settings
+from finance_pipeline.cli.db import current_settings, settings_with_database_url
+from finance_pipeline.settings import Settings
 
 
-def _paths() -> dict[str, Path]:
-    var = settings.var_dir()
+def _paths(config: Settings) -> dict[str, Path]:
+    var = config.var_dir
     return {"stripe": var / "sandboxes" / "stripe.json", "payout": var / "sandboxes" / "payouts.json"}
 
 
-def _database_url(explicit: str | None) -> str:
-    return explicit or os.environ.get("DATABASE_URL") or settings.default_database_url()
-
-
-def _do_seed(database_url: str, start: date, days: int, seed: int, inject: int):
+def _do_seed(config: Settings, database_url: str, start: date, days: int, seed: int, inject: int,
+             window=None):
     from finance_pipeline.demo.seed import seed as run_seed
     from finance_pipeline.ledger.engine import create_ledger_engine
+    from finance_pipeline.ledger.posting import EntryWindow
 
-    paths = _paths()
+    paths = _paths(config)
     engine = create_ledger_engine(database_url)
     try:
         return run_seed(engine, paths["stripe"], paths["payout"], start=start, days=days, seed=seed,
-                        inject=inject)
+                        inject=inject, window=window or EntryWindow.from_settings(config))
     finally:
         engine.dispose()
 
 
 @contextmanager
-def _sandboxes(stripe_port: int, payout_port: int):
-    """Start both sandboxes on the given ports (0: any free port) and point the env at them."""
+def _sandboxes(config: Settings, stripe_port: int, payout_port: int):
+    """Start both sandboxes on the given ports (0: any free port), with the configured key and
+    token; the caller points the runs at them (``Settings.replace``)."""
     from finance_pipeline.sandboxes import start_payout_sandbox, start_stripe_sandbox
 
-    paths = _paths()
-    stripe = start_stripe_sandbox(paths["stripe"], port=stripe_port,
-                                  api_key=os.environ.get("STRIPE_API_KEY", settings.DEFAULT_STRIPE_API_KEY))
-    payout = start_payout_sandbox(paths["payout"], port=payout_port,
-                                  token=os.environ.get("PAYOUT_API_TOKEN", settings.DEFAULT_PAYOUT_TOKEN))
-    saved = {k: os.environ.get(k) for k in ("STRIPE_API_BASE", "PAYOUT_API_BASE")}
-    os.environ["STRIPE_API_BASE"], os.environ["PAYOUT_API_BASE"] = stripe.url, payout.url
+    paths = _paths(config)
+    stripe = start_stripe_sandbox(paths["stripe"], port=stripe_port, api_key=config.stripe_api_key)
+    payout = start_payout_sandbox(paths["payout"], port=payout_port, token=config.payout_api_token)
     try:
         yield stripe, payout
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
         stripe.stop()
         payout.stop()
+
+
+def _on_sandboxes(config: Settings, stripe, payout, start: date | None = None) -> Settings:
+    """``config`` pointed at the demo's sandboxes (and partitions from ``start``), given in
+    code: the Dagster resources get these values, not the variables'."""
+    changes = {"stripe_api_base": stripe.url, "payout_api_base": payout.url}
+    if start is not None:
+        changes["partitions_start"] = start.isoformat()
+    return config.replace(**changes)
 
 
 def _port_free(port: int) -> bool:
@@ -71,20 +72,23 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def sandbox_port(flag: int | None, variable: str, default: int) -> int:
+def sandbox_port(flag: int | None, variable: str, default: int, config: Settings | None = None) -> int:
     """The port a demo sandbox listens on: the flag, else the port of ``variable``'s local URL,
     else ``default``. A busy port is an error naming both ways to change it, never a silent
     move to another port (the UI, the runs and the operator would disagree on where it is)."""
     from urllib.parse import urlsplit
 
+    config = config or current_settings()
+    field_name = {v: k for k, v in Settings.variables().items()}[variable]
+    configured = getattr(config, field_name) if config.source(field_name) == variable else ""
     port, source = default, "the default"
     if flag is not None:
         port, source = flag, "the flag"
-    elif os.environ.get(variable):
-        url = urlsplit(os.environ[variable])
+    elif configured:
+        url = urlsplit(configured)
         if url.scheme != "http" or url.hostname not in ("127.0.0.1", "localhost") or not url.port:
             raise click.UsageError(
-                f"{variable}={os.environ[variable]} is not a local sandbox address such as "
+                f"{variable}={configured} is not a local sandbox address such as "
                 f"http://127.0.0.1:{default}; the demo starts its sandboxes on this machine: unset "
                 f"{variable} or point it at a free local port")
         port, source = url.port, variable
@@ -105,9 +109,9 @@ _payout_port_opt = click.option("--payout-port", type=click.IntRange(1, 65535), 
                                      f"{settings.DEFAULT_PAYOUT_PORT}].")
 
 
-def _ports(stripe_port: int | None, payout_port: int | None) -> tuple[int, int]:
-    return (sandbox_port(stripe_port, "STRIPE_API_BASE", settings.DEFAULT_STRIPE_PORT),
-            sandbox_port(payout_port, "PAYOUT_API_BASE", settings.DEFAULT_PAYOUT_PORT))
+def _ports(config: Settings, stripe_port: int | None, payout_port: int | None) -> tuple[int, int]:
+    return (sandbox_port(stripe_port, "STRIPE_API_BASE", settings.DEFAULT_STRIPE_PORT, config),
+            sandbox_port(payout_port, "PAYOUT_API_BASE", settings.DEFAULT_PAYOUT_PORT, config))
 
 
 _start_opt = click.option("--start", "start", default=settings.DEFAULT_PARTITIONS_START, show_default=True,
@@ -134,7 +138,8 @@ def demo() -> None:
 @_db_opt
 def seed_cmd(start, days, seed_value, inject, database_url) -> None:
     """Write a deterministic scenario to the ledger and both sandboxes' data files."""
-    res = _do_seed(_database_url(database_url), start.date(), days, seed_value, inject)
+    config = current_settings()
+    res = _do_seed(config, database_url or config.database_url, start.date(), days, seed_value, inject)
     sc = res.scenario
     click.echo(f"seeded {len(sc.entries)} journal entries over {days} day(s) from {sc.day_keys[0]}, "
                f"{len(sc.stripe_balance_transactions)} Stripe balance transactions, "
@@ -159,40 +164,44 @@ def run_cmd(start, days, seed_value, inject, database_url, stripe_port, payout_p
     from finance_pipeline.cli.export import export_days
     from finance_pipeline.signing.local_keys import init_keys
 
-    ports = _ports(stripe_port, payout_port)
-    db = _database_url(database_url)
-    os.environ["DATABASE_URL"] = db  # the Dagster ledger resource reads it when definitions load
-    os.environ["FP_PARTITIONS_START"] = start.date().isoformat()
-    res = _do_seed(db, start.date(), days, seed_value, inject)
+    from finance_pipeline.ledger.posting import EntryWindow
+
+    config = settings_with_database_url(database_url)
+    ports = _ports(config, stripe_port, payout_port)
+    db = config.database_url
+    # The demo's ledger starts on its first day.
+    window = EntryWindow(start.date().isoformat(), config.entry_future_skew_s)
+    res = _do_seed(config, db, start.date(), days, seed_value, inject, window)
     click.echo(f"ledger: {db}  ({len(res.scenario.entries)} demo entries, "
                f"{len(res.scenario.injections)} injected discrepancies)")
-    _, keyring_path = init_keys(settings.var_dir() / "keys")
+    _, keyring_path = init_keys(config.keys_dir)
     click.echo(f"signing keys: {keyring_path.parent} (public keyring {keyring_path})")
     day_keys = res.scenario.day_keys
-    with _sandboxes(*ports) as (stripe, payout):
+    with _sandboxes(config, *ports) as (stripe, payout):
+        runs = _on_sandboxes(config, stripe, payout, start.date())
         click.echo(f"sandboxes: stripe {stripe.url}  payouts {payout.url}\n")
         click.echo("1. export: reconcile, gate, prove and publish each day")
-        first = export_days(day_keys, progress=False)
+        first = export_days(day_keys, progress=False, config=runs)
         blocked = {o["day"] for o in first if o["status"] == "blocked"}
         failed = [o for o in first if o["status"] == "failed"]
         if failed:
             sys.exit(1)
         if blocked:
             click.echo("\n2. resolve the discrepancies the way the runbook says (two-person review)")
-            _apply_fixes(db, res.scenario, blocked, payout)
+            _apply_fixes(db, res.scenario, blocked, payout, window)
             click.echo("\n3. export again")
-            second = export_days(sorted(blocked), progress=False)
+            second = export_days(sorted(blocked), progress=False, config=runs)
             if any(o["status"] not in ("published", "unchanged") for o in second):
                 sys.exit(1)
     click.echo("\n4. verify every package offline against the public keyring, and replay its report")
     ok = _verify_published(db, day_keys, keyring_path)
-    click.echo(f"\nreports: {settings.var_dir() / 'storage' / 'reconciliation_report'}/<day>.json")
-    click.echo(f"Dagster runs: {os.environ['DAGSTER_HOME']} (open with `make dev`)")
+    click.echo(f"\nreports: {config.storage_dir / 'reconciliation_report'}/<day>.json")
+    click.echo(f"Dagster runs: {config.instance_home} (open with `make dev`)")
     if not ok:
         sys.exit(1)
 
 
-def _apply_fixes(db: str, scenario, days: set[str], payout) -> None:
+def _apply_fixes(db: str, scenario, days: set[str], payout, window) -> None:
     import httpx
 
     from finance_pipeline.demo.corrections import corrections, post_with_review
@@ -204,7 +213,7 @@ def _apply_fixes(db: str, scenario, days: set[str], payout) -> None:
             if fix.injection.day not in days:
                 continue
             if fix.entries:
-                post_with_review(engine, fix.entries)
+                post_with_review(engine, fix.entries, window=window)
             if fix.settle_payout:
                 # Re-trigger the stuck payout's settlement at the provider.
                 httpx.post(f"{payout.url}/_sandbox/stuck",
@@ -262,12 +271,11 @@ def check_cmd(start, days, stripe_port, payout_port) -> None:
     every gate passed on every day (after `demo run`, whose corrections fix every day)."""
     from finance_pipeline.cli.export import check_days
 
-    ports = _ports(stripe_port, payout_port)
-    os.environ["FP_PARTITIONS_START"] = start.date().isoformat()
-    os.environ.setdefault("DATABASE_URL", _database_url(None))
+    config = current_settings()
+    ports = _ports(config, stripe_port, payout_port)
     day_keys = [(start.date() + timedelta(days=i)).isoformat() for i in range(days)]
-    with _sandboxes(*ports):
-        outcomes = check_days(day_keys)
+    with _sandboxes(config, *ports) as (stripe, payout):
+        outcomes = check_days(day_keys, config=_on_sandboxes(config, stripe, payout, start.date()))
     bad = [o["day"] for o in outcomes if o["status"] != "passed"]
     if bad:
         click.echo(f"gates did not pass: {', '.join(bad)}", err=True)
@@ -282,14 +290,20 @@ def dev_cmd(port, stripe_port, payout_port) -> None:
     """Start the sandboxes and the Dagster UI on the demo data."""
     from finance_pipeline.defs.launch import instance
 
-    ports = _ports(stripe_port, payout_port)
-    instance()  # makes sure DAGSTER_HOME exists
-    with _sandboxes(*ports) as (stripe, payout):
+    config = current_settings()
+    ports = _ports(config, stripe_port, payout_port)
+    instance(config)  # makes sure the Dagster home exists
+    with _sandboxes(config, *ports) as (stripe, payout):
         click.echo(f"sandboxes: stripe {stripe.url}  payouts {payout.url}")
         bin_dir = Path(sys.executable).parent
         cmd = [str(bin_dir / "dagster"), "dev", "-w", "workspace.yaml", "-p", str(port)]
+        # `dagster dev` and the code location it loads are other processes: their only
+        # configuration is the environment they start with, so the sandboxes and the
+        # instance are handed to them there (this process's own environment is left as is).
+        env = {**os.environ, "DAGSTER_HOME": str(config.instance_home),
+               "STRIPE_API_BASE": stripe.url, "PAYOUT_API_BASE": payout.url}
         try:
-            subprocess.run(cmd, check=False)
+            subprocess.run(cmd, check=False, env=env)
         except KeyboardInterrupt:
             pass
 

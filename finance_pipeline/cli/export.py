@@ -14,13 +14,17 @@ def _days(start: date, end: date) -> list[str]:
     return [(start + timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
 
 
-def export_days(days: list[str], *, echo=click.echo, progress: bool = True) -> list[dict]:
-    """Materialize each day through Dagster on the configured instance; one outcome per day."""
+def export_days(days: list[str], *, echo=click.echo, progress: bool = True, config=None) -> list[dict]:
+    """Materialize each day through Dagster on the configured instance; one outcome per day.
+
+    ``config``: the Settings (None: this command's environment)."""
+    from finance_pipeline.cli.db import current_settings
     from finance_pipeline.definitions import build_definitions
     from finance_pipeline.defs.launch import instance, materialize_day
 
-    inst = instance()
-    defs = build_definitions()
+    config = config or current_settings()
+    inst = instance(config)
+    defs = build_definitions(config=config)
     first = defs.resolve_assets_def("proof_package").partitions_def.get_first_partition_key()
     outcomes = []
     bar = click.progressbar(days, label="export", file=sys.stderr, show_pos=True) if progress else None
@@ -93,19 +97,22 @@ GATE_ASSETS = ["ledger_extract", "stripe_balance_transactions", "stripe_payouts"
                "reconciliation_report", "ledger_counterparts"]
 
 
-def check_days(days: list[str], *, echo=click.echo) -> list[dict]:
+def check_days(days: list[str], *, echo=click.echo, config=None) -> list[dict]:
     """Extract, pull, reconcile and run every gate for each day, through Dagster on the
-    configured instance, without the proof step: nothing is signed or published."""
-    from finance_pipeline.cli.db import ledger_engine
+    configured instance, without the proof step: nothing is signed or published.
+
+    ``config``: the Settings (None: this command's environment)."""
+    from finance_pipeline.cli.db import current_settings, ledger_engine
     from finance_pipeline.definitions import build_definitions
     from finance_pipeline.defs.launch import instance, materialize_day
     from finance_pipeline.quality import verdicts
 
-    inst = instance()
-    defs = build_definitions()
+    config = config or current_settings()
+    inst = instance(config)
+    defs = build_definitions(config=config)
     first = defs.resolve_assets_def("proof_package").partitions_def.get_first_partition_key()
     outcomes = []
-    with ledger_engine(None) as engine:
+    with ledger_engine(config.database_url) as engine:
         for day in days:
             if day < first:
                 raise click.UsageError(f"{day} is before the first partition {first} (FP_PARTITIONS_START)")

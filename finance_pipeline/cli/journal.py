@@ -13,6 +13,7 @@ from finance_pipeline.domain.strict_json import loads_strict as _loads_strict
 
 from finance_pipeline.cli.db import (
     EXIT_REJECTED,
+    current_settings,
     database_url_option,
     exit_for_ledger_error,
     fail,
@@ -77,10 +78,13 @@ def import_cmd(file: str, batch_id: str | None, actor: str, database_url: str | 
     if not entries:
         fail(EXIT_REJECTED, f"{file}: no entries (expected one JSON entry per line)")
 
+    from finance_pipeline.ledger.posting import EntryWindow
+
     batch = batch_id or "import-" + hashlib.sha256(data).hexdigest()[:20]
+    window = EntryWindow.from_settings(current_settings())
     with ledger_engine(database_url) as engine:
         try:
-            result = stage_batch(engine, batch, entries, os.path.basename(file), actor=actor)
+            result = stage_batch(engine, batch, entries, os.path.basename(file), actor=actor, window=window)
         except (LedgerError, JournalValidationError) as exc:
             click.echo(f"{file}: nothing imported", err=True)
             exit_for_ledger_error(exc, where=lambda i: f"line {line_of[i]}")
@@ -93,12 +97,13 @@ def _who(token: str | None) -> tuple[str, frozenset[str]]:
     your token says, never a typed name."""
     from finance_pipeline.api.tokens import TokenError, TokenStore
 
-    secret = token or os.environ.get("FP_API_TOKEN", "")
+    config = current_settings()
+    secret = token or config.api_token
     if not secret:
         fail(EXIT_REJECTED, "--token: give your API token (or set FP_API_TOKEN); get one with "
                             "`finance-pipeline tokens add --actor ops:ana --roles operator`")
     try:
-        who = TokenStore.from_env().authenticate(secret)
+        who = TokenStore.from_settings(config).authenticate(secret)
     except TokenError as exc:
         fail(EXIT_REJECTED, f"--token: {exc}")
     if who is None:
@@ -108,15 +113,6 @@ def _who(token: str | None) -> tuple[str, frozenset[str]]:
 
 _token_option = click.option("--token", default=None, metavar="TOKEN",
                              help="Your API token [default: $FP_API_TOKEN]; it says who you are.")
-
-
-def _review_ttl_s() -> int:
-    from finance_pipeline import settings
-
-    try:
-        return settings.journal_review_ttl_s()
-    except ValueError as exc:
-        fail(EXIT_REJECTED, str(exc))
 
 
 @journal_group.command("post")
@@ -135,6 +131,9 @@ def post_cmd(source, token: str | None, database_url: str | None) -> None:
     from finance_pipeline.ledger.audit import now_us
     from finance_pipeline.ledger.errors import LedgerError
 
+    from finance_pipeline.ledger.posting import EntryWindow
+
+    config = current_settings()
     actor, _ = _who(token)
     try:
         entry = loads_strict(source.read())
@@ -142,7 +141,9 @@ def post_cmd(source, token: str | None, database_url: str | None) -> None:
         fail(EXIT_REJECTED, f"$: is not valid JSON ({exc})")
     with ledger_engine(database_url) as engine:
         try:
-            sub, created = reviews.submit(engine, entry, submitter=actor, now_us=now_us(), ttl_s=_review_ttl_s())
+            sub, created = reviews.submit(engine, entry, submitter=actor, now_us=now_us(),
+                                          ttl_s=config.journal_review_ttl_s,
+                                          window=EntryWindow.from_settings(config))
         except (LedgerError, JournalValidationError) as exc:
             exit_for_ledger_error(exc, where=lambda i: "")
     click.echo(f"{'pending' if created else 'already pending'} {sub.journal_id}  (submitted by {actor}; a "
@@ -168,11 +169,14 @@ def review_cmd(journal_id: str, approve: bool, comment: str | None, token: str |
     from finance_pipeline.ledger.audit import now_us
     from finance_pipeline.ledger.errors import LedgerError
 
+    from finance_pipeline.ledger.posting import EntryWindow
+
+    window = EntryWindow.from_settings(current_settings())
     actor, roles = _who(token)
     with ledger_engine(database_url) as engine:
         try:
             done = reviews.review(engine, journal_id, reviewer=actor, reviewer_roles=roles, approve=approve,
-                                  now_us=now_us(), comment=comment)
+                                  now_us=now_us(), comment=comment, window=window)
         except reviews.ReviewError as exc:
             fail(EXIT_REJECTED, str(exc))
         except (LedgerError, JournalValidationError) as exc:

@@ -9,13 +9,19 @@ from __future__ import annotations
 import getpass
 import hashlib
 import json
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 
 import click
 
-from finance_pipeline.cli.db import EXIT_REJECTED, database_url_option, fail, ledger_engine
+from finance_pipeline.cli.db import (
+    EXIT_REJECTED,
+    current_settings,
+    database_url_option,
+    fail,
+    ledger_engine,
+    settings_with_database_url,
+)
 
 DEFAULT_CHECKLIST = Path("docs") / "acceptance-checklist.md"
 CHECKLIST_HEADER = """# Acceptance checklist
@@ -51,9 +57,13 @@ def repair_batch_cmd(batch_id: str, actor: str | None, reconcile: bool, database
     from finance_pipeline.ledger.errors import LedgerError
     from finance_pipeline.oncall.repair import RepairRefusedError, repair_batch
 
+    from finance_pipeline.ledger.posting import EntryWindow
+
+    config = current_settings()
     with ledger_engine(database_url) as engine:
         try:
-            result = repair_batch(engine, batch_id, actor=actor or _default_actor())
+            result = repair_batch(engine, batch_id, actor=actor or _default_actor(),
+                                  window=EntryWindow.from_settings(config))
         except RepairRefusedError as exc:
             fail(EXIT_REJECTED, str(exc))
         except (LedgerError, JournalValidationError) as exc:
@@ -62,14 +72,12 @@ def repair_batch_cmd(batch_id: str, actor: str | None, reconcile: bool, database
                f"present; days touched: {', '.join(result.days) or 'none'} (audit event {result.audit_event_id})")
     if not (reconcile and result.days):
         return
-    if database_url:
-        # The Dagster definitions read the ledger from DATABASE_URL.
-        os.environ["DATABASE_URL"] = database_url
     from finance_pipeline.defs.launch import instance
     from finance_pipeline.definitions import build_definitions
     from finance_pipeline.defs.oncall import rereconcile_days
 
-    for day in rereconcile_days(build_definitions(), list(result.days), instance(),
+    config = settings_with_database_url(database_url)
+    for day in rereconcile_days(build_definitions(config=config), list(result.days), instance(config),
                                 tags={"finance_pipeline/launched_by": "cli:repair-batch"}):
         gates = ", ".join(f"{k}={'pass' if v else 'FAIL'}" for k, v in sorted(day["checks"].items()))
         click.echo(f"{day['day']}  re-reconciled  run_id={day['run_id']}  {gates or 'no gates ran'}")
@@ -84,32 +92,26 @@ def retrigger_settlement_cmd(payout_id: str, actor: str, database_url: str | Non
 
     Refused (exit 1, naming the missing roles) unless its approval quorum still holds.
     """
-    from finance_pipeline import settings
     from finance_pipeline.oncall.stuck import retrigger_settlement
+    from finance_pipeline.payouts.policy import PayoutPolicy, PolicyConfigError
     from finance_pipeline.payouts.service import PayoutError
     from finance_pipeline.providers import ProviderError
 
-    base = os.environ.get("PAYOUT_API_BASE") or settings.default_payout_api_base()
-    token = os.environ.get("PAYOUT_API_TOKEN") or settings.DEFAULT_PAYOUT_TOKEN
+    config = current_settings()
+    try:
+        policy = PayoutPolicy.from_settings(config)
+    except PolicyConfigError as exc:
+        fail(EXIT_REJECTED, str(exc))
     with ledger_engine(database_url) as engine:
         try:
-            outcome = retrigger_settlement(engine, payout_id, base_url=base, token=token, actor=actor)
+            outcome = retrigger_settlement(engine, payout_id, base_url=config.payout_api_base,
+                                           token=config.payout_api_token, actor=actor, policy=policy)
         except PayoutError as exc:  # no quorum, unknown payout, ...: nothing was sent
             fail(EXIT_REJECTED, f"payout {payout_id}: re-trigger refused: {exc}")
         except ProviderError as exc:  # recorded in the payout's audit trail by the service
             fail(EXIT_REJECTED, f"payout {payout_id}: the provider failed: {exc}")
     click.echo(f"payout {outcome.payout_id}: {outcome.status} (provider: {outcome.provider_status}; "
                f"audit event {outcome.audit_event_id})")
-
-
-def _env_seconds(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise click.UsageError(f"{name}={raw!r} is not a whole number of seconds") from None
 
 
 @click.command("incidents")
@@ -124,11 +126,12 @@ def incidents_cmd(as_json: bool, sla_s: int | None, grace_s: int | None, databas
 
     Exit 0 when there are none, 1 when any is open.
     """
-    from finance_pipeline.oncall.imbalance import DEFAULT_BATCH_GRACE_S, find_incidents
-    from finance_pipeline.oncall.stuck import DEFAULT_SLA_S, find_stuck_payouts
+    from finance_pipeline.oncall.imbalance import find_incidents
+    from finance_pipeline.oncall.stuck import find_stuck_payouts
 
-    sla = sla_s if sla_s is not None else _env_seconds("FP_STUCK_PAYOUT_SLA_S", DEFAULT_SLA_S)
-    grace = grace_s if grace_s is not None else _env_seconds("FP_BATCH_GRACE_S", DEFAULT_BATCH_GRACE_S)
+    config = current_settings()
+    sla = sla_s if sla_s is not None else config.stuck_payout_sla_s
+    grace = grace_s if grace_s is not None else config.batch_grace_s
     with ledger_engine(database_url) as engine:
         incidents = find_incidents(engine, grace_s=grace)
         stuck = find_stuck_payouts(engine, sla_s=sla)
@@ -232,15 +235,13 @@ def recover_publication_cmd(day, actor: str | None, force: bool, database_url: s
     from finance_pipeline.ledger.periods import PublicationInProgressError
     from finance_pipeline.publication import PublicationError
 
-    env = os.environ
+    config = current_settings()
     try:
         publisher = build_publisher(
-            bucket=env.get("S3_AUDIT_BUCKET", ""),
-            kms_key_id=env.get("S3_SSE_KMS_KEY_ID") or env.get("KMS_KEY_ID", ""),
-            lock_mode=env.get("S3_OBJECT_LOCK_MODE", "COMPLIANCE"),
-            retention_days=int(env.get("S3_RETENTION_DAYS", "2555")),
-            local_dir=env.get("FP_PUBLISH_DIR", ""), endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
-            region=env.get("AWS_REGION") or None)
+            bucket=config.s3_audit_bucket, kms_key_id=config.s3_sse_kms_key_id,
+            lock_mode=config.s3_object_lock_mode, retention_days=config.s3_retention_days,
+            local_dir=str(config.publish_dir), endpoint_url=config.aws_endpoint_url or None,
+            region=config.aws_region or None)
     except (ExportError, PublicationError, ValueError) as exc:
         fail(EXIT_REJECTED, f"cannot open the publication store: {exc}")
     with ledger_engine(database_url) as engine:

@@ -11,9 +11,7 @@ import json
 
 import click
 
-from finance_pipeline import settings
-
-from finance_pipeline.cli.db import EXIT_REJECTED, database_url_option, fail, ledger_engine
+from finance_pipeline.cli.db import EXIT_REJECTED, current_settings, database_url_option, fail, ledger_engine
 
 tokens_file_option = click.option(
     "--tokens-file", default=None, metavar="PATH",
@@ -25,7 +23,7 @@ def _store(tokens_file: str | None):
     from finance_pipeline.api.tokens import TokenError, TokenStore
 
     try:
-        return TokenStore.from_env(tokens_file)
+        return TokenStore.from_settings(current_settings(), tokens_file)
     except TokenError as exc:
         fail(EXIT_REJECTED, str(exc))
 
@@ -56,21 +54,26 @@ def serve_cmd(host: str, port: int, database_url: str | None, tokens_file: str |
     from finance_pipeline.payouts.policy import PayoutPolicy, PolicyConfigError
     from finance_pipeline.providers.payout_client import PayoutProviderClient
 
+    from finance_pipeline.ledger.posting import EntryWindow
+
+    config = current_settings()
     store = _store(tokens_file)
     if not any(r.active for r in store.records()):
         click.echo(f"warning: {store.path} holds no active token, so every request will get 401; "
                    "add one with `finance-pipeline tokens add --actor ops:ana --roles operator`",
                    err=True)
     try:
-        policy = PayoutPolicy.from_env()
-        review_ttl_s = settings.journal_review_ttl_s()
-    except (PolicyConfigError, ValueError) as exc:
+        policy = PayoutPolicy.from_settings(config)
+    except PolicyConfigError as exc:
         fail(EXIT_REJECTED, str(exc))
-    with ledger_engine(database_url) as engine, PayoutProviderClient.from_env() as client:
+    with (ledger_engine(database_url) as engine,
+          PayoutProviderClient(config.payout_api_base, config.payout_api_token) as client):
         from finance_pipeline.api.app import ApiSettings
 
+        # The app factory is handed every value it needs: it reads no environment itself.
         app = create_app(engine, tokens=store, payout_client=client,
-                         settings=ApiSettings(payout_policy=policy, review_ttl_s=review_ttl_s))
+                         settings=ApiSettings(payout_policy=policy, review_ttl_s=config.journal_review_ttl_s,
+                                              entry_window=EntryWindow.from_settings(config)))
         click.echo(f"Finance API on http://{host}:{port} (tokens {store.path}, payouts via "
                    f"{client.base_url})", err=True)
         uvicorn.run(app, host=host, port=port, log_level=log_level)

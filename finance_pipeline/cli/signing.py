@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from finance_pipeline.cli.db import current_settings
+
 
 @click.group("keys")
 def keys() -> None:
@@ -25,7 +27,7 @@ def keys_init(keys_dir: Path | None, roles: str) -> None:
 
     role_list = [r.strip() for r in roles.split(",") if r.strip()]
     try:
-        created, keyring_path = init_keys(keys_dir, role_list)
+        created, keyring_path = init_keys(keys_dir or current_settings().keys_dir, role_list)
     except SigningError as exc:
         raise click.ClickException(exc.diagnosis) from None
     except OSError as exc:
@@ -54,7 +56,7 @@ def signing_health(as_json: bool) -> None:
     from finance_pipeline.signing.signers import SigningError
 
     try:
-        config = SigningConfig.from_env()
+        config = SigningConfig.from_settings(current_settings())
     except SigningError as exc:
         if as_json:
             click.echo(json.dumps({"healthy": False, "error": exc.diagnosis}, indent=2))
@@ -78,7 +80,7 @@ def signing_keyring(out: Path | None) -> None:
     from finance_pipeline.signing.signers import SigningError
 
     try:
-        config = SigningConfig.from_env()
+        config = SigningConfig.from_settings(current_settings())
         keyring = keyring_from_signers(build_signers(config), config.quorum)
     except SigningError as exc:
         raise click.ClickException(exc.diagnosis) from None

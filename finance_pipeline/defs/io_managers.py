@@ -18,9 +18,9 @@ import dagster as dg
 import pandas as pd
 from dagster_aws.s3 import S3Resource
 
-from finance_pipeline import settings
 from finance_pipeline.domain.canonical import canonical_bytes
-from finance_pipeline.memory import release_unused, use_lean_arrow_pool
+from finance_pipeline.memory import release_unused
+from finance_pipeline.settings import Settings
 
 _SUFFIXES = (".parquet", ".json")
 
@@ -30,9 +30,9 @@ def release_unused_memory() -> None:
 
     Steps run one after another in one process (``materialize_day``); Arrow's allocator and
     glibc's keep freed pages for reuse, each for itself, so a day's proof step started with
-    the extract's and the pulls' gigabytes still counted in its RSS.
+    the extract's and the pulls' gigabytes still counted in its RSS. (Which allocator Arrow
+    uses is chosen once, when the definitions load: ``memory.use_lean_arrow_pool``.)
     """
-    use_lean_arrow_pool()
     release_unused()
 
 
@@ -95,7 +95,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         return f"{self.s3_prefix.strip('/')}/{rel}"
 
     def _local(self, rel: str) -> Path:
-        return Path(self.base_dir or settings.default_storage_dir()) / rel
+        return Path(self.base_dir or Settings().storage_dir) / rel
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         if obj is None:

@@ -3,36 +3,36 @@ so that runs launched by `finance-pipeline` show up in the UI like any other."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
 
-from finance_pipeline import settings
+from finance_pipeline.settings import Settings
 
 _DEFAULT_INSTANCE_YAML = "telemetry:\n  enabled: false\n"
 
 
-def instance() -> dg.DagsterInstance:
-    """The instance in $DAGSTER_HOME, or the embedded default under ./var/dagster_home."""
-    if not os.environ.get("DAGSTER_HOME"):
-        home = (settings.var_dir() / "dagster_home").resolve()
+def instance(config: Settings) -> dg.DagsterInstance:
+    """The instance in ``config.instance_home``: DAGSTER_HOME, or the embedded default
+    ./var/dagster_home (created with telemetry off)."""
+    home = config.instance_home
+    if config.dagster_home is None:
         home.mkdir(parents=True, exist_ok=True)
         cfg = home / "dagster.yaml"
         if not cfg.exists():
             cfg.write_text(_DEFAULT_INSTANCE_YAML)
-        os.environ["DAGSTER_HOME"] = str(home)
     # Two commands starting at once on a fresh home would both create the instance's SQLite
     # tables and one would crash ("table ... already exists"): create it under a file lock.
     import fcntl
 
-    home = Path(os.environ["DAGSTER_HOME"])
+    home = Path(home).expanduser()
     home.mkdir(parents=True, exist_ok=True)
     with open(home / ".finance-pipeline-instance.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            return dg.DagsterInstance.get()
+            # from_config, as DagsterInstance.get() does with $DAGSTER_HOME, on the home given.
+            return dg.DagsterInstance.from_config(str(home))
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
@@ -135,6 +135,3 @@ def _root_message(error) -> str:
         error = error.cause
     return error.message.strip()
 
-
-def storage_dir() -> Path:
-    return Path(os.environ.get("FP_STORAGE_DIR") or settings.default_storage_dir())

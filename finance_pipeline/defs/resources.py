@@ -2,31 +2,66 @@
 
 from __future__ import annotations
 
-from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from pydantic import PrivateAttr
 
 from finance_pipeline import settings
+from finance_pipeline.settings import Settings
 
 if TYPE_CHECKING:
     import pandas as pd
 
 
-class LedgerResource(dg.ConfigurableResource):
-    """The ledger database (``DATABASE_URL``; embedded SQLite under ./var when unset)."""
+def configured(config: Settings, name: str) -> Any:
+    """What a resource is given for setting ``name``: ``dg.EnvVar`` of the variable the value
+    was read from, else the value itself (a default, or a value given in code).
+
+    Dagster writes a resource's plain values into the job snapshot it stores in the instance
+    and shows them in the UI; an EnvVar is stored and shown as the variable's name, and a run
+    reads the value from its own environment. So no key, token or password reaches either.
+    """
+    value = getattr(config, name)
+    variable = config.source(name)
+    if variable is None:
+        return str(value) if isinstance(value, Path) else value
+    return dg.EnvVar.int(variable) if isinstance(value, int) and not isinstance(value, bool) else dg.EnvVar(variable)
+
+
+class _SecretsResolver(dg.ConfigurableResource):
+    """Fields that may hold an ``aws-sm://`` reference, resolved through Secrets Manager at
+    ``aws_endpoint_url`` in ``aws_region`` (AWS_ENDPOINT_URL, AWS_REGION; empty: boto3's own)."""
+
+    aws_endpoint_url: str = ""
+    aws_region: str = ""
+
+    def _secret(self, value: Any) -> Any:
+        from finance_pipeline.secrets import resolve_secret
+
+        return resolve_secret(value, endpoint_url=self.aws_endpoint_url or None, region=self.aws_region or None)
+
+
+class LedgerResource(_SecretsResolver):
+    """The ledger database (``DATABASE_URL``; embedded SQLite under ./var when unset), and which
+    timestamps its entries may have (``FP_PARTITIONS_START``, ``FP_ENTRY_FUTURE_SKEW_S``)."""
 
     database_url: str = ""
+    first_day: str = settings.DEFAULT_PARTITIONS_START
+    entry_future_skew_s: int = settings.DEFAULT_ENTRY_FUTURE_SKEW_S
 
     _engine: Any = PrivateAttr(default=None)
 
     @property
     def url(self) -> str:
         """The URL, with an ``aws-sm://`` reference resolved (once per run: the engine is cached)."""
-        from finance_pipeline.secrets import resolve_secret
+        return self._secret(self.database_url) or settings.sqlite_url(settings.DEFAULT_VAR_DIR)
 
-        return resolve_secret(self.database_url) or settings.default_database_url()
+    def entry_window(self):
+        from finance_pipeline.ledger.posting import EntryWindow
+
+        return EntryWindow(self.first_day, self.entry_future_skew_s)
 
     def engine(self):
         if self._engine is None:
@@ -40,7 +75,7 @@ class LedgerResource(dg.ConfigurableResource):
             self._engine.dispose()
 
 
-class StripeResource(dg.ConfigurableResource):
+class StripeResource(_SecretsResolver):
     """Stripe, reached only through the official SDK (``STRIPE_API_KEY``, ``STRIPE_API_BASE``)."""
 
     api_key: str = settings.DEFAULT_STRIPE_API_KEY
@@ -59,16 +94,15 @@ class StripeResource(dg.ConfigurableResource):
 
     @property
     def base(self) -> str:
-        return self.api_base or settings.default_stripe_api_base()
+        return self.api_base or settings.DEFAULT_STRIPE_API_BASE
 
     def balance_transactions_frame(self, created_gte: int, created_lt: int) -> pd.DataFrame:
         """The balance transactions created in [created_gte, created_lt) as the pipeline's frame."""
         from finance_pipeline.providers.retry import RetryPolicy
         from finance_pipeline.providers.stripe_pull import pull_balance_transactions_frame
-        from finance_pipeline.secrets import resolve_secret
 
         return pull_balance_transactions_frame(
-            resolve_secret(self.api_key), self.base, created_gte, created_lt,
+            self._secret(self.api_key), self.base, created_gte, created_lt,
             retry=RetryPolicy(max_attempts=self.max_attempts, max_delay_s=self.max_retry_delay_s),
             page_size=self.page_size, concurrency=self.concurrency, processes=self.processes,
             http_client=self.http_client,
@@ -79,16 +113,15 @@ class StripeResource(dg.ConfigurableResource):
         balance transactions of those created before the window."""
         from finance_pipeline.providers.retry import RetryPolicy
         from finance_pipeline.providers.stripe_payouts import pull_day_payouts
-        from finance_pipeline.secrets import resolve_secret
 
         return pull_day_payouts(
-            resolve_secret(self.api_key), self.base, window, day,
+            self._secret(self.api_key), self.base, window, day,
             retry=RetryPolicy(max_attempts=self.max_attempts, max_delay_s=self.max_retry_delay_s),
             page_size=self.page_size, http_client=self.http_client,
         )
 
 
-class PayoutProviderResource(dg.ConfigurableResource):
+class PayoutProviderResource(_SecretsResolver):
     """The payout provider's HTTP API (``PAYOUT_API_BASE``, ``PAYOUT_API_TOKEN``)."""
 
     base_url: str = ""
@@ -101,9 +134,7 @@ class PayoutProviderResource(dg.ConfigurableResource):
         return self.base_url or settings.default_payout_api_base()
 
     def _token(self) -> str:
-        from finance_pipeline.secrets import resolve_secret
-
-        return resolve_secret(self.token)
+        return self._secret(self.token)
 
     def _retry(self):
         from finance_pipeline.providers.retry import RetryPolicy
@@ -155,26 +186,9 @@ class ReconciliationSettings(dg.ConfigurableResource):
         return ParityPolicy.from_config(self.blocking_classes or None, self.max_allowed or None)
 
 
-def env_or(name: str, default: Any) -> Any:
-    """``EnvVar(name)`` when the variable is set, else the embedded default.
-
-    Called while definitions load (never at import), so an unset variable falls back to the
-    embedded default instead of failing the run, and a set one shows as an EnvVar in the UI.
-    """
-    import os
-
-    return dg.EnvVar(name) if os.environ.get(name) else default
-
-
-def env_int_or(name: str, default: int) -> Any:
-    import os
-
-    return dg.EnvVar.int(name) if os.environ.get(name) else default
-
-
 class SigningResource(dg.ConfigurableResource):
     """Who signs proofs: ``FP_SIGNING_KEYS`` (JSON list), else ``KMS_KEY_ID`` alone, else the
-    two local keys under ./var/keys (`finance-pipeline keys init`)."""
+    two local keys in ``keys_dir`` ($FP_VAR_DIR/keys; `finance-pipeline keys init`)."""
 
     signing_keys_json: str = ""
     kms_key_id: str = ""
@@ -182,17 +196,15 @@ class SigningResource(dg.ConfigurableResource):
     quorum_json: str = ""
     aws_endpoint_url: str = ""
     aws_region: str = ""
+    keys_dir: str = ""  # empty: the embedded default var/keys
 
     def config(self):
         from finance_pipeline.signing.config import SigningConfig
 
-        env = {
-            "FP_SIGNING_KEYS": self.signing_keys_json, "KMS_KEY_ID": self.kms_key_id,
-            "KMS_KEY_ROLE": self.kms_key_role, "FP_SIGNING_QUORUM": self.quorum_json,
-            "AWS_ENDPOINT_URL": self.aws_endpoint_url, "AWS_REGION": self.aws_region,
-            "FP_VAR_DIR": str(settings.var_dir()),
-        }
-        return SigningConfig.from_env({k: v for k, v in env.items() if v})
+        return SigningConfig.resolve(
+            keys_json=self.signing_keys_json, kms_key_id=self.kms_key_id, kms_key_role=self.kms_key_role,
+            quorum_json=self.quorum_json, kms_endpoint_url=self.aws_endpoint_url, region=self.aws_region,
+            keys_dir=self.keys_dir or Settings().keys_dir)
 
     def signers(self):
         from finance_pipeline.signing.config import build_signers

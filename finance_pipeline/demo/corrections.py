@@ -100,15 +100,18 @@ def inj_diff(entry: dict, txn: dict) -> int:
     return gross_booked - txn["amount"]
 
 
-def post_with_review(engine: Any, entries: list[dict], *, now_us: int | None = None) -> None:
+def post_with_review(engine: Any, entries: list[dict], *, now_us: int | None = None, window: Any = None) -> None:
     """Post the corrections as the runbook does: the operator submits each, a finance lead
-    (another person) approves it; the entry then carries both names."""
+    (another person) approves it; the entry then carries both names. ``window``: the
+    EntryWindow the ledger accepts (None: the embedded default)."""
     from finance_pipeline.ledger import reviews
     from finance_pipeline.ledger.audit import now_us as clock
+    from finance_pipeline.ledger.posting import EntryWindow
 
+    window = window or EntryWindow()
     for e in entries:
         body = {k: v for k, v in e.items() if k not in ("posted_by", "reviewed_by")}
         now = clock() if now_us is None else now_us
-        reviews.submit(engine, body, submitter=POSTER, now_us=now)
+        reviews.submit(engine, body, submitter=POSTER, now_us=now, window=window)
         reviews.review(engine, e["journal_id"], reviewer=REVIEWER, reviewer_roles={"finance-lead"},
-                       approve=True, now_us=now)
+                       approve=True, now_us=now, window=window)

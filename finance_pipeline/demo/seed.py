@@ -24,12 +24,14 @@ class SeedResult:
 
 
 def seed(engine: sa.Engine, stripe_data: Path, payout_data: Path, *, start: date, days: int, seed: int,
-         inject: int = 1, charges_per_day: int = 12) -> SeedResult:
+         inject: int = 1, charges_per_day: int = 12, window=None) -> SeedResult:
     """Write the scenario: accounts, one journal batch per day, payouts with approvals, and
-    what Stripe and the payout provider recorded. Re-running with the same arguments is a no-op."""
+    what Stripe and the payout provider recorded. Re-running with the same arguments is a no-op.
+    ``window``: the EntryWindow the ledger accepts (None: the embedded default)."""
     from finance_pipeline.ledger.accounts import create_account
     from finance_pipeline.ledger.batches import stage_batch
     from finance_pipeline.ledger.migrate import upgrade
+    from finance_pipeline.ledger.posting import EntryWindow
 
     upgrade(engine)
     sc = build_scenario(start, days, seed, inject=inject, charges_per_day=charges_per_day)
@@ -40,7 +42,7 @@ def seed(engine: sa.Engine, stripe_data: Path, payout_data: Path, *, start: date
     for day in sc.day_keys:
         todays = [e for e in sc.entries if e["batch_id"] == batch_id_for(day)]
         res = stage_batch(engine, batch_id_for(day), todays, source=f"demo seed {seed}",
-                          actor="system:demo-seed")
+                          actor="system:demo-seed", window=window or EntryWindow())
         applied += res.created + res.already_present
     _seed_payouts(engine, sc)
     _merge_stripe(stripe_data, sc)

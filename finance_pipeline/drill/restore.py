@@ -22,7 +22,6 @@ is written anywhere: the drill only reads the restored database and the packages
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -106,11 +105,12 @@ def _redacted(url: str) -> str:
         return "<unparseable url>"
 
 
-def _s3_client() -> Any:
+def make_s3_client(endpoint_url: str | None = None, region: str | None = None) -> Any:
+    """An S3 client at ``endpoint_url`` in ``region`` (AWS_ENDPOINT_URL, AWS_REGION); boto3's
+    own defaults for what is left out."""
     import boto3
 
-    return boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
-                        region_name=os.environ.get("AWS_REGION") or None)
+    return boto3.client("s3", endpoint_url=endpoint_url or None, region_name=region or None)
 
 
 def _diff_paths(a: Any, b: Any, path: str = "") -> list[str]:
@@ -186,7 +186,7 @@ def check_package(engine: sa.Engine, record, s3_client: Any | None = None) -> Pa
 
     check = PackageCheck(day=record.day, proof_id=record.proof_id, location=record.location, status=ERROR)
     try:
-        pkg = load_package(record.location, s3_client=s3_client or (_s3_client() if record.location.startswith("s3://") else None))
+        pkg = load_package(record.location, s3_client=s3_client)
         published = pkg.statement()
         published_bytes = statement_bytes(published)
         check.published_statement_sha256 = sha256_hex(published_bytes)
@@ -230,20 +230,24 @@ def published_records(engine: sa.Engine, days: list[str] | None = None) -> list:
 
 
 def run_restore_drill(restored_database_url: str, days: list[str] | None = None,
-                      s3_client: Any | None = None) -> DrillReport:
+                      s3_client: Any | None = None, *, aws_endpoint_url: str | None = None,
+                      aws_region: str | None = None) -> DrillReport:
     """Check every published day (or only ``days``) against the restored database.
 
     ``restored_database_url`` may be an ``aws-sm://`` reference (resolved here). Days asked for
     but absent from the restored registry are reported as errors: a restore that lost them
-    must not pass.
+    must not pass. Secrets Manager and S3 (without ``s3_client``) are reached at
+    ``aws_endpoint_url`` in ``aws_region``.
     """
     from finance_pipeline.ledger.engine import create_ledger_engine
     from finance_pipeline.secrets import resolve_secret
 
-    url = resolve_secret(restored_database_url)
+    url = resolve_secret(restored_database_url, endpoint_url=aws_endpoint_url, region=aws_region)
     engine = create_ledger_engine(url)
     try:
         records = published_records(engine, days)
+        if s3_client is None and any(r.location.startswith("s3://") for r in records):
+            s3_client = make_s3_client(aws_endpoint_url, aws_region)
         by_day: dict[str, list[PackageCheck]] = {}
         for record in records:
             by_day.setdefault(record.day, []).append(check_package(engine, record, s3_client))

@@ -211,7 +211,8 @@ def recover_day(engine: sa.Engine, day: str, publisher: Any, *, actor: str, forc
 def build_publisher(*, bucket: str = "", kms_key_id: str = "", lock_mode: str = "COMPLIANCE",
                     retention_days: int = 2555, local_dir: str = "", endpoint_url: str | None = None,
                     region: str | None = None) -> Any:
-    """S3 under Object Lock when a bucket is configured, else the local read-only folder."""
+    """S3 under Object Lock when a bucket is configured, else the local read-only folder
+    ``local_dir`` (empty: the embedded default ``var/published``)."""
     if bucket:
         import boto3
 
@@ -223,7 +224,7 @@ def build_publisher(*, bucket: str = "", kms_key_id: str = "", lock_mode: str = 
         client = boto3.client("s3", endpoint_url=endpoint_url or None, region_name=region or None)
         return S3Publisher(client, bucket, kms_key_id=kms_key_id, lock_mode=lock_mode,
                            retention_days=retention_days)
-    from finance_pipeline import settings
     from finance_pipeline.publication import LocalPublisher
+    from finance_pipeline.settings import Settings
 
-    return LocalPublisher(local_dir or str(settings.var_dir() / "published"))
+    return LocalPublisher(local_dir or str(Settings().publish_dir))

@@ -19,7 +19,7 @@ from finance_pipeline.ledger.audit import now_us as _now_us
 from finance_pipeline.ledger.audit import record_event
 from finance_pipeline.ledger.engine import begin_write
 from finance_pipeline.ledger.errors import BatchConflictError, BatchError
-from finance_pipeline.ledger.posting import PostResult, plan_entries, write_plan
+from finance_pipeline.ledger.posting import EntryWindow, PostResult, plan_entries, write_plan
 from finance_pipeline.ledger.schema import ID_LEN, journal_batches, journal_entries
 
 
@@ -75,6 +75,7 @@ def stage_batch(
     apply: bool = True,
     now_us: int | None = None,
     actor: str = "system",
+    window: EntryWindow = EntryWindow(),
 ) -> PostResult | None:
     """Validate and stage ``entries`` as batch ``batch_id``, then (by default) apply it.
 
@@ -97,7 +98,7 @@ def stage_batch(
         if duplicates:
             raise BatchError(duplicates)
         # Validates everything; raises the posting errors with entries[i] paths.
-        plan_entries(conn, payload, batch_id=batch_id, pending_batch=batch_id)
+        plan_entries(conn, payload, batch_id=batch_id, pending_batch=batch_id, window=window)
         text = canonical_str(payload)
         if row is not None and row.staged_payload != text:
             raise BatchConflictError([FieldError(
@@ -114,11 +115,12 @@ def stage_batch(
                          {"expected_entries": len(payload), "source": source}, ts_us=now)
     if not apply:
         return None
-    return apply_batch(engine, batch_id, now_us=now_us, actor=actor)
+    return apply_batch(engine, batch_id, now_us=now_us, actor=actor, window=window)
 
 
 def apply_batch(
-    engine: sa.Engine, batch_id: str, *, now_us: int | None = None, actor: str = "system"
+    engine: sa.Engine, batch_id: str, *, now_us: int | None = None, actor: str = "system",
+    window: EntryWindow = EntryWindow(),
 ) -> PostResult:
     """Post whatever of the staged batch is missing and mark it applied (idempotent).
 
@@ -150,7 +152,7 @@ def apply_batch(
             raise BatchError([FieldError(
                 "staged_payload", f"of batch {batch_id!r} {problem}; it cannot be applied: "
                                   "re-import the entries under a new batch id")])
-        plan = plan_entries(conn, payload, batch_id=batch_id)
+        plan = plan_entries(conn, payload, batch_id=batch_id, window=window)
         result = write_plan(conn, plan, now_us=now, actor=actor, batch_id=batch_id)
         if row.status != "applied":
             conn.execute(

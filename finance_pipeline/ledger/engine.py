@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 import sqlalchemy as sa
-
-from finance_pipeline import settings
-
-
-def resolve_url(url: str | None = None) -> str:
-    """``url``, else env ``DATABASE_URL``, else the embedded SQLite file (``./var/ledger.sqlite3``)."""
-    return normalise_url(url or os.environ.get("DATABASE_URL") or settings.default_database_url())
 
 
 def normalise_url(url: str) -> str:
@@ -25,9 +17,10 @@ def normalise_url(url: str) -> str:
     return url
 
 
-def create_ledger_engine(url: str | None = None, **kwargs) -> sa.Engine:
-    """An engine on ``resolve_url(url)``; SQLite gets foreign keys, WAL and real transactions."""
-    url_obj = sa.engine.make_url(resolve_url(url))
+def create_ledger_engine(url: str, **kwargs) -> sa.Engine:
+    """An engine on ``url`` (see ``normalise_url``); SQLite gets foreign keys, WAL and real
+    transactions. The URL is the caller's: ``Settings.database_url`` at the edges."""
+    url_obj = sa.engine.make_url(normalise_url(url))
     if url_obj.get_backend_name() != "sqlite":
         kwargs.setdefault("pool_pre_ping", True)
         # Explicit, whatever the server's default: a transaction that waited for a day's lock

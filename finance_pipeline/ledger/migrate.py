@@ -35,8 +35,8 @@ def current_revision(engine: sa.Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def upgrade(url: str | sa.Engine | None = None, revision: str = "head") -> str | None:
-    """Migrate the database at ``url`` (see ``resolve_url``) to ``revision``; returns the new one."""
+def upgrade(url: str | sa.Engine, revision: str = "head") -> str | None:
+    """Migrate the database at ``url`` (or on an engine) to ``revision``; returns the new one."""
     engine = url if isinstance(url, sa.Engine) else create_ledger_engine(url)
     try:
         with engine.begin() as conn:

@@ -35,6 +35,7 @@ from finance_pipeline.ledger.schema import (
     journal_entries,
     journal_lines,
 )
+from finance_pipeline.settings import DEFAULT_ENTRY_FUTURE_SKEW_S, DEFAULT_PARTITIONS_START, Settings
 
 # Keeps IN (...) lists well under SQLite's bound-parameter limit.
 _IN_CHUNK = 500
@@ -47,6 +48,21 @@ _ERROR_CLASS = {
     _CLOSED_DAY: ClosedDayError,
     _CONFLICT: JournalConflictError,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class EntryWindow:
+    """Which timestamps an entry may carry: from ``first_day`` 00:00Z (FP_PARTITIONS_START: no
+    proof could cover an earlier entry) to ``future_skew_s`` past now (FP_ENTRY_FUTURE_SKEW_S).
+
+    The defaults are the embedded ones; every writer is handed the configured window."""
+
+    first_day: str = DEFAULT_PARTITIONS_START
+    future_skew_s: int = DEFAULT_ENTRY_FUTURE_SKEW_S
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EntryWindow:
+        return cls(settings.partitions_start, settings.entry_future_skew_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,22 +108,21 @@ def _leaf(obj: Any) -> Any:
     return obj.to_leaf() if isinstance(obj, JournalEntry) else obj
 
 
-def _ts_window() -> tuple[int, int, str, int]:
+def _ts_window(window: EntryWindow) -> tuple[int, int, str, int]:
     """[first partition 00:00Z, now + skew]: where a proof can cover an entry."""
-    from finance_pipeline import settings
     from finance_pipeline.domain.timeutil import day_bounds_us
 
-    start = settings.partitions_start()
-    skew = settings.entry_future_skew_s()
+    start, skew = window.first_day, window.future_skew_s
     return day_bounds_us(start)[0], _now_us() + skew * 1_000_000, start, skew
 
 
 def _parse_all(
-    entries: Sequence[JournalEntry | dict], batch_id: str | None, problems: _Problems
+    entries: Sequence[JournalEntry | dict], batch_id: str | None, problems: _Problems,
+    window: EntryWindow,
 ) -> list[tuple[int, JournalEntry, str]]:
     from finance_pipeline.domain.timeutil import format_ts_us
 
-    lo, hi, start, skew = _ts_window()
+    lo, hi, start, skew = _ts_window(window)
     parsed: list[tuple[int, JournalEntry, str]] = []
     for i, obj in enumerate(entries):
         prefix = _prefix(i)
@@ -189,14 +204,16 @@ def plan_entries(
     *,
     batch_id: str | None = None,
     pending_batch: str | None = None,
+    window: EntryWindow = EntryWindow(),
 ) -> _Plan:
     """Validate a submission against the database on ``conn``; raise on any problem.
 
     ``batch_id`` fills null ``batch_id`` members (the batch being applied); ``pending_batch``
     is a batch about to be staged in the same transaction, so it counts as existing.
+    ``window``: the timestamps an entry may have.
     """
     problems = _Problems([])
-    parsed = _parse_all(entries, batch_id, problems)
+    parsed = _parse_all(entries, batch_id, problems, window)
 
     # Repeats inside the submission: the same body is harmless, a different one is a conflict.
     first: dict[str, tuple[int, str]] = {}
@@ -428,9 +445,10 @@ def post_entries_in(
     batch_id: str | None = None,
     now_us: int | None = None,
     actor: str | None = None,
+    window: EntryWindow = EntryWindow(),
 ) -> PostResult:
     """``post_entries`` inside the caller's transaction (the caller commits or rolls back)."""
-    plan = plan_entries(conn, entries, batch_id=batch_id)
+    plan = plan_entries(conn, entries, batch_id=batch_id, window=window)
     return write_plan(conn, plan, now_us=_now_us() if now_us is None else now_us,
                       actor=actor, batch_id=batch_id)
 
@@ -442,6 +460,7 @@ def post_entries(
     batch_id: str | None = None,
     now_us: int | None = None,
     actor: str | None = None,
+    window: EntryWindow = EntryWindow(),
 ) -> PostResult:
     """Post a submission all or nothing; re-posting an identical entry is a counted no-op.
 
@@ -454,7 +473,8 @@ def post_entries(
     for attempt in range(2):
         try:
             with begin_write(engine) as conn:
-                return post_entries_in(conn, entries, batch_id=batch_id, now_us=now_us, actor=actor)
+                return post_entries_in(conn, entries, batch_id=batch_id, now_us=now_us, actor=actor,
+                                       window=window)
         except sa.exc.IntegrityError:
             # A concurrent writer posted one of these journal_ids between our check and insert;
             # the second pass sees it and reports "already present" or a conflict.

@@ -22,7 +22,7 @@ from finance_pipeline.domain.timeutil import day_bounds_us, format_ts_us
 from finance_pipeline.ledger.audit import record_event
 from finance_pipeline.ledger.engine import begin_write
 from finance_pipeline.ledger.errors import JournalConflictError, LedgerError
-from finance_pipeline.ledger.posting import plan_entries, post_entries_in
+from finance_pipeline.ledger.posting import EntryWindow, plan_entries, post_entries_in
 from finance_pipeline.ledger.schema import journal_reviews
 
 # Who may approve another person's entry.
@@ -86,8 +86,9 @@ def _row(row: Any) -> Submission:
 
 
 def submit(engine: sa.Engine, obj: Any, *, submitter: str, now_us: int,
-           ttl_s: int = DEFAULT_TTL_S) -> tuple[Submission, bool]:
+           ttl_s: int = DEFAULT_TTL_S, window: EntryWindow = EntryWindow()) -> tuple[Submission, bool]:
     """Keep ``obj`` pending review; (submission, created). The same body again is a no-op.
+    ``window``: the timestamps an entry may have (the posting core's check).
 
     Raises JournalValidationError (and the posting core's errors: unknown account, closed or
     sealed day, a journal_id posted or pending with another body) naming the field; nothing
@@ -125,7 +126,7 @@ def submit(engine: sa.Engine, obj: Any, *, submitter: str, now_us: int,
                 "journal_id", f"{entry.journal_id!r} awaits review with another body (submitted by "
                               f"{found.submitted_by}); submit this entry under a new journal_id")])
         # A rejected or expired submission may be submitted again (its history is in the audit log).
-        plan = plan_entries(conn, [probe])  # every check of the posting core, nothing written
+        plan = plan_entries(conn, [probe], window=window)  # every check of the posting core, nothing written
         if plan.present_ids:
             raise JournalConflictError([FieldError("journal_id", f"{entry.journal_id!r} is already posted")])
         values = dict(journal_id=entry.journal_id, body=canonical_bytes(body).decode("utf-8"), body_sha256=sha,
@@ -144,7 +145,7 @@ def submit(engine: sa.Engine, obj: Any, *, submitter: str, now_us: int,
 
 
 def review(engine: sa.Engine, journal_id: str, *, reviewer: str, reviewer_roles: Iterable[str], approve: bool,
-           now_us: int, comment: str | None = None) -> Submission:
+           now_us: int, comment: str | None = None, window: EntryWindow = EntryWindow()) -> Submission:
     """Approve (post, with ``reviewed_by`` = ``reviewer``) or reject a pending submission."""
     roles = frozenset(reviewer_roles)
     with begin_write(engine) as conn:
@@ -168,7 +169,8 @@ def review(engine: sa.Engine, journal_id: str, *, reviewer: str, reviewer_roles:
             raise ReviewForbiddenError(f"reviewing needs one of the roles {', '.join(sorted(REVIEWER_ROLES))}; "
                                        f"{reviewer!r} holds {', '.join(sorted(roles)) or 'none'}", field="reviewer")
         if approve:
-            post_entries_in(conn, [{**found.entry, "reviewed_by": reviewer}], now_us=now_us, actor=reviewer)
+            post_entries_in(conn, [{**found.entry, "reviewed_by": reviewer}], now_us=now_us, actor=reviewer,
+                            window=window)
         status = "posted" if approve else "rejected"
         conn.execute(journal_reviews.update().where(journal_reviews.c.journal_id == journal_id).values(
             status=status, reviewed_by=reviewer, reviewed_at_us=now_us, comment=comment))

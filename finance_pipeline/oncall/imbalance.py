@@ -22,8 +22,8 @@ from finance_pipeline.domain.canonical import canonical_str
 from finance_pipeline.domain.timeutil import day_of_us, format_ts_us, parse_ts_us
 from finance_pipeline.ledger.schema import journal_batches, journal_entries, journal_lines
 from finance_pipeline.oncall.notify import Alert
+from finance_pipeline.settings import DEFAULT_BATCH_GRACE_S
 
-DEFAULT_BATCH_GRACE_S = 15 * 60
 PARTIAL_BATCH = "partial_batch"
 LEDGER_IMBALANCE = "ledger_imbalance"
 # Bounds what one alert carries; the totals are always complete.

@@ -63,8 +63,9 @@ def _record(engine: sa.Engine, actor: str, action: str, batch_id: str, detail: d
         return record_event(conn, actor, action, "journal_batch", batch_id, detail)
 
 
-def repair_batch(engine: sa.Engine, batch_id: str, *, actor: str) -> RepairResult:
+def repair_batch(engine: sa.Engine, batch_id: str, *, actor: str, window=None) -> RepairResult:
     """Roll ``batch_id`` forward; returns what was posted and the days it touched.
+    ``window`` (an EntryWindow; None: the embedded default): the timestamps an entry may have.
 
     Raises RepairRefusedError for an unknown batch or an invalid staged payload (audited);
     a posting error (closed day, unknown account, ...) is audited as refused and re-raised.
@@ -73,11 +74,12 @@ def repair_batch(engine: sa.Engine, batch_id: str, *, actor: str) -> RepairResul
     from finance_pipeline.domain.journal import JournalValidationError
     from finance_pipeline.ledger.batches import apply_batch
     from finance_pipeline.ledger.errors import BatchError, LedgerError
+    from finance_pipeline.ledger.posting import EntryWindow
 
     if not actor:
         raise ValueError("actor is required: say who is repairing the batch")
     try:
-        result = apply_batch(engine, batch_id, actor=actor)
+        result = apply_batch(engine, batch_id, actor=actor, window=window or EntryWindow())
     except BatchError as exc:
         reason = "; ".join(map(str, exc.errors)) or str(exc)
         event = _record(engine, actor, REFUSED_ACTION, batch_id, {"reason": reason})

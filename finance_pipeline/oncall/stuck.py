@@ -17,8 +17,8 @@ from finance_pipeline.domain.timeutil import format_ts_us
 from finance_pipeline.ledger.schema import audit_events, payout_approvals, payouts
 from finance_pipeline.oncall.notify import Alert
 from finance_pipeline.payouts.service import Payout, payout_of_row
+from finance_pipeline.settings import DEFAULT_STUCK_PAYOUT_SLA_S as DEFAULT_SLA_S
 
-DEFAULT_SLA_S = 4 * 3600
 STUCK_PAYOUT = "stuck_payout"
 STUCK_STATUSES = ("pending",)
 _US = 1_000_000
@@ -113,9 +113,10 @@ def find_stuck_payouts(engine: sa.Engine, *, sla_s: int = DEFAULT_SLA_S,
 
 
 def retrigger_settlement(engine: sa.Engine, payout_id: str, *, base_url: str, token: str,
-                         actor: str, retry=None):
+                         actor: str, retry=None, policy=None):
     """Re-submit a payout to the provider through the payouts service, which checks the
-    approval quorum first (``QuorumNotMetError`` names the missing roles) and audits the outcome.
+    approval quorum of ``policy`` (a PayoutPolicy; None: the built-in tiers) first
+    (``QuorumNotMetError`` names the missing roles) and audits the outcome.
 
     Raises the service's PayoutError subclasses (refused; nothing sent) and ProviderError.
     """
@@ -124,4 +125,4 @@ def retrigger_settlement(engine: sa.Engine, payout_id: str, *, base_url: str, to
 
     kwargs = {"retry": retry} if retry is not None else {}
     with PayoutProviderClient(base_url, token, **kwargs) as client:
-        return submit_or_retrigger(engine, payout_id, client, actor)
+        return submit_or_retrigger(engine, payout_id, client, actor, policy=policy)

@@ -1,7 +1,7 @@
 """Payout approval policy: which roles must approve a payout of a given size, and for how long.
 
 Configuration, not code: the tiers come from ``FP_PAYOUT_TIERS`` (JSON text, or the path of a
-JSON file) when set, else the defaults below. Thresholds are written in the currency's major
+JSON file; ``Settings.payout_tiers``) when set, else the defaults below. Thresholds are written in the currency's major
 units as decimal strings ("10000.00") and compared exactly against integer minor units, so a
 float never decides who has to sign off.
 
@@ -18,14 +18,16 @@ tier. A role listed twice needs two different approvers holding it.
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from finance_pipeline.domain.money import minor_exponent
+
+if TYPE_CHECKING:
+    from finance_pipeline.settings import Settings
 
 APPROVAL_ROLES = ("finance-lead", "security-engineer", "super-admin")
 DEFAULT_APPROVAL_TTL_S = 24 * 3600
@@ -129,10 +131,10 @@ class PayoutPolicy:
         return cls.from_dict(data, source=source)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> PayoutPolicy:
-        """``FP_PAYOUT_TIERS`` (JSON text or a file path) and ``FP_PAYOUT_APPROVAL_TTL_S``."""
-        env = os.environ if environ is None else environ
-        raw = (env.get(ENV_TIERS) or "").strip()
+    def configured(cls, tiers: str = "", approval_ttl_s: int | None = None) -> PayoutPolicy:
+        """``tiers`` (``FP_PAYOUT_TIERS``: JSON text or a file path; empty: the defaults), with
+        ``approval_ttl_s`` (``FP_PAYOUT_APPROVAL_TTL_S``) overriding the tiers' own."""
+        raw = (tiers or "").strip()
         if not raw:
             policy = cls()
         elif raw[0] in "[{":
@@ -145,13 +147,13 @@ class PayoutPolicy:
                     f"{ENV_TIERS}: {raw!r} is neither JSON nor a readable file ({exc.strerror}); "
                     "set it to the policy's JSON or to the path of a JSON file") from None
             policy = cls.from_json(text, source=f"{ENV_TIERS} file {raw}")
-        ttl = (env.get(ENV_TTL) or "").strip()
-        if ttl:
-            if not ttl.isdigit() or int(ttl) <= 0:
-                raise PolicyConfigError(f"{ENV_TTL}: must be a positive integer number of seconds, "
-                                        f"got {ttl!r}")
-            policy = cls(policy.tiers, int(ttl), source=policy.source)
+        if approval_ttl_s is not None:
+            policy = cls(policy.tiers, approval_ttl_s, source=policy.source)
         return policy
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PayoutPolicy:
+        return cls.configured(settings.payout_tiers, settings.payout_approval_ttl_s)
 
 
 class _FloatFound(ValueError):

@@ -282,7 +282,7 @@ def approve(
     must say, so the check cannot be skipped by omission. A repeat of a still-valid approval
     in the same role changes nothing; an expired one is renewed.
     """
-    policy = policy or PayoutPolicy.from_env()
+    policy = policy or PayoutPolicy()
     now = _clock() if now_us is None else now_us
     _check_lookup_id(payout_id)
     errors = [e for e in (_text_error(approver, "approver", ACTOR_LEN),) if e]
@@ -344,7 +344,7 @@ def approval_status(
     engine: sa.Engine, payout_id: str, now_us: int | None = None, *, policy: PayoutPolicy | None = None
 ) -> QuorumStatus:
     """Whether the valid (unexpired) approvals cover the roles the payout's tier requires."""
-    policy = policy or PayoutPolicy.from_env()
+    policy = policy or PayoutPolicy()
     now = _clock() if now_us is None else now_us
     _check_lookup_id(payout_id)
     with engine.connect() as conn:
@@ -380,7 +380,7 @@ def submit_or_retrigger(
     Raises QuorumNotMetError (nothing written), PayoutNotFoundError, or ProviderError (after
     recording the failed attempt).
     """
-    policy = policy or PayoutPolicy.from_env()
+    policy = policy or PayoutPolicy()
     now = _clock() if now_us is None else now_us
     _check_lookup_id(payout_id)
     error = _text_error(actor, "actor", ACTOR_LEN)

@@ -8,14 +8,12 @@ already have been processed.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from finance_pipeline import settings
 from finance_pipeline.providers import ProviderError
 from finance_pipeline.providers.retry import (
     RetryableFailure,
@@ -59,12 +57,6 @@ class PayoutProviderClient:
         self.retry = retry
         self._client = httpx.Client(base_url=self.base_url, timeout=timeout_s,
                                     headers={"Authorization": f"Bearer {token}"})
-
-    @classmethod
-    def from_env(cls, retry: RetryPolicy = RetryPolicy()) -> PayoutProviderClient:
-        """``PAYOUT_API_BASE`` and ``PAYOUT_API_TOKEN``, else the local sandbox defaults."""
-        return cls(os.environ.get("PAYOUT_API_BASE") or settings.default_payout_api_base(),
-                   os.environ.get("PAYOUT_API_TOKEN") or settings.DEFAULT_PAYOUT_TOKEN, retry)
 
     def close(self) -> None:
         self._client.close()

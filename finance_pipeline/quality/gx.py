@@ -6,7 +6,6 @@ Its own module so the suites and the gates both use it without importing each ot
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import warnings
 from typing import Any
@@ -16,11 +15,14 @@ _GX: Any = None
 
 
 def import_gx():
-    """Import great_expectations quietly (analytics off, loggers at WARNING) and return it."""
+    """Import great_expectations quietly (loggers at WARNING) and return it.
+
+    Analytics are off where the context is made (``DataContextConfig(analytics_enabled=False)``
+    in gates.py); GX 1.24 reads no ``GX_ANALYTICS_ENABLED`` variable, so none is set here.
+    """
     global _GX
     with _LOCK:
         if _GX is None:
-            os.environ["GX_ANALYTICS_ENABLED"] = "false"
             gx_logger = logging.getLogger("great_expectations")
             if gx_logger.level == logging.NOTSET:
                 gx_logger.setLevel(logging.WARNING)

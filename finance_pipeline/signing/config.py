@@ -6,25 +6,28 @@ Resolution (first match wins):
    Quorum: `FP_SIGNING_QUORUM` if set, else every listed key, distinct roles when the roles differ.
 2. `KMS_KEY_ID`: one KMS key, role `KMS_KEY_ROLE` (default finance-lead), quorum 1 unless
    `FP_SIGNING_QUORUM` says otherwise.
-3. Embedded default: the local keys `var/keys/finance-lead.pem` and
-   `var/keys/security-engineer.pem` (`finance-pipeline keys init`), 2 of 2 distinct roles.
+3. Embedded default: the local keys `$FP_VAR_DIR/keys/finance-lead.pem` and
+   `$FP_VAR_DIR/keys/security-engineer.pem` (`finance-pipeline keys init`), 2 of 2 distinct roles.
 
 `FP_SIGNING_QUORUM` is JSON such as `{"min_signatures": 2, "distinct_roles": true}`.
 The KMS client honours `AWS_ENDPOINT_URL_KMS`, then `AWS_ENDPOINT_URL` (same order as
-botocore) and `AWS_REGION` / `AWS_DEFAULT_REGION`.
+botocore) and `AWS_REGION` / `AWS_DEFAULT_REGION`. The variables are read by
+`finance_pipeline.settings`; `SigningConfig.resolve` takes their values.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from finance_pipeline.proof.keyring import Keyring, KeyringKey, QuorumPolicy
-from finance_pipeline.signing.local_keys import DEFAULT_ROLES, default_keys_dir, key_path
+from finance_pipeline.signing.local_keys import DEFAULT_ROLES, key_path
 from finance_pipeline.signing.signers import KmsSigner, LocalSigner, Signer, SigningError
+
+if TYPE_CHECKING:
+    from finance_pipeline.settings import Settings
 
 SOURCES = ("kms", "local")
 DEFAULT_KMS_ROLE = "finance-lead"
@@ -71,28 +74,38 @@ class SigningConfig:
         _check_quorum_reachable(self.keys, self.quorum)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "SigningConfig":
-        env = os.environ if environ is None else environ
-        endpoint = env.get("AWS_ENDPOINT_URL_KMS") or env.get("AWS_ENDPOINT_URL") or None
-        region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None
-        common = {"kms_endpoint_url": endpoint, "region": region}
-        if env.get("FP_SIGNING_KEYS"):
-            keys = _parse_keys(env["FP_SIGNING_KEYS"])
-            quorum = (_parse_quorum(env["FP_SIGNING_QUORUM"]) if env.get("FP_SIGNING_QUORUM")
-                      else _all_keys_quorum(keys))
+    def resolve(cls, *, keys_json: str = "", kms_key_id: str = "", kms_key_role: str = "",
+                quorum_json: str = "", kms_endpoint_url: str | None = None, region: str | None = None,
+                keys_dir: Path | str) -> "SigningConfig":
+        """The configuration the module docstring describes, from its values: ``keys_json``
+        (FP_SIGNING_KEYS), ``kms_key_id``/``kms_key_role`` (KMS_KEY_ID/KMS_KEY_ROLE),
+        ``quorum_json`` (FP_SIGNING_QUORUM), else the local keys in ``keys_dir``."""
+        common = {"kms_endpoint_url": kms_endpoint_url or None, "region": region or None}
+        if keys_json:
+            keys = _parse_keys(keys_json)
+            quorum = _parse_quorum(quorum_json) if quorum_json else _all_keys_quorum(keys)
             return cls(keys=keys, quorum=quorum, origin="fp_signing_keys", **common)
-        if env.get("KMS_KEY_ID"):
-            keys = (KeySpec(role=env.get("KMS_KEY_ROLE") or DEFAULT_KMS_ROLE, source="kms",
-                            key_id=env["KMS_KEY_ID"]),)
-            quorum = (_parse_quorum(env["FP_SIGNING_QUORUM"]) if env.get("FP_SIGNING_QUORUM")
+        if kms_key_id:
+            keys = (KeySpec(role=kms_key_role or DEFAULT_KMS_ROLE, source="kms", key_id=kms_key_id),)
+            quorum = (_parse_quorum(quorum_json) if quorum_json
                       else QuorumPolicy(min_signatures=1, distinct_roles=False))
             return cls(keys=keys, quorum=quorum, origin="kms_key_id", **common)
-        keys_dir = Path(env["FP_VAR_DIR"]) / "keys" if env.get("FP_VAR_DIR") else default_keys_dir()
         return cls.embedded_default(keys_dir, **common)
 
     @classmethod
-    def embedded_default(cls, keys_dir: Path | None = None, **kwargs: Any) -> "SigningConfig":
-        keys_dir = Path(keys_dir) if keys_dir is not None else default_keys_dir()
+    def from_settings(cls, settings: "Settings") -> "SigningConfig":
+        """``resolve`` on the configured values; the KMS endpoint and region fall back like
+        botocore's (``AWS_ENDPOINT_URL_KMS`` then ``AWS_ENDPOINT_URL``; ``AWS_REGION`` then
+        ``AWS_DEFAULT_REGION``)."""
+        return cls.resolve(
+            keys_json=settings.signing_keys_json, kms_key_id=settings.kms_key_id,
+            kms_key_role=settings.kms_key_role, quorum_json=settings.signing_quorum_json,
+            kms_endpoint_url=settings.aws_endpoint_url_kms or settings.aws_endpoint_url,
+            region=settings.aws_region or settings.aws_default_region, keys_dir=settings.keys_dir)
+
+    @classmethod
+    def embedded_default(cls, keys_dir: Path | str, **kwargs: Any) -> "SigningConfig":
+        keys_dir = Path(keys_dir)
         keys = tuple(KeySpec(role=role, source="local", path=str(key_path(keys_dir, role)))
                      for role in DEFAULT_ROLES)
         return cls(keys=keys, quorum=QuorumPolicy(min_signatures=len(keys), distinct_roles=True),

@@ -119,10 +119,9 @@ def _quorum(keys: Sequence[KeyHealth], min_signatures: int, distinct_roles: bool
                    f"fix the failing key(s): {broken}")
 
 
-def check_signers(config: SigningConfig | None = None,
+def check_signers(config: SigningConfig,
                   kms_client_factory: KmsClientFactory | None = None) -> HealthReport:
     """Check every configured key (reachable, usage/spec, probe sign+verify) and the quorum."""
-    config = config or SigningConfig.from_env()
     results = [_check_one(spec, config, kms_client_factory) for spec in config.keys]
     reachable, diagnosis = _quorum(results, config.quorum.min_signatures, config.quorum.distinct_roles)
     return HealthReport(keys=results, min_signatures=config.quorum.min_signatures,

@@ -17,7 +17,6 @@ from typing import Sequence
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from finance_pipeline import settings
 from finance_pipeline.signing.signers import (
     SigningError,
     load_private_key,
@@ -28,10 +27,6 @@ from finance_pipeline.signing.signers import (
 DEFAULT_ROLES = ("finance-lead", "security-engineer")
 KEYRING_FILE = "keyring.json"
 _ROLE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-
-
-def default_keys_dir() -> Path:
-    return settings.var_dir() / "keys"
 
 
 def key_path(keys_dir: Path, role: str) -> Path:
@@ -110,13 +105,13 @@ def write_public_file(path: Path, text: str) -> None:
         raise
 
 
-def init_keys(keys_dir: Path | None = None, roles: Sequence[str] = DEFAULT_ROLES):
+def init_keys(keys_dir: Path | str, roles: Sequence[str] = DEFAULT_ROLES):
     """Ensure one key per role and (re)write the public keyring.json next to them.
 
     Returns (keys, keyring_path). keyring.json is derived from the key files, so rewriting it
     is safe; the private keys are never touched once created.
     """
-    keys_dir = Path(keys_dir) if keys_dir is not None else default_keys_dir()
+    keys_dir = Path(keys_dir)
     roles = list(dict.fromkeys(roles))  # keep order, drop duplicates
     if not roles:
         raise SigningError("no roles given: pass --roles finance-lead,security-engineer")

@@ -32,8 +32,9 @@ def test_every_asset_is_daily_partitioned_in_utc_from_the_configured_start(monke
 
 def test_unset_environment_means_embedded_defaults_and_set_means_envvar(monkeypatch):
     monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("FP_VAR_DIR", raising=False)
     ledger = build_definitions().resources["ledger"]
-    assert ledger.database_url == ""
+    assert ledger.database_url == "sqlite:///var/ledger.sqlite3"  # the default, a plain value
     assert ledger.url.startswith("sqlite:///") and ledger.url.endswith("ledger.sqlite3")
     monkeypatch.setenv("DATABASE_URL", "postgresql://u@h/db")
     ledger = build_definitions().resources["ledger"]

@@ -92,7 +92,8 @@ def test_a_partition_never_stored_is_a_clear_error(manager, consumer):
 
 @pytest.mark.parametrize("env, pool", [({}, "jemalloc"), ({"ARROW_DEFAULT_MEMORY_POOL": "system"}, "system")])
 def test_steps_allocate_arrow_memory_from_jemalloc_unless_told_otherwise(env, pool):
-    """In a fresh process: the pool is a process-wide setting."""
+    """In a fresh process: the pool is a process-wide setting, chosen where the definitions load
+    (what a run's process and the CLI do before any step)."""
     import os
     import subprocess
     import sys
@@ -104,8 +105,9 @@ def test_steps_allocate_arrow_memory_from_jemalloc_unless_told_otherwise(env, po
     except NotImplementedError:
         skip_unless_ci("this pyarrow build has no jemalloc")
     clean = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
-    code = ("import pyarrow as pa; from finance_pipeline.defs.io_managers import release_unused_memory; "
-            "release_unused_memory(); print(pa.default_memory_pool().backend_name)")
+    code = ("import pyarrow as pa; from finance_pipeline.definitions import build_definitions; "
+            "from finance_pipeline.defs.io_managers import release_unused_memory; "
+            "build_definitions(); release_unused_memory(); print(pa.default_memory_pool().backend_name)")
     out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == pool

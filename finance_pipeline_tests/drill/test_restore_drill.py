@@ -88,9 +88,11 @@ def test_restored_copy_regenerates_every_published_day_and_a_changed_row_is_caug
 
     # The same drill through the Dagster job, with typed config.
     from finance_pipeline.defs.drill.jobs import restore_drill
+    from finance_pipeline.defs.resources import PublicationResource
 
     result = restore_drill.execute_in_process(
         run_config={"ops": {"check_restored_ledger": {"config": {"restored_database_url": restored_url}}}},
+        resources={"publication": PublicationResource()},  # where packages are read (local here)
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert result.success
@@ -120,6 +122,7 @@ def test_restored_copy_regenerates_every_published_day_and_a_changed_row_is_caug
     # The job fails loudly and names the day.
     result = restore_drill.execute_in_process(
         run_config={"ops": {"check_restored_ledger": {"config": {"restored_database_url": restored_url}}}},
+        resources={"publication": PublicationResource()},  # where packages are read (local here)
         instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
     )
     assert not result.success

@@ -9,7 +9,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from finance_pipeline.ledger import SchemaNotReadyError, migrate
-from finance_pipeline.ledger.engine import create_ledger_engine, normalise_url, resolve_url
+from finance_pipeline.ledger.engine import create_ledger_engine, normalise_url
+from finance_pipeline.settings import Settings
 from finance_pipeline.ledger.schema import metadata
 
 
@@ -98,21 +99,17 @@ def test_sqlite_transactions_see_one_snapshot(tmp_path):
         other.dispose()
 
 
-def test_url_resolution(monkeypatch, tmp_path):
+def test_url_resolution(tmp_path):
     assert normalise_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
     assert normalise_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
     assert normalise_url("postgresql+psycopg://u@h/db") == "postgresql+psycopg://u@h/db"
     assert normalise_url("sqlite:///x.db") == "sqlite:///x.db"
 
-    monkeypatch.delenv("DATABASE_URL", raising=False)
-    monkeypatch.setenv("FP_VAR_DIR", str(tmp_path / "var"))
-    assert resolve_url() == f"sqlite:///{tmp_path / 'var' / 'ledger.sqlite3'}"
-    monkeypatch.setenv("DATABASE_URL", "postgresql://u@h/env")
-    assert resolve_url() == "postgresql+psycopg://u@h/env"
-    assert resolve_url("sqlite:///explicit.db") == "sqlite:///explicit.db"
+    var = {"FP_VAR_DIR": str(tmp_path / "var")}
+    assert Settings.from_environ(var).database_url == f"sqlite:///{tmp_path / 'var' / 'ledger.sqlite3'}"
+    url = Settings.from_environ({**var, "DATABASE_URL": "postgresql://u@h/env"}).database_url
+    assert normalise_url(url) == "postgresql+psycopg://u@h/env"
 
 
-def test_default_embedded_path_is_var_ledger_sqlite3(monkeypatch):
-    monkeypatch.delenv("DATABASE_URL", raising=False)
-    monkeypatch.delenv("FP_VAR_DIR", raising=False)
-    assert resolve_url() == "sqlite:///var/ledger.sqlite3"
+def test_default_embedded_path_is_var_ledger_sqlite3():
+    assert Settings.from_environ({}).database_url == "sqlite:///var/ledger.sqlite3"

@@ -526,9 +526,8 @@ def test_an_entry_that_would_overflow_its_days_signed_total_is_refused(ledger):
     ("2026-10-31T23:59:59.999999Z", "is before the ledger's first day"),
     ("2099-01-01T00:00:00Z", "is more than 3600 s in the future (FP_ENTRY_FUTURE_SKEW_S)"),
 ])
-def test_entries_no_proof_could_cover_are_refused(ledger, monkeypatch, ts, fragment):
-    monkeypatch.setenv("FP_PARTITIONS_START", "2026-11-01")
-    monkeypatch.delenv("FP_ENTRY_FUTURE_SKEW_S", raising=False)
+def test_entries_no_proof_could_cover_are_refused(ledger, ts, fragment):
+    # The embedded default window: FP_PARTITIONS_START 2026-11-01, FP_ENTRY_FUTURE_SKEW_S 3600.
     before = row_counts(ledger)
     with pytest.raises(JournalValidationError) as exc:
         post_entries(ledger, [entry("J-when", ts=ts)])
@@ -543,11 +542,24 @@ def test_entries_no_proof_could_cover_are_refused(ledger, monkeypatch, ts, fragm
     assert post_entries(ledger, [entry("J-now", ts=format_ts_us(now_us()))]).created == 1
 
 
-def test_the_future_skew_is_a_setting(sqlite_ledger, monkeypatch):
+def test_the_future_skew_is_a_setting(sqlite_ledger):
     from datetime import datetime, timedelta, timezone
+
+    from finance_pipeline.ledger.posting import EntryWindow
+    from finance_pipeline.settings import Settings
 
     soon = (datetime.now(timezone.utc) + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
     with pytest.raises(JournalValidationError, match="in the future"):
         post_entries(sqlite_ledger, [entry("J-soon", ts=soon)])
-    monkeypatch.setenv("FP_ENTRY_FUTURE_SKEW_S", str(3 * 3600))
-    assert post_entries(sqlite_ledger, [entry("J-soon", ts=soon)]).created == 1
+    window = EntryWindow.from_settings(Settings.from_environ({"FP_ENTRY_FUTURE_SKEW_S": str(3 * 3600)}))
+    assert post_entries(sqlite_ledger, [entry("J-soon", ts=soon)], window=window).created == 1
+
+
+def test_the_first_day_is_a_setting(sqlite_ledger):
+    from finance_pipeline.ledger.posting import EntryWindow
+    from finance_pipeline.settings import Settings
+
+    window = EntryWindow.from_settings(Settings.from_environ({"FP_PARTITIONS_START": "2026-11-03"}))
+    with pytest.raises(JournalValidationError, match="before the ledger's first day 2026-11-03"):
+        post_entries(sqlite_ledger, [entry("J-early", ts="2026-11-02T10:00:00Z")], window=window)
+    assert post_entries(sqlite_ledger, [entry("J-early", ts="2026-11-02T10:00:00Z")]).created == 1

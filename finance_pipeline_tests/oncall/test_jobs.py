@@ -9,6 +9,7 @@ import pytest
 
 from finance_pipeline.defs.launch import materialize_day
 from finance_pipeline.defs.oncall import jobs, rereconcile_days
+from finance_pipeline.defs.oncall.resources import OpsSettings
 from finance_pipeline.defs.resources import LedgerResource, PayoutProviderResource
 from finance_pipeline.ledger.audit import list_events, now_us
 from finance_pipeline.ledger.batches import batch_status
@@ -141,7 +142,8 @@ def test_retrigger_job_is_refused_without_quorum_and_settles_with_it(ledger, pay
     make_stuck_payout(ledger, payout_sandbox, "pay_9", at_us=now_us() - 30 * HOUR_US)  # approvals expired
     payout_sandbox.mark_stuck(["pay_9"], stuck=False)
     resources = {"ledger": LedgerResource(database_url=url),
-                 "payouts": PayoutProviderResource(base_url=payout_sandbox.url, token=payout_sandbox.token)}
+                 "payouts": PayoutProviderResource(base_url=payout_sandbox.url, token=payout_sandbox.token),
+                 "ops_settings": OpsSettings()}  # the built-in approval tiers
     instance = dg.DagsterInstance.ephemeral()
 
     refused = jobs.retrigger_settlement_job.execute_in_process(

@@ -8,7 +8,7 @@ import json
 import dagster as dg
 
 from finance_pipeline.defs.oncall.resources import NotifierResource, OpsSettings
-from finance_pipeline.defs.resources import LedgerResource, SigningResource
+from finance_pipeline.defs.resources import LedgerResource
 from finance_pipeline.ledger.audit import list_events, now_us
 from finance_pipeline.ledger.engine import create_ledger_engine
 from finance_pipeline.oncall.notify import ALERT_ACTION
@@ -176,7 +176,7 @@ def test_a_signing_failure_alerts_with_the_signing_health_diagnosis(sqlite_ops_w
     assert run.failed == ["proof_package"]
 
     sensor = defs.resolve_sensor_def("signing_failure_sensor")
-    resources = {**_resources(sqlite_ops_world.database_url, webhook.url), "signing": SigningResource()}
+    resources = {**_resources(sqlite_ops_world.database_url, webhook.url), "signing": defs.resources["signing"]}
     with _failure_context(sensor, instance, run.run_id, resources) as ctx:
         sensor(ctx)
     [body] = webhook.json_bodies()
@@ -199,7 +199,7 @@ def test_a_proof_failure_that_is_not_about_signing_does_not_alert(sqlite_ops_wor
     run = materialize_day(defs, "2026-11-03", instance)  # 2026-11-02 unpublished: a chain gap
     assert run.failed == ["proof_package"] and "has no published proof" in run.errors["proof_package"]
     sensor = defs.resolve_sensor_def("signing_failure_sensor")
-    resources = {**_resources(sqlite_ops_world.database_url, webhook.url), "signing": SigningResource()}
+    resources = {**_resources(sqlite_ops_world.database_url, webhook.url), "signing": defs.resources["signing"]}
     with _failure_context(sensor, instance, run.run_id, resources) as ctx:
         result = sensor(ctx)
     assert isinstance(result, dg.SkipReason)

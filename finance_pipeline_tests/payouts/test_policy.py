@@ -45,10 +45,10 @@ def test_tiers_and_ttl_from_json_text_and_from_a_file(tmp_path):
     doc = {"tiers": [{"up_to": "500", "roles": ["finance-lead"]},
                      {"roles": ["finance-lead", "finance-lead", "super-admin"]}],
            "approval_ttl_s": 3600}
-    from_text = PayoutPolicy.from_env({"FP_PAYOUT_TIERS": json.dumps(doc)})
+    from_text = _configured({"FP_PAYOUT_TIERS": json.dumps(doc)})
     path = tmp_path / "tiers.json"
     path.write_text(json.dumps(doc))
-    from_file = PayoutPolicy.from_env({"FP_PAYOUT_TIERS": str(path)})
+    from_file = _configured({"FP_PAYOUT_TIERS": str(path)})
 
     for policy in (from_text, from_file):
         assert policy.approval_ttl_s == 3600
@@ -59,9 +59,9 @@ def test_tiers_and_ttl_from_json_text_and_from_a_file(tmp_path):
 
 
 def test_ttl_env_overrides_and_unset_env_means_defaults():
-    assert PayoutPolicy.from_env({}) == PayoutPolicy()
-    assert PayoutPolicy.from_env({}).approval_ttl_s == 24 * 3600
-    assert PayoutPolicy.from_env({"FP_PAYOUT_APPROVAL_TTL_S": "60"}).approval_ttl_s == 60
+    assert _configured({}) == PayoutPolicy()
+    assert _configured({}).approval_ttl_s == 24 * 3600
+    assert _configured({"FP_PAYOUT_APPROVAL_TTL_S": "60"}).approval_ttl_s == 60
 
 
 @pytest.mark.parametrize(("env", "says"), [
@@ -79,12 +79,25 @@ def test_ttl_env_overrides_and_unset_env_means_defaults():
     ({"FP_PAYOUT_TIERS": '{"tiers": [{"roles": ["super-admin"]}], "approval_ttl_s": 0}'},
      "approval_ttl_s must be a positive integer"),
     ({"FP_PAYOUT_TIERS": "/nonexistent/tiers.json"}, "neither JSON nor a readable file"),
-    ({"FP_PAYOUT_APPROVAL_TTL_S": "1.5"}, "FP_PAYOUT_APPROVAL_TTL_S: must be a positive integer"),
 ])
 def test_bad_configuration_is_refused_with_the_member_named(env, says):
     with pytest.raises(PolicyConfigError, match="FP_PAYOUT") as exc:
-        PayoutPolicy.from_env(env)
+        _configured(env)
     assert says in str(exc.value)
+
+
+def test_a_bad_approval_ttl_is_refused_by_the_settings():
+    from finance_pipeline.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="FP_PAYOUT_APPROVAL_TTL_S: must be a positive integer"):
+        _configured({"FP_PAYOUT_APPROVAL_TTL_S": "1.5"})
+
+
+def _configured(env: dict[str, str]) -> PayoutPolicy:
+    """The policy the variables in ``env`` configure, read as the edges read them."""
+    from finance_pipeline.settings import Settings
+
+    return PayoutPolicy.from_settings(Settings.from_environ(env))
 
 
 def test_missing_roles_counts_each_required_approver():

@@ -244,28 +244,28 @@ def test_config_fp_signing_keys_wins_with_all_keys_quorum():
         {"key_id": "arn:aws:kms:eu-west-1:1:key/a", "role": "finance-lead", "source": "kms"},
         {"key_id": "arn:aws:kms:eu-west-1:1:key/b", "role": "security-engineer", "source": "kms"}]),
         "KMS_KEY_ID": "ignored", "AWS_ENDPOINT_URL": "http://global", "AWS_ENDPOINT_URL_KMS": "http://kms"}
-    config = SigningConfig.from_env(env)
+    config = _configured(env)
     assert config.origin == "fp_signing_keys" and len(config.keys) == 2
     assert config.quorum == QuorumPolicy(min_signatures=2, distinct_roles=True)
     assert config.kms_endpoint_url == "http://kms"  # service-specific beats global, like botocore
 
 
 def test_config_kms_key_id_alone_is_one_key_quorum_one():
-    config = SigningConfig.from_env({"KMS_KEY_ID": "alias/proofs", "AWS_ENDPOINT_URL": "http://x"})
+    config = _configured({"KMS_KEY_ID": "alias/proofs", "AWS_ENDPOINT_URL": "http://x"})
     assert config.keys == (KeySpec(role="finance-lead", source="kms", key_id="alias/proofs"),)
     assert config.quorum == QuorumPolicy(min_signatures=1, distinct_roles=False)
     assert config.kms_endpoint_url == "http://x"
-    config = SigningConfig.from_env({"KMS_KEY_ID": "k", "KMS_KEY_ROLE": "controller"})
+    config = _configured({"KMS_KEY_ID": "k", "KMS_KEY_ROLE": "controller"})
     assert config.keys[0].role == "controller"
 
 
 def test_config_quorum_override_and_unreachable_quorum():
     keys = json.dumps([{"key_id": "a", "role": "r1"}, {"key_id": "b", "role": "r1"}])
-    config = SigningConfig.from_env({"FP_SIGNING_KEYS": keys,
+    config = _configured({"FP_SIGNING_KEYS": keys,
                                      "FP_SIGNING_QUORUM": '{"min_signatures": 1}'})
     assert config.quorum == QuorumPolicy(min_signatures=1, distinct_roles=False)
     with pytest.raises(SigningConfigError, match="only 1 distinct roles are configured"):
-        SigningConfig.from_env({"FP_SIGNING_KEYS": keys,
+        _configured({"FP_SIGNING_KEYS": keys,
                                 "FP_SIGNING_QUORUM": '{"min_signatures": 2, "distinct_roles": true}'})
 
 
@@ -278,11 +278,11 @@ def test_config_quorum_override_and_unreachable_quorum():
 ])
 def test_config_errors_are_diagnosed(env, message):
     with pytest.raises(SigningConfigError, match=message):
-        SigningConfig.from_env(env)
+        _configured(env)
 
 
 def test_embedded_default_needs_keys_init(tmp_path):
-    config = SigningConfig.from_env({"FP_VAR_DIR": str(tmp_path)})
+    config = _configured({"FP_VAR_DIR": str(tmp_path)})
     assert config.origin == "embedded_default"
     assert [k.role for k in config.keys] == ["finance-lead", "security-engineer"]
     assert config.quorum == QuorumPolicy(min_signatures=2, distinct_roles=True)
@@ -291,3 +291,10 @@ def test_embedded_default_needs_keys_init(tmp_path):
     init_keys(tmp_path / "keys")
     signers = build_signers(config)
     self_check(sign_statement(STATEMENT, signers), STATEMENT, signers)
+
+
+def _configured(env: dict[str, str]) -> SigningConfig:
+    """The signing configuration the variables in ``env`` configure, read as the edges read them."""
+    from finance_pipeline.settings import Settings
+
+    return SigningConfig.from_settings(Settings.from_environ(env))

@@ -70,7 +70,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
             return _post_as_service(obj, who)
         try:
             submission, created = reviews.submit(engine, obj, submitter=who.actor, now_us=settings.clock(),
-                                                 ttl_s=settings.review_ttl_s)
+                                                 ttl_s=settings.review_ttl_s, window=settings.entry_window)
         except (LedgerError, JournalValidationError) as exc:
             raise _journal_error(exc) from None
         return JSONResponse(_submission_out(submission, settings.clock()), status_code=202 if created else 200)
@@ -91,7 +91,8 @@ def build_router(ctx: ApiContext) -> APIRouter:
             raise ApiError(422, errors)
         assert entry is not None
         try:
-            result = post_entries(engine, [obj], actor=who.actor, now_us=settings.clock())
+            result = post_entries(engine, [obj], actor=who.actor, now_us=settings.clock(),
+                                  window=settings.entry_window)
         except (LedgerError, JournalValidationError) as exc:
             raise _journal_error(exc) from None
         created = result.created == 1
@@ -129,7 +130,8 @@ def build_router(ctx: ApiContext) -> APIRouter:
         now = settings.clock()
         try:
             done = reviews.review(engine, journal_id, reviewer=who.actor, reviewer_roles=who.roles,
-                                  approve=decision == "approve", now_us=now, comment=comment)
+                                  approve=decision == "approve", now_us=now, comment=comment,
+                                  window=settings.entry_window)
         except reviews.ReviewError as exc:
             raise ApiError(exc.status, exc.errors) from None
         except (LedgerError, JournalValidationError) as exc:

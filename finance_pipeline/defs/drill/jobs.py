@@ -30,11 +30,17 @@ class RestoreDrillConfig(dg.Config):
     name="check_restored_ledger",
     description="Regenerate each published day's statement from the restored ledger and compare it "
                 "byte for byte with the published proof package.",
+    # The publication store's AWS endpoint and region: where published packages (and an
+    # aws-sm:// reference of the restored database) are read.
+    required_resource_keys={"publication"},
 )
 def check_restored_ledger(context: dg.OpExecutionContext, config: RestoreDrillConfig) -> dict:
     from finance_pipeline.drill.restore import run_restore_drill
 
-    report = run_restore_drill(config.restored_database_url, config.days or None)
+    store = context.resources.publication
+    report = run_restore_drill(config.restored_database_url, config.days or None,
+                               aws_endpoint_url=store.aws_endpoint_url or None,
+                               aws_region=store.aws_region or None)
     summary = {
         "database": report.database,
         "days_checked": dg.MetadataValue.int(len(report.days)),

@@ -11,30 +11,34 @@ import dagster as dg
 OPS_JOBS = ("daily_export", "rereconcile_day", "repair_batch", "retrigger_settlement")
 
 
-def build_defs(partitions_def: dg.PartitionsDefinition, export_job=None) -> dg.Definitions:
+def build_defs(partitions_def: dg.PartitionsDefinition, export_job=None, config=None) -> dg.Definitions:
     """Jobs, schedule, sensors and resources of the on-call operations.
 
     ``export_job``: the partitioned asset job the daily schedule runs; by default this builds
     ``daily_export`` (every asset, checks included). Pass your own to have the schedule run it
     instead (it is then not added here, so the caller keeps it in its own Definitions).
     Needs the ``ledger``, ``payouts`` and ``signing`` resources of the main definitions.
+    ``config``: the Settings (the export schedule's cron, the on-call resources); None: the
+    embedded defaults.
     """
     from finance_pipeline.defs.oncall import jobs, schedules, sensors
     from finance_pipeline.defs.oncall.resources import build_ops_resources
+    from finance_pipeline.settings import Settings
 
+    config = config or Settings()
     own_export = export_job is None
     export_job = export_job or jobs.build_daily_export_job()
     rereconcile = jobs.build_rereconcile_job()
     return dg.Definitions(
         jobs=[*([export_job] if own_export else []), rereconcile, *jobs.build_jobs()],
-        schedules=[schedules.build_daily_export_schedule(export_job, partitions_def)],
+        schedules=[schedules.build_daily_export_schedule(export_job, partitions_def, config.export_cron)],
         sensors=[
             sensors.build_ledger_imbalance_sensor(rereconcile, partitions_def),
             sensors.build_stuck_payout_sensor(),
             sensors.build_signing_failure_sensor(),
             sensors.build_repair_followup_sensor(jobs.repair_batch_job, rereconcile, partitions_def),
         ],
-        resources=build_ops_resources(),
+        resources=build_ops_resources(config),
     )
 
 

@@ -11,6 +11,7 @@ No `from __future__ import annotations`: Dagster inspects the annotation types.
 import dagster as dg
 from pydantic import Field
 
+from finance_pipeline.defs.oncall.resources import OpsSettings
 from finance_pipeline.defs.resources import LedgerResource, PayoutProviderResource
 
 # Run tag the repair writes and the follow-up sensor reads: comma-separated YYYY-MM-DD.
@@ -59,7 +60,8 @@ def roll_forward_batch(context: dg.OpExecutionContext, config: RepairBatchConfig
     from finance_pipeline.oncall.repair import RepairRefusedError, repair_batch
 
     try:
-        result = repair_batch(ledger.engine(), config.batch_id, actor=config.actor)
+        result = repair_batch(ledger.engine(), config.batch_id, actor=config.actor,
+                              window=ledger.entry_window())
     except RepairRefusedError as exc:
         # Retrying cannot make an unreadable payload readable.
         raise dg.Failure(description=str(exc), allow_retries=False,
@@ -88,7 +90,8 @@ def repair_batch_job():
 
 @dg.op(out=dg.Out(dg.Nothing), tags={"kind": "payouts"})
 def retrigger_payout_settlement(context: dg.OpExecutionContext, config: RetriggerSettlementConfig,
-                                ledger: LedgerResource, payouts: PayoutProviderResource):
+                                ledger: LedgerResource, payouts: PayoutProviderResource,
+                                ops_settings: OpsSettings):
     """Re-submit the payout; refused (the run fails) unless its approval quorum holds."""
     from finance_pipeline.oncall.stuck import retrigger_settlement
     from finance_pipeline.payouts.service import PayoutError
@@ -99,6 +102,7 @@ def retrigger_payout_settlement(context: dg.OpExecutionContext, config: Retrigge
             ledger.engine(), config.payout_id, base_url=payouts.base, token=payouts.token,
             actor=config.actor,
             retry=RetryPolicy(max_attempts=payouts.max_attempts, max_delay_s=payouts.max_retry_delay_s),
+            policy=ops_settings.payout_policy(),
         )
     except PayoutError as exc:
         # Refused (no quorum, unknown payout, ...): nothing was sent; a retry would be refused too.

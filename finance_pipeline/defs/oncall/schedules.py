@@ -6,18 +6,12 @@ boundary counterparts of yesterday exist when it runs.
 No `from __future__ import annotations`: Dagster inspects the annotation types.
 """
 
-import os
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
 from finance_pipeline.defs.oncall.jobs import LAUNCHED_BY_TAG
-
-DEFAULT_EXPORT_CRON = "0 2 * * *"
-
-
-def export_cron() -> str:
-    return os.environ.get("FP_EXPORT_CRON") or DEFAULT_EXPORT_CRON
+from finance_pipeline.settings import DEFAULT_EXPORT_CRON
 
 
 def day_before(when: datetime) -> str:
@@ -29,7 +23,7 @@ def day_before(when: datetime) -> str:
 
 def build_daily_export_schedule(export_job, partitions_def: dg.PartitionsDefinition,
                                 cron: str | None = None) -> dg.ScheduleDefinition:
-    cron = cron or export_cron()
+    cron = cron or DEFAULT_EXPORT_CRON
 
     def daily_export_schedule(context: dg.ScheduleEvaluationContext):
         when = context.scheduled_execution_time or datetime.now(timezone.utc)

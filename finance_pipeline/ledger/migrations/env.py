@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from finance_pipeline.ledger.engine import create_ledger_engine, resolve_url
+from finance_pipeline.ledger.engine import create_ledger_engine
 from finance_pipeline.ledger.schema import metadata
 
 config = context.config
@@ -14,8 +14,18 @@ def _configure(**kwargs) -> None:
     context.configure(target_metadata=metadata, compare_type=True, **kwargs)
 
 
+def _url() -> str:
+    # Plain `alembic -c ...` use: the config's sqlalchemy.url (the configuration is read by
+    # the command line, `finance-pipeline db upgrade`, not here).
+    url = config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError("no sqlalchemy.url in the Alembic config: set it, or run "
+                           "`finance-pipeline db upgrade`, which uses DATABASE_URL")
+    return url
+
+
 def run_offline() -> None:
-    _configure(url=resolve_url(config.get_main_option("sqlalchemy.url")), literal_binds=True)
+    _configure(url=_url(), literal_binds=True)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -27,8 +37,7 @@ def run_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    # Plain `alembic -c ...` use: the URL from the config, else DATABASE_URL / the default.
-    engine = create_ledger_engine(config.get_main_option("sqlalchemy.url"))
+    engine = create_ledger_engine(_url())
     try:
         with engine.connect() as conn:
             _configure(connection=conn)
