@@ -26,16 +26,15 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import re
 import secrets
-import tempfile
 import threading
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator, Protocol
 
+from finance_pipeline.files import write_atomic
 from finance_pipeline.ledger.audit import now_us as _clock
 
 if TYPE_CHECKING:
@@ -241,20 +240,8 @@ class TokenStore:
             {**asdict(r), "roles": list(r.roles)}
             for r in sorted(records.values(), key=lambda r: (r.created_at_us, r.token_id))
         ]}
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        try:
-            os.fchmod(fd, 0o600)  # hashes only, but still nobody else's business
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(json.dumps(doc, indent=2, sort_keys=True) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-            raise
+        # Hashes only, but still nobody else's business: 0600.
+        write_atomic(self.path, json.dumps(doc, indent=2, sort_keys=True) + "\n", mode=0o600)
 
     def add(self, actor: str, roles: Iterable[str], *, now_us: int | None = None) -> tuple[str, TokenRecord]:
         """Create a token; returns its text (shown once, never stored) and its record."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -17,6 +16,7 @@ from typing import Sequence
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from finance_pipeline.files import write_atomic
 from finance_pipeline.signing.signers import (
     SigningError,
     load_private_key,
@@ -91,18 +91,7 @@ def keyring_for(keys: Sequence[LocalKey]):
 
 def write_public_file(path: Path, text: str) -> None:
     """Atomically replace a public (0644) file: temp file in the same directory, then rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, text, mode=0o644)
 
 
 def init_keys(keys_dir: Path | str, roles: Sequence[str] = DEFAULT_ROLES):
