@@ -28,6 +28,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from finance_pipeline.proof.package import LEDGER_FILE
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 DAY = "2026-11-02"
@@ -135,7 +137,7 @@ def bench_size(n: int, args: argparse.Namespace) -> dict[str, Any]:
         refs: dict[str, float] = {}
         log(f"work-{n}: references (psql \\copy, sha256sum) ...")
         refs["psql_copy_s"] = round(psql_copy(url, DAY, work / "psql_copy.csv"), 3)
-        ledger_file = Path(stages["core"].get("location", work)) / "ledger_entries.jsonl"
+        ledger_file = Path(stages["core"].get("location", work)) / LEDGER_FILE
         if ledger_file.exists():
             refs["sha256sum_s"] = round(sha256sum(ledger_file), 3)
             refs["floor_s"] = round(refs["psql_copy_s"] + refs["sha256sum_s"], 3)

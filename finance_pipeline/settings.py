@@ -297,11 +297,20 @@ def _path(name: str, text: str) -> Path:
     return Path(text)
 
 
+def _absolute_path(name: str, text: str) -> Path:
+    # Dagster refuses a relative DAGSTER_HOME (its runs and `dagster dev` would each resolve it
+    # from their own working directory): refuse it here too, for every command alike.
+    path = Path(text).expanduser()
+    if not path.is_absolute():
+        raise SettingsError(f"{name} must be an absolute path such as {Path.cwd() / text}, got {text!r}")
+    return path
+
+
 _PARSED = {
     "var_dir": _path,
     "storage_dir": _path,
     "publish_dir": _path,
-    "dagster_home": _path,
+    "dagster_home": _absolute_path,
     "api_tokens_file": _path,
     "partitions_start": _day,
     "chain_start": _day,  # and not before the first partition: validate_chain_start, where both are known

@@ -198,3 +198,41 @@ def f():
     assert _environment_uses(tree) == [4, 5, 7]
     assert sorted({n.lineno for n in _import_time_nodes(tree)
                    if isinstance(n, ast.Attribute) and n.attr in _ENVIRONMENT_NAMES}) == [5]
+
+
+# The rules read from the settings are handed down, never defaulted below the edge: every call
+# in the package passes the configured posting window (FP_PARTITIONS_START, the future skew)
+# and payout policy (FP_PAYOUT_TIERS, the approval TTL) explicitly.
+_CONFIGURED = {
+    "window": {"submit", "review", "plan_entries", "post_entries_in", "post_entries", "stage_batch", "apply_batch"},
+    "policy": {"approve", "approval_status", "submit_or_retrigger"},
+}
+# Generic names count only on the modules that define them (not an executor's submit).
+_OWNERS = {"submit": {"reviews"}, "review": {"reviews"}, "approve": {"service"}}
+
+
+def _calls_without(tree: ast.AST) -> list[tuple[int, str, str]]:
+    missing = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+        if name in _OWNERS and not (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)
+                                    and func.value.id in _OWNERS[name]):
+            continue
+        for keyword, names in _CONFIGURED.items():
+            if name in names and keyword not in {k.arg for k in node.keywords}:
+                missing.append((node.lineno, name, keyword))
+    return missing
+
+
+def test_configured_rules_are_passed_down_not_defaulted():
+    found = {str(p.relative_to(ROOT)): m for p in _package_files() if (m := _calls_without(ast.parse(p.read_text())))}
+    assert found == {}
+
+
+def test_the_call_finder_finds_a_defaulted_rule():
+    tree = ast.parse("posting.post_entries(engine, entries)\nservice.approve(e, 'p', 'a', 'r')\n"
+                     "pool.submit(f)\nposting.post_entries(engine, entries, window=w)")
+    assert _calls_without(tree) == [(1, "post_entries", "window"), (2, "approve", "policy")]

@@ -155,6 +155,7 @@ def test_credentials_stay_out_of_the_repr():
     ("S3_RETENTION_DAYS", "7y", "S3_RETENTION_DAYS='7y' is not a whole number"),
     ("RECON_MAX_ALLOWED", "[1]", "RECON_MAX_ALLOWED must be a JSON object"),
     ("RECON_CLASS_TOLERANCE_MINOR", "{", "RECON_CLASS_TOLERANCE_MINOR must be a JSON object"),
+    ("DAGSTER_HOME", "var/dagster_home", "DAGSTER_HOME must be an absolute path such as /"),
 ])
 def test_a_bad_value_is_refused_naming_the_variable(variable, text, says):
     with pytest.raises(SettingsError) as exc:

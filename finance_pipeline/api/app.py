@@ -50,7 +50,7 @@ class ApiSettings:
     max_body_bytes: int = 64 * 1024
     default_page_size: int = 100
     max_page_size: int = 500
-    payout_policy: PayoutPolicy | None = None  # None: the built-in tiers (serve passes FP_PAYOUT_TIERS')
+    payout_policy: PayoutPolicy | None = None  # None: the built-in tiers (serve passes FP_PAYOUT_TIERS)
     review_ttl_s: int = 86400  # how long a submitted entry waits for its review (FP_JOURNAL_REVIEW_TTL_S)
     entry_window: EntryWindow = EntryWindow()  # which timestamps an entry may have (FP_PARTITIONS_START, ...)
     clock: Callable[[], int] = field(default=now_us)

@@ -46,7 +46,6 @@ log = logging.getLogger(__name__)
 # are marked so by its actor (system:...). People's entries wait for a second person.
 ROLES = ("operator", "finance-lead", "security-engineer", "super-admin", "auditor", "service")
 READ_ONLY_ROLES = ("auditor",)
-ENV_FILE = "FP_API_TOKENS_FILE"
 ENV_PEPPER = "FP_API_TOKEN_PEPPER"
 PREFIX = "fpt"
 _TOKEN_RE = re.compile(r"^fpt_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")

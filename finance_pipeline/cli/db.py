@@ -31,16 +31,20 @@ database_url_option = click.option(
 )
 
 
-def current_settings() -> Settings:
-    """The command's configuration, read from its environment when it runs (never at import).
+def read_settings() -> Settings:
+    """The command's configuration, read from its environment when it runs (never at import):
+    the command line is an edge, it reads the environment here and hands what it read down.
+    Raises SettingsError naming a variable that holds an unusable value."""
+    return Settings.from_environ(os.environ)
 
-    The command line is an edge: it reads the environment here and hands what it read down.
-    A variable holding an unusable value exits 1 with the message naming it.
-    """
+
+def current_settings(exit_code: int = EXIT_REJECTED) -> Settings:
+    """``read_settings()``; a variable holding an unusable value exits ``exit_code`` (1 unless
+    the command gives 1 another meaning) with the message naming it."""
     try:
-        return Settings.from_environ(os.environ)
+        return read_settings()
     except SettingsError as exc:
-        fail(EXIT_REJECTED, str(exc))
+        fail(exit_code, str(exc))
         raise  # unreachable: fail exits
 
 

@@ -231,8 +231,8 @@ def _verify_published(db: str, day_keys: list[str], keyring_path: Path) -> bool:
     from finance_pipeline.export.replay import replay_files
     from finance_pipeline.ledger.engine import create_ledger_engine
     from finance_pipeline.proof.keyring import Keyring
-    from finance_pipeline.proof.package import Package
     from finance_pipeline.proof.verify import verify_package
+    from finance_pipeline.publication import load_package
 
     keyring = Keyring.load(keyring_path)
     engine = create_ledger_engine(db)
@@ -245,7 +245,7 @@ def _verify_published(db: str, day_keys: list[str], keyring_path: Path) -> bool:
                 ok, previous = False, None
                 continue
             path = records[0].location
-            pkg = Package.load_dir(path)
+            pkg = load_package(path)  # a folder here; an s3:// location through boto3's defaults
             result = verify_package(pkg, keyring, previous_package=previous)
             replay = replay_files(pkg.files())
             link = pkg.statement()["previous"]

@@ -129,7 +129,7 @@ def incidents_cmd(as_json: bool, sla_s: int | None, grace_s: int | None, databas
     from finance_pipeline.oncall.imbalance import find_incidents
     from finance_pipeline.oncall.stuck import find_stuck_payouts
 
-    config = current_settings()
+    config = current_settings(exit_code=2)  # 1 means "incidents are open"
     sla = sla_s if sla_s is not None else config.stuck_payout_sla_s
     grace = grace_s if grace_s is not None else config.batch_grace_s
     with ledger_engine(database_url) as engine:

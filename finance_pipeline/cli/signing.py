@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from finance_pipeline.cli.db import current_settings
+from finance_pipeline.cli.db import current_settings, read_settings
+from finance_pipeline.settings import SettingsError
 
 
 @click.group("keys")
@@ -56,12 +57,13 @@ def signing_health(as_json: bool) -> None:
     from finance_pipeline.signing.signers import SigningError
 
     try:
-        config = SigningConfig.from_settings(current_settings())
-    except SigningError as exc:
+        config = SigningConfig.from_settings(read_settings())
+    except (SigningError, SettingsError) as exc:
+        diagnosis = exc.diagnosis if isinstance(exc, SigningError) else str(exc)
         if as_json:
-            click.echo(json.dumps({"healthy": False, "error": exc.diagnosis}, indent=2))
+            click.echo(json.dumps({"healthy": False, "error": diagnosis}, indent=2))
         else:
-            click.echo(f"signing: UNHEALTHY - {exc.diagnosis}", err=True)
+            click.echo(f"signing: UNHEALTHY - {diagnosis}", err=True)
         raise SystemExit(1) from None
     report = check_signers(config)
     if as_json:

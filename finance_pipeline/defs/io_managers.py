@@ -42,7 +42,7 @@ AS_SOURCE = {"finance_pipeline/load": "source"}
 
 class StoredFrame:
     """A stored DataFrame that a step reads when it needs it, and only the columns it needs
-    (``bundle.FrameSource``); the step can let it go before its next piece of work.
+    (``export.prove.FrameSource``); the step can let it go before its next piece of work.
 
     ``file`` is the Parquet file as it was when the step loaded its inputs: an open local file
     (a re-materialization replaces the path, not the file already open) or the bytes of the S3

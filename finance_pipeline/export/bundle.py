@@ -14,7 +14,6 @@ import hashlib
 import io
 import json
 from dataclasses import dataclass, field
-from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -39,8 +38,9 @@ class DayBundle:
     # the self-check need not build the tree again.
     computed: dict[str, Computed] = field(default_factory=dict)
 
-    @cached_property
+    @property
     def statement(self) -> dict:
+        """A fresh parse of ``S`` each time: changing it changes nothing signed or published."""
         return json.loads(self.statement_bytes)
 
     @property
@@ -54,6 +54,10 @@ class DayBundle:
     @property
     def merkle_root(self) -> str:
         return self.statement["ledger"]["merkle_root"]
+
+    @property
+    def entries(self) -> int:
+        return self.statement["ledger"]["entries"]
 
 
 def provider_records(stripe: pd.DataFrame, payouts: pd.DataFrame, *more: pd.DataFrame) -> list[dict]:

@@ -69,7 +69,7 @@ def already_published(engine: sa.Engine, bundle: DayBundle, publisher: Any,
     """
     from finance_pipeline.proof import package as pkg
 
-    day, proof_id = bundle.day, bundle.statement["proof_id"]
+    day, proof_id = bundle.day, bundle.proof_id
     record = registry.check_unchanged(engine, day, proof_id, bundle.merkle_root, actor)
     on_store = publisher.existing_for_day(day)
     if record is None:
@@ -161,7 +161,7 @@ def publish_day(engine: sa.Engine, bundle: DayBundle, publisher: Any, sign: Any,
         return done
     files = sign()
     try:
-        periods.seal_day(engine, bundle.day, bundle.statement["proof_id"], bundle.statement["ledger"]["entries"],
+        periods.seal_day(engine, bundle.day, bundle.proof_id, bundle.entries,
                          holder=holder, lease_s=lease_s, holder_alive=holder_alive)
     except periods.PublicationInProgressError:
         # Another export registered the day while this one signed: the same package is

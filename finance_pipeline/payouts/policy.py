@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 APPROVAL_ROLES = ("finance-lead", "security-engineer", "super-admin")
 DEFAULT_APPROVAL_TTL_S = 24 * 3600
 ENV_TIERS = "FP_PAYOUT_TIERS"
-ENV_TTL = "FP_PAYOUT_APPROVAL_TTL_S"
 
 
 class PolicyConfigError(ValueError):

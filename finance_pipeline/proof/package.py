@@ -243,12 +243,12 @@ def _given_entries(ledger_file: bytes, entries: Any) -> int:
 
 
 def build_statement(*, day: str | date, ledger_file: bytes, ledger_lines: int,
-                             totals: Sequence[Mapping[str, Any]], provider_records_bytes: bytes,
-                             provider_records: int, report_bytes: bytes, matched: int, discrepancies: int,
-                             previous: Mapping[str, str] | None,
-                             extra: Mapping[str, Any] | None = None,
-                             merkle_root: bytes | None = None,
-                             ledger_entries: int | None = None) -> dict[str, Any]:
+                    totals: Sequence[Mapping[str, Any]], provider_records_bytes: bytes,
+                    provider_records: int, report_bytes: bytes, matched: int, discrepancies: int,
+                    previous: Mapping[str, str] | None,
+                    extra: Mapping[str, Any] | None = None,
+                    merkle_root: bytes | None = None,
+                    ledger_entries: int | None = None) -> dict[str, Any]:
     """The spec's ``statement``, ``proof_id`` included, of the written `ledger_entries.jsonl`
     (its lines are the leaves; see ``ledger_entries_bytes``); ``extra`` members are signed too.
     A caller holding the file need not split it into a million leaves. ``merkle_root``
@@ -300,7 +300,13 @@ def package_json(statement: Mapping[str, Any] | bytes, signatures: Sequence[Mapp
     (the auditor guide uses this), so the file is written around ``S`` itself.
     """
     sigs = sorted((dict(s) for s in signatures), key=lambda s: (str(s.get("key_id")), str(s.get("signature"))))
-    s_bytes = statement if isinstance(statement, bytes) else statement_bytes(statement)
+    if isinstance(statement, bytes):
+        if not statement.startswith(b"{") or len(statement) > MAX_STATEMENT_BYTES:
+            raise PackageError("statement: pass the statement, or S as statement_bytes() gave it "
+                               f"(a JSON object of at most {MAX_STATEMENT_BYTES} bytes)")
+        s_bytes = statement
+    else:
+        s_bytes = statement_bytes(statement)
     return b'{"signatures":' + canonical_bytes(sigs) + b',"statement":' + s_bytes + b"}"
 
 

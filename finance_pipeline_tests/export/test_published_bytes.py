@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import dagster as dg
+import rfc8785
 
 from finance_pipeline.defs.launch import materialize_day
 from finance_pipeline.export import registry
@@ -30,7 +31,12 @@ def published_digests(world) -> dict[str, dict[str, str]]:
         assert not run.failed, run.errors
         [record] = registry.published_for_day(engine, day)
         folder = Path(record.location)
-        digests = {"statement": hashlib.sha256(statement_bytes(Package.load_dir(folder).statement())).hexdigest()}
+        package_file = (folder / "proof_package.json").read_bytes()
+        s_bytes = statement_bytes(Package.load_dir(folder).statement())
+        # The package file is RFC 8785 canonical and carries S byte for byte after "statement":.
+        assert package_file == rfc8785.dumps(json.loads(package_file))
+        assert package_file.startswith(b'{"signatures":[') and package_file.endswith(b',"statement":' + s_bytes + b"}")
+        digests = {"statement": hashlib.sha256(s_bytes).hexdigest()}
         digests.update({p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())
                         if p.name != "proof_package.json"})  # its signatures differ on every run
         out[day] = digests

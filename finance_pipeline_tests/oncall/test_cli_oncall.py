@@ -124,6 +124,9 @@ def test_incidents_lists_partial_batches_and_stuck_payouts(sqlite_ops_world):
     # A longer SLA (option or FP_STUCK_PAYOUT_SLA_S) and a longer grace hide both.
     quiet = CliRunner().invoke(main, ["incidents", "--sla-s", str(6 * 3600), "--grace-s", str(2 * 3600)])
     assert quiet.exit_code == 0, quiet.output
+    # An unusable variable is a usage error (2), never "incidents are open" (1).
+    bad = CliRunner().invoke(main, ["incidents"], env={"FP_STUCK_PAYOUT_SLA_S": "4h"})
+    assert bad.exit_code == 2 and "FP_STUCK_PAYOUT_SLA_S" in bad.output
 
 
 def test_drill_record_appends_the_outcome_with_the_reports_sha256(tmp_path, monkeypatch):

@@ -27,6 +27,17 @@ def test_a_folder_missing_a_file_is_refused_unless_only_the_statement_is_asked(t
     assert load_package(tmp_path / "p", require_all=False).provider_records is None
 
 
+def test_an_unknown_scheme_and_a_folder_without_its_statement_are_named(tmp_path):
+    with pytest.raises(PackageLoadError, match="gs:// packages are not supported; download the folder"):
+        load_package("gs://bucket/proofs/2026/11/02/x/")
+    pkg = build()
+    pkg.write_dir(tmp_path / "p")
+    assert load_package(f"FILE://{tmp_path / 'p'}") == pkg  # scheme names ignore case
+    (tmp_path / "p" / PROOF_FILE).unlink()
+    with pytest.raises(PackageLoadError, match=f"no {PROOF_FILE}: an interrupted publication"):
+        load_package(tmp_path / "p")
+
+
 def test_a_published_local_package_loads_as_written(tmp_path):
     pkg = build()
     result = LocalPublisher(tmp_path / "store").publish(DAY, "proof-a", pkg.files())

@@ -121,6 +121,11 @@ def test_signing_health_cli_bad_config_is_unhealthy(moto_server):
                                 env=_aws_env(moto_server, FP_SIGNING_KEYS="not json"))
     assert result.exit_code == 1
     assert "FP_SIGNING_KEYS is not valid JSON" in json.loads(result.output)["error"]
+    # Any unusable variable: still the JSON verdict, naming the variable.
+    other = CliRunner().invoke(COMMAND["signing"], ["health", "--json"],
+                               env=_aws_env(moto_server, FP_ENTRY_FUTURE_SKEW_S="soon"))
+    assert other.exit_code == 1
+    assert "FP_ENTRY_FUTURE_SKEW_S" in json.loads(other.output)["error"]
 
 
 @pytest.mark.parametrize("flag", [[], ["--json"]])

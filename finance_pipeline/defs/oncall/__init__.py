@@ -11,21 +11,19 @@ import dagster as dg
 OPS_JOBS = ("daily_export", "rereconcile_day", "repair_batch", "retrigger_settlement")
 
 
-def build_defs(partitions_def: dg.PartitionsDefinition, export_job=None, config=None) -> dg.Definitions:
+def build_defs(partitions_def: dg.PartitionsDefinition, export_job=None, *, config) -> dg.Definitions:
     """Jobs, schedule, sensors and resources of the on-call operations.
 
     ``export_job``: the partitioned asset job the daily schedule runs; by default this builds
     ``daily_export`` (every asset, checks included). Pass your own to have the schedule run it
     instead (it is then not added here, so the caller keeps it in its own Definitions).
     Needs the ``ledger``, ``payouts`` and ``signing`` resources of the main definitions.
-    ``config``: the Settings (the export schedule's cron, the on-call resources); None: the
-    embedded defaults.
+    ``config``: the Settings (the export schedule's cron, the on-call resources), given by the
+    code location: never defaulted here, so a configured SLA or webhook cannot be dropped.
     """
     from finance_pipeline.defs.oncall import jobs, schedules, sensors
     from finance_pipeline.defs.oncall.resources import build_ops_resources
-    from finance_pipeline.settings import Settings
 
-    config = config or Settings()
     own_export = export_job is None
     export_job = export_job or jobs.build_daily_export_job()
     rereconcile = jobs.build_rereconcile_job()

@@ -131,7 +131,7 @@ def build_assets(partitions_def: dg.TimeWindowPartitionsDefinition, chain_start:
             "previous": previous["proof_id"] if previous else "none (chain start)",
             "gate_verdict": verdict.verdict_id,
             "created": published.created,
-            "ledger_entries": dg.MetadataValue.int(bundle.statement["ledger"]["entries"]),
+            "ledger_entries": dg.MetadataValue.int(bundle.entries),
             "exports.duration_ms": dg.MetadataValue.int(duration_ms),
         })
 
