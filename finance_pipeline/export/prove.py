@@ -16,15 +16,11 @@ from typing import Any, Callable, Protocol, Sequence
 import pandas as pd
 import sqlalchemy as sa
 
+from finance_pipeline.columnar.files import context_bytes, provider_records_file
 from finance_pipeline.columnar.totals import totals_by_currency
 from finance_pipeline.domain.canonical import canonical_bytes
 from finance_pipeline.domain.timeutil import day_bounds_us, recon_window_us
-from finance_pipeline.export.bundle import (
-    DayBundle,
-    context_bytes,
-    payout_record_frames,
-    provider_records_file,
-)
+from finance_pipeline.export.bundle import DayBundle, payout_record_frames
 from finance_pipeline.memory import release_unused
 from finance_pipeline.proof.package import CONTEXT_FILE, LEDGER_FILE, PROVIDERS_FILE, REPORT_FILE
 from finance_pipeline.proof.verify import Computed

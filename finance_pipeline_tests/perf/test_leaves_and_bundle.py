@@ -16,12 +16,9 @@ from finance_pipeline.demo.scenario import DISCREPANCY_CLASSES, build_scenario
 from finance_pipeline.domain.canonical import MAX_SAFE_INT, canonical_bytes, canonical_str
 from finance_pipeline.domain.journal import entry_from_leaf
 from finance_pipeline.domain.timeutil import day_bounds_us
-from finance_pipeline.export.bundle import (
-    context_bytes,
-    context_document,
-    provider_records,
-    provider_records_file,
-)
+from finance_pipeline.columnar import files as columnar_files
+from finance_pipeline.columnar.files import context_bytes, provider_records_file
+from finance_pipeline.export.bundle import context_document, provider_records
 from finance_pipeline.export.prove import prove_day
 from finance_pipeline.ledger.extract import DTYPES, entries_from_lines
 from finance_pipeline.proof import package as pkg
@@ -218,12 +215,10 @@ def test_provider_file_in_either_frame_order_and_out_of_order_rows():
 
 
 def test_provider_file_written_a_few_records_at_a_time(monkeypatch):
-    from finance_pipeline.export import bundle
-
     _, stripe, payouts = scenario_inputs(5, True)
     records = provider_records(stripe, payouts)
     expected = (pkg.provider_records_bytes(records), len(records))
-    monkeypatch.setattr(bundle, "RECORD_CHUNK", 3)
+    monkeypatch.setattr(columnar_files, "RECORD_CHUNK", 3)
     assert len(stripe) > 3 * 3
     assert provider_records_file(stripe, payouts) == expected  # in order: the texts as they are
     assert provider_records_file(stripe.iloc[::-1].reset_index(drop=True), payouts) == expected  # sorted

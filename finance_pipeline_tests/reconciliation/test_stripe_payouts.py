@@ -6,7 +6,8 @@ from __future__ import annotations
 import pandas as pd
 
 from finance_pipeline.domain.timeutil import day_bounds_us, recon_window_us, seconds_window
-from finance_pipeline.export.bundle import payout_record_frames, provider_records_file
+from finance_pipeline.columnar.files import provider_records_file
+from finance_pipeline.export.bundle import payout_record_frames
 from finance_pipeline.export.replay import provider_frames
 from finance_pipeline.providers.stripe_payouts import payouts_frame, pull_day_payouts, with_payout_transactions
 from finance_pipeline.providers.stripe_pull import balance_transactions_frame
