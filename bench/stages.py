@@ -350,7 +350,13 @@ def _definitions(day: str, tolerated: dict[str, int]):
     partitions = daily_partitions(day)
     assets = [*ledger_assets.build_assets(partitions), *provider_assets.build_assets(partitions),
               *reconciliation_assets.build_assets(partitions), *proof_assets.build_assets(partitions, day)]
-    resources = build_resources()
+    from finance_pipeline.memory import use_lean_arrow_pool
+    from finance_pipeline.settings import Settings
+
+    # The bench is an edge: it reads the environment it set up, as the code location does.
+    config = Settings.from_environ(os.environ)
+    use_lean_arrow_pool(config.arrow_memory_pool)
+    resources = build_resources(config)
     resources["recon"] = ReconciliationSettings(max_allowed=dict(tolerated))
     return dg.Definitions(assets=assets, resources=resources)
 
