@@ -135,6 +135,26 @@ def _provider_records(work: Path, day: str) -> tuple[list[dict], list[dict]]:
     return stripe, settled + pending
 
 
+def _stripe_payouts(work: Path, day: str):
+    """What the `/v1/payouts` pull returns for the day (providers/stripe_payouts.pull_day_payouts):
+    the payouts created in the widened day or arriving on it, with the balance transactions of
+    those created before the window, computed from the sandbox data file."""
+    from finance_pipeline.domain.timeutil import day_bounds_us
+    from finance_pipeline.providers.stripe_payouts import payouts_frame
+    from finance_pipeline.sandboxes.stripe_sandbox import normalise_balance_transaction, normalise_payout
+
+    s_lo, s_hi = seconds_window(*recon_window_us(day, MARGIN_S))
+    d_lo, d_hi = seconds_window(*day_bounds_us(day))
+    doc = json.loads((work / "stripe.json").read_text(encoding="utf-8"))
+    # As the sandbox serves them (Stripe's default members filled in).
+    served = [normalise_payout(p, "bench")[0] for p in doc.get("payouts", [])]
+    chosen = {p["id"]: p for p in served if s_lo <= p["created"] < s_hi or d_lo <= p["arrival_date"] < d_hi}
+    txns = {t["id"]: t for t in doc["balance_transactions"]}
+    fetched = {p["balance_transaction"]: normalise_balance_transaction(txns[p["balance_transaction"]], "bench")[0]
+               for p in chosen.values() if p.get("balance_transaction") and not s_lo <= p["created"] < s_hi}
+    return payouts_frame(list(chosen.values()), fetched)
+
+
 def stage_providers(work: Path) -> dict[str, Any]:
     from finance_pipeline.providers.payout_pull import settlements_frame
     from finance_pipeline.providers.stripe_pull import balance_transactions_frame
@@ -146,9 +166,12 @@ def stage_providers(work: Path) -> dict[str, Any]:
         stripe = balance_transactions_frame(stripe_records)
     with timer.step("payout_frame"):
         payouts = settlements_frame(payout_records)
+    with timer.step("stripe_payouts_frame"):
+        stripe_payouts = _stripe_payouts(work, cfg["day"])
     stripe.to_parquet(work / "stripe.parquet")
     payouts.to_parquet(work / "payouts.parquet")
-    return timer.result(stripe_records=len(stripe), payout_records=len(payouts))
+    stripe_payouts.to_parquet(work / "stripe_payouts.parquet")
+    return timer.result(stripe_records=len(stripe), payout_records=len(payouts), stripe_payouts=len(stripe_payouts))
 
 
 def stage_http(work: Path) -> dict[str, Any]:
@@ -210,6 +233,7 @@ def stage_core(work: Path) -> dict[str, Any]:
     from finance_pipeline.quality import gates
     from finance_pipeline.quality.suites import ParityPolicy
     from finance_pipeline.ledger.engine import create_ledger_engine
+    from finance_pipeline.providers.stripe_payouts import with_payout_transactions
     from finance_pipeline.reconciliation import Tolerances, build_report
 
     cfg = _cfg(work)
@@ -222,6 +246,8 @@ def stage_core(work: Path) -> dict[str, Any]:
     lines = sources["lines"].read()
     stripe = sources["stripe"].read(without=["record"])
     payouts = sources["payouts"].read()
+    day_payouts = pd.read_parquet(work / "stripe_payouts.parquet")
+    stripe = with_payout_transactions(stripe, day_payouts)
     signers, quorum = _signers(work)
     manifest = json.loads((work / "manifest.json").read_text())
     timer = Timer()
@@ -240,21 +266,22 @@ def stage_core(work: Path) -> dict[str, Any]:
     tol = Tolerances()
     with timer.step("reconciliation"):
         engine = create_ledger_engine(cfg["database_url"])
-        rec, counterparts = reconcile_day(engine, day, lines, stripe, payouts, tol)
+        rec, counterparts = reconcile_day(engine, day, lines, stripe, payouts, tol, stripe_payouts=day_payouts)
         engine.dispose()
         report = build_report(rec)
         del stripe
     with timer.step("checks"):
         results = [gates.run_ledger_checks(lines)]
         release_unused_memory()
-        results += [gates.run_stripe_checks(sources["stripe"].read()), gates.run_payout_checks(payouts),
+        results += [gates.run_stripe_checks(with_payout_transactions(sources["stripe"].read(), day_payouts)),
+                    gates.run_payout_checks(payouts),
                     gates.run_parity_checks(rec.discrepancies, ParityPolicy())]
     counts, matched = rec.counts, len(rec.matches)
     del lines, payouts, rec
     release_unused_memory()  # the step ends; the proof step starts from its stored inputs
     with timer.step("proof"):
         bundle = prove_day(day, sources["lines"], sources["stripe"], sources["payouts"], report, tol, None,
-                              counterparts=counterparts)
+                           counterparts=counterparts, stripe_payouts=day_payouts)
         release_unused_memory()
     with timer.step("signing"):
         files = seal(bundle, signers, quorum)
