@@ -105,14 +105,6 @@ def _redacted(url: str) -> str:
         return "<unparseable url>"
 
 
-def make_s3_client(endpoint_url: str | None = None, region: str | None = None) -> Any:
-    """An S3 client at ``endpoint_url`` in ``region`` (AWS_ENDPOINT_URL, AWS_REGION); boto3's
-    own defaults for what is left out."""
-    import boto3
-
-    return boto3.client("s3", endpoint_url=endpoint_url or None, region_name=region or None)
-
-
 def _diff_paths(a: Any, b: Any, path: str = "") -> list[str]:
     """Dotted paths of the members whose values differ between two JSON documents."""
     if isinstance(a, dict) and isinstance(b, dict):
@@ -247,6 +239,8 @@ def run_restore_drill(restored_database_url: str, days: list[str] | None = None,
     try:
         records = published_records(engine, days)
         if s3_client is None and any(r.location.startswith("s3://") for r in records):
+            from finance_pipeline.publication.s3 import s3_client as make_s3_client
+
             s3_client = make_s3_client(aws_endpoint_url, aws_region)
         by_day: dict[str, list[PackageCheck]] = {}
         for record in records:

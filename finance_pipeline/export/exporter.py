@@ -214,15 +214,13 @@ def build_publisher(*, bucket: str = "", kms_key_id: str = "", lock_mode: str = 
     """S3 under Object Lock when a bucket is configured, else the local read-only folder
     ``local_dir`` (empty: the embedded default ``var/published``)."""
     if bucket:
-        import boto3
-
         from finance_pipeline.publication import S3Publisher
+        from finance_pipeline.publication.s3 import s3_client
 
         if not kms_key_id:
             raise ExportError("S3_AUDIT_BUCKET is set but no KMS key for SSE-KMS: set S3_SSE_KMS_KEY_ID "
                               "(or KMS_KEY_ID)")
-        client = boto3.client("s3", endpoint_url=endpoint_url or None, region_name=region or None)
-        return S3Publisher(client, bucket, kms_key_id=kms_key_id, lock_mode=lock_mode,
+        return S3Publisher(s3_client(endpoint_url, region), bucket, kms_key_id=kms_key_id, lock_mode=lock_mode,
                            retention_days=retention_days)
     from finance_pipeline.publication import LocalPublisher
     from finance_pipeline.settings import Settings

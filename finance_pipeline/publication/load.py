@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from finance_pipeline.proof.package import PROOF_FILE, Package, PackageLoadError
-from finance_pipeline.publication.s3 import load_s3_package
+from finance_pipeline.publication.s3 import load_s3_package, s3_client as default_s3_client
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
@@ -16,15 +16,11 @@ def load_package(location: str | Path, *, s3_client: Any | None = None, require_
     """The package at ``location``. A folder is read as an auditor would (Package.load_dir:
     symlinks and odd names kept apart for the verifier to refuse; ``require_all=False`` needs
     only `proof_package.json`); an ``s3://bucket/prefix/`` location is read with ``s3_client``
-    (by default a boto3 client configured by the standard AWS chain)."""
+    (by default ``s3_client()``: boto3's standard AWS chain)."""
     text = str(location)
     scheme = _SCHEME.match(text)
     if scheme and scheme.group(1).lower() == "s3":
-        if s3_client is None:
-            import boto3
-
-            s3_client = boto3.client("s3")
-        return Package.from_files(load_s3_package(text, s3_client))
+        return Package.from_files(load_s3_package(text, s3_client or default_s3_client()))
     if scheme and scheme.group(1).lower() == "file":
         text = text[scheme.end():]
     elif scheme:

@@ -40,6 +40,14 @@ DEFAULT_RETENTION_DAYS = 2555
 _CONTENT_TYPES = {".json": "application/json", ".jsonl": "application/x-ndjson"}
 
 
+def s3_client(endpoint_url: str | None = None, region: str | None = None) -> Any:
+    """A boto3 S3 client at ``endpoint_url`` in ``region`` (AWS_ENDPOINT_URL, AWS_REGION from
+    the settings); boto3's own chain decides what is left out."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint_url or None, region_name=region or None)
+
+
 def content_type(name: str) -> str:
     for suffix, value in _CONTENT_TYPES.items():
         if name.endswith(suffix):
