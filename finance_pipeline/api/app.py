@@ -39,6 +39,7 @@ from finance_pipeline.domain.journal import FieldError
 from finance_pipeline.ledger.audit import now_us
 from finance_pipeline.ledger.posting import EntryWindow
 from finance_pipeline.payouts.policy import PayoutPolicy
+from finance_pipeline.settings import DEFAULT_JOURNAL_REVIEW_TTL_S
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class ApiSettings:
     default_page_size: int = 100
     max_page_size: int = 500
     payout_policy: PayoutPolicy | None = None  # None: the built-in tiers (serve passes FP_PAYOUT_TIERS)
-    review_ttl_s: int = 86400  # how long a submitted entry waits for its review (FP_JOURNAL_REVIEW_TTL_S)
+    review_ttl_s: int = DEFAULT_JOURNAL_REVIEW_TTL_S  # how long a submitted entry waits for its review (FP_JOURNAL_REVIEW_TTL_S)
     entry_window: EntryWindow = EntryWindow()  # which timestamps an entry may have (FP_PARTITIONS_START, ...)
     clock: Callable[[], int] = field(default=now_us)
 

@@ -218,8 +218,8 @@ class PublicationResource(dg.ConfigurableResource):
 
     s3_audit_bucket: str = ""
     sse_kms_key_id: str = ""
-    object_lock_mode: str = "COMPLIANCE"
-    retention_days: int = 2555
+    object_lock_mode: str = settings.DEFAULT_S3_OBJECT_LOCK_MODE
+    retention_days: int = settings.DEFAULT_S3_RETENTION_DAYS
     local_dir: str = ""
     aws_endpoint_url: str = ""
     aws_region: str = ""

@@ -23,6 +23,7 @@ from finance_pipeline.export import registry
 from finance_pipeline.export.bundle import DayBundle
 from finance_pipeline.ledger import periods
 from finance_pipeline.proof.package import PROOF_FILE
+from finance_pipeline.settings import DEFAULT_S3_OBJECT_LOCK_MODE, DEFAULT_S3_RETENTION_DAYS
 
 
 class ExportError(RuntimeError):
@@ -208,8 +209,8 @@ def recover_day(engine: sa.Engine, day: str, publisher: Any, *, actor: str, forc
             "open again (an incomplete prefix in the store is ignored by every reader)")
 
 
-def build_publisher(*, bucket: str = "", kms_key_id: str = "", lock_mode: str = "COMPLIANCE",
-                    retention_days: int = 2555, local_dir: str = "", endpoint_url: str | None = None,
+def build_publisher(*, bucket: str = "", kms_key_id: str = "", lock_mode: str = DEFAULT_S3_OBJECT_LOCK_MODE,
+                    retention_days: int = DEFAULT_S3_RETENTION_DAYS, local_dir: str = "", endpoint_url: str | None = None,
                     region: str | None = None) -> Any:
     """S3 under Object Lock when a bucket is configured, else the local read-only folder
     ``local_dir`` (empty: the embedded default ``var/published``)."""

@@ -24,10 +24,10 @@ from finance_pipeline.ledger.engine import begin_write
 from finance_pipeline.ledger.errors import JournalConflictError, LedgerError
 from finance_pipeline.ledger.posting import EntryWindow, plan_entries, post_entries_in
 from finance_pipeline.ledger.schema import journal_reviews
+from finance_pipeline.settings import DEFAULT_JOURNAL_REVIEW_TTL_S
 
 # Who may approve another person's entry.
 REVIEWER_ROLES = frozenset({"finance-lead", "security-engineer"})
-DEFAULT_TTL_S = 86400
 # Stands in for the approver while a submission is checked (adjustments must name one).
 _PENDING_REVIEWER = "review:pending"
 
@@ -86,7 +86,7 @@ def _row(row: Any) -> Submission:
 
 
 def submit(engine: sa.Engine, obj: Any, *, submitter: str, now_us: int,
-           ttl_s: int = DEFAULT_TTL_S, window: EntryWindow = EntryWindow()) -> tuple[Submission, bool]:
+           ttl_s: int = DEFAULT_JOURNAL_REVIEW_TTL_S, window: EntryWindow = EntryWindow()) -> tuple[Submission, bool]:
     """Keep ``obj`` pending review; (submission, created). The same body again is a no-op.
     ``window``: the timestamps an entry may have (the posting core's check).
 

@@ -34,9 +34,9 @@ from finance_pipeline.publication.base import (
     ordered_names,
     same_statement,
 )
+from finance_pipeline.settings import DEFAULT_S3_OBJECT_LOCK_MODE, DEFAULT_S3_RETENTION_DAYS
 
 LOCK_MODES = ("COMPLIANCE", "GOVERNANCE")
-DEFAULT_RETENTION_DAYS = 2555
 _CONTENT_TYPES = {".json": "application/json", ".jsonl": "application/x-ndjson"}
 
 
@@ -164,8 +164,8 @@ def load_s3_package(uri: str, client: Any) -> dict[str, bytes]:
 class S3Publisher:
     """Write-once publisher to an Object Lock bucket: `s3://<bucket>/<prefix>/YYYY/MM/DD/<proof_id>/`."""
 
-    def __init__(self, client: Any, bucket: str, *, kms_key_id: str, lock_mode: str = "COMPLIANCE",
-                 retention_days: int = DEFAULT_RETENTION_DAYS, prefix: str = DEFAULT_PREFIX,
+    def __init__(self, client: Any, bucket: str, *, kms_key_id: str, lock_mode: str = DEFAULT_S3_OBJECT_LOCK_MODE,
+                 retention_days: int = DEFAULT_S3_RETENTION_DAYS, prefix: str = DEFAULT_PREFIX,
                  clock: Callable[[], datetime] | None = None):
         if lock_mode not in LOCK_MODES:
             raise PublicationError(f"lock_mode {lock_mode!r} is not one of {LOCK_MODES}")
