@@ -17,7 +17,7 @@ from finance_pipeline.domain.timeutil import format_ts_us
 from finance_pipeline.ledger.schema import audit_events, payout_approvals, payouts
 from finance_pipeline.oncall.notify import Alert
 from finance_pipeline.payouts.service import Payout, payout_of_row
-from finance_pipeline.settings import DEFAULT_STUCK_PAYOUT_SLA_S as DEFAULT_SLA_S
+from finance_pipeline.settings import DEFAULT_STUCK_PAYOUT_SLA_S
 
 STUCK_PAYOUT = "stuck_payout"
 STUCK_STATUSES = ("pending",)
@@ -71,7 +71,7 @@ class StuckPayout:
                      detail=self.to_dict())
 
 
-def find_stuck_payouts(engine: sa.Engine, *, sla_s: int = DEFAULT_SLA_S,
+def find_stuck_payouts(engine: sa.Engine, *, sla_s: int = DEFAULT_STUCK_PAYOUT_SLA_S,
                        now_us: int | None = None) -> list[StuckPayout]:
     """Payouts in a stuck status whose last change is older than ``sla_s``, oldest first."""
     from finance_pipeline.ledger.audit import now_us as _now_us
