@@ -18,6 +18,7 @@ from typing import Callable
 
 import pandas as pd
 
+from finance_pipeline.columnar.membership import isin
 from finance_pipeline.ledger.extract import union_lines
 from finance_pipeline.reconciliation.engine import Reconciliation, Tolerances, reconcile
 
@@ -81,7 +82,7 @@ def reconcile_following_references(
                 asked[later_only] |= refs
                 parts.append(fetch(sorted(refs), later_only))
         new = union_lines(lines.iloc[0:0], *parts).drop_duplicates(["journal_id", "line_no"])
-        new = new[~new["journal_id"].isin(both["journal_id"])]
+        new = new[~isin(new["journal_id"], both["journal_id"])]
         if not len(new):
             break
         found = union_lines(found, new)
