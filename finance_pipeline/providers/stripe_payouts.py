@@ -16,6 +16,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
+from finance_pipeline.columnar.membership import isin
 from finance_pipeline.domain.canonical import canonical_str
 from finance_pipeline.domain.money import is_currency
 from finance_pipeline.providers import ProviderError
@@ -111,7 +112,9 @@ def fetched_not_pulled(payouts: pd.DataFrame | None, pulled_ids: set[str] | pd.S
     if payouts is None or not len(payouts):
         return pd.DataFrame({c: pd.Series([], dtype="string[pyarrow]") for c in PAYOUT_COLUMNS})
     fetched = payouts.dropna(subset=["balance_transaction_record"])
-    return fetched[~fetched["balance_transaction"].isin(set(pulled_ids))]
+    if not isinstance(pulled_ids, pd.Series):
+        pulled_ids = pd.Series(sorted(pulled_ids), dtype="str")
+    return fetched[~isin(fetched["balance_transaction"], pulled_ids)]
 
 
 def extra_balance_transactions(payouts: pd.DataFrame | None, pulled_ids: set[str] | pd.Series) -> list[dict]:

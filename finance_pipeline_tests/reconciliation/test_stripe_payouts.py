@@ -135,3 +135,19 @@ def test_a_payout_stripe_sends_malformed_is_refused_by_name():
             payouts_frame([{**good, member: value}])
     with pytest.raises(ValueError, match="appears twice"):
         payouts_frame([good, good])
+
+
+def test_the_fetched_transactions_not_pulled_are_the_same_whatever_the_pulled_ids_come_as():
+    """fetched_not_pulled compares in Arrow; a set, an Arrow string column and an object column
+    of the pulled ids give the same rows (those whose transaction the pull does not hold)."""
+    from finance_pipeline.providers.stripe_payouts import fetched_not_pulled
+
+    txns = {t: charge_txn(t, po, D1_LO_S + 3600, -100, category="payout")
+            for t, po in (("txn_a", "po_a"), ("txn_b", "po_b"), ("txn_c", "po_c"))}
+    day_payouts = payouts_frame([_payout(po, t, D1_LO_S, D2_LO_S, 100) for t, po in
+                                 (("txn_a", "po_a"), ("txn_b", "po_b"), ("txn_c", "po_c"), ("txn_d", "po_d"))], txns)
+    pulled = ["txn_b", "txn_x"]
+    for ids in (set(pulled), pd.Series(pulled, dtype="str"), pd.Series(pulled, dtype=object),
+                pd.Series(pulled, dtype="string[pyarrow]")):
+        got = fetched_not_pulled(day_payouts, ids)
+        assert got["balance_transaction"].tolist() == ["txn_a", "txn_c"], type(ids)
