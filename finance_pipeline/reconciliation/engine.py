@@ -324,7 +324,10 @@ def provider_records(stripe: pd.DataFrame, payouts: pd.DataFrame,
         # balance_type, the gate names it; compared as payments).
         balance = (stripe["balance_type"].fillna(DEFAULT_BALANCE_TYPE) if "balance_type" in stripe.columns
                    else pd.Series(DEFAULT_BALANCE_TYPE, index=stripe.index))
-        net_role = balance.map(lambda b: _ROLE_INDEX.get(BALANCE_ROLES.get(b, ""), 0)).to_numpy(dtype=np.int64)
+        # Per distinct balance type (a handful), not per record.
+        codes, kinds = pd.factorize(balance, use_na_sentinel=False)
+        role_of = np.array([_ROLE_INDEX.get(BALANCE_ROLES.get(b, ""), 0) for b in kinds] or [0], dtype=np.int64)
+        net_role = role_of[codes]
         parts.append(pd.DataFrame({
             "provider": "stripe", "id": stripe["id"].to_numpy(), "key_source": stripe["source"].to_numpy(),
             "ts_us": stripe["created"].to_numpy(dtype=np.int64) * _US,
