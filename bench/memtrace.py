@@ -78,7 +78,7 @@ def _dagster_timeline(trace: Trace) -> None:
 
 
 def main(argv: list[str]) -> int:
-    stage, work = argv[0], Path(argv[1])
+    stage, work = argv[0], Path(argv[1]).resolve()  # the stages derive DAGSTER_HOME from it: absolute
     with Trace() as trace:
         original = stages.Timer.step
 
