@@ -203,12 +203,19 @@ class _Runner:
             batches.batch_data_cache.clear()
 
 
+_WARMING: list[threading.Thread] = []
+
+
 def warm_up() -> threading.Thread:
     """Import GX and build its context in a background thread (seconds, mostly waiting on the
-    import system), so a caller can do other work meanwhile; the gates wait for it if needed."""
-    thread = threading.Thread(target=_runner, name="gx-warm-up", daemon=True)
-    thread.start()
-    return thread
+    import system), so a caller can do other work meanwhile; the gates wait for it if needed.
+    Once per process: later calls return the first call's thread."""
+    with _LOCK:
+        if not _WARMING:
+            thread = threading.Thread(target=_runner, name="gx-warm-up", daemon=True)
+            thread.start()
+            _WARMING.append(thread)
+        return _WARMING[0]
 
 
 def _runner() -> _Runner:

@@ -59,3 +59,28 @@ def test_provider_faults_are_retried_inside_the_run(sqlite_world):
     assert result.success
     statuses = [r["status"] for r in sqlite_world.stripe.requests()]
     assert statuses[:3] == [429, 429, 500] and statuses[3] == 200
+
+
+def test_gx_is_warmed_up_from_a_runs_first_step_only_when_the_run_holds_the_gates(clean_world, monkeypatch):
+    """The in-process run starts GX's import at its first step, so it overlaps the extract and
+    the pulls; a run without the gates' step never imports GX for nothing."""
+    import time
+
+    from finance_pipeline.quality import gates
+
+    calls: list[float] = []
+    real = gates.warm_up
+    monkeypatch.setattr(gates, "warm_up", lambda: (calls.append(time.time()), real())[1])
+
+    assert _materialize(clean_world, EXTRACTS).success
+    assert calls == []
+
+    instance = dg.DagsterInstance.ephemeral()
+    result = _materialize(clean_world, [*EXTRACTS, "stripe_payouts", "reconciliation", "reconciliation_report",
+                                        "ledger_counterparts"], instance=instance)
+    assert result.success
+    starts = {r.step_key: r.timestamp for r in instance.all_logs(result.run_id)
+              if r.dagster_event and r.dagster_event.event_type_value == "STEP_START"}
+    first_step = min(starts.values())
+    assert len(calls) == 5  # the four upstream steps and the gates' own
+    assert first_step <= calls[0] < sorted(starts.values())[1] < starts["reconcile_day"]

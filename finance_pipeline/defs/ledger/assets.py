@@ -8,6 +8,7 @@ annotation types of `context` and resources.
 import dagster as dg
 import pandas as pd
 
+from finance_pipeline.defs.reconciliation.assets import warm_up_gates
 from finance_pipeline.defs.resources import LedgerResource, ReconciliationSettings
 from finance_pipeline.columnar.totals import totals_by_currency
 from finance_pipeline.domain.timeutil import day_bounds_us, format_ts_us, recon_window_us
@@ -31,6 +32,7 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
     def ledger_extract(
         context: dg.AssetExecutionContext, ledger: LedgerResource, recon: ReconciliationSettings
     ) -> dg.Output:
+        warm_up_gates(context)
         from finance_pipeline.ledger import reviews
         from finance_pipeline.ledger.audit import now_us
         from finance_pipeline.export.prove import extract_day

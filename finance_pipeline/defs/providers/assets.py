@@ -3,6 +3,7 @@
 
 import dagster as dg
 
+from finance_pipeline.defs.reconciliation.assets import warm_up_gates
 from finance_pipeline.defs.resources import (
     PayoutProviderResource,
     ReconciliationSettings,
@@ -29,6 +30,7 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
     def stripe_balance_transactions(
         context: dg.AssetExecutionContext, stripe: StripeResource, recon: ReconciliationSettings
     ) -> dg.Output:
+        warm_up_gates(context)
         lo, hi = pull_window_us(context.partition_key, recon.time_tolerance_s)
         frame = stripe.balance_transactions_frame(*seconds_window(lo, hi))
         return dg.Output(
@@ -55,6 +57,7 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
     def stripe_payouts(
         context: dg.AssetExecutionContext, stripe: StripeResource, recon: ReconciliationSettings
     ) -> dg.Output:
+        warm_up_gates(context)
         lo, hi = pull_window_us(context.partition_key, recon.time_tolerance_s)
         d_lo, d_hi = day_bounds_us(context.partition_key)
         frame = stripe.payouts_frame(seconds_window(lo, hi), seconds_window(d_lo, d_hi))
@@ -76,6 +79,7 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
     def payout_settlements(
         context: dg.AssetExecutionContext, payouts: PayoutProviderResource, recon: ReconciliationSettings
     ) -> dg.Output:
+        warm_up_gates(context)
         from finance_pipeline.providers.payout_pull import settlements_frame
 
         lo, hi = pull_window_us(context.partition_key, recon.time_tolerance_s)
