@@ -99,8 +99,10 @@ def prove_day(day: str, lines: pd.DataFrame | FrameSource, stripe: pd.DataFrame 
     # hashlib and Arrow's kernels release the GIL: the context is written while the ledger file
     # is, and the Merkle tree is built while the provider file is.
     with ThreadPoolExecutor(max_workers=2) as pool:
-        with_followed = lines if counterparts is None else union_lines(lines, counterparts)
-        context_future = pool.submit(context_bytes, day, with_followed, tol, stripe_payouts)
+        # No name for the union: without counterparts it is ``lines`` itself, which must go below.
+        context_future = pool.submit(context_bytes, day,
+                                     lines if counterparts is None else union_lines(lines, counterparts),
+                                     tol, stripe_payouts)
         ledger_bytes = entry_leaves_jsonl(lines, day_mask)
         root = pool.submit(tree_head_and_size_of_lines, ledger_bytes)
         totals = totals_by_currency(lines.loc[day_mask, ["amount_minor", "direction", "currency"]])
