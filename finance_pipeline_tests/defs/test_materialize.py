@@ -84,3 +84,11 @@ def test_gx_is_warmed_up_from_a_runs_first_step_only_when_the_run_holds_the_gate
     first_step = min(starts.values())
     assert len(calls) == 5  # the four upstream steps and the gates' own
     assert first_step <= calls[0] < sorted(starts.values())[1] < starts["reconcile_day"]
+
+
+def test_an_asset_invoked_directly_warms_nothing_up(monkeypatch):
+    from finance_pipeline.defs.reconciliation.assets import warm_up_gates
+    from finance_pipeline.quality import gates
+
+    monkeypatch.setattr(gates, "warm_up", lambda: pytest.fail("no run, no gates to warm up for"))
+    warm_up_gates(dg.build_asset_context(partition_key=DAY))

@@ -30,7 +30,10 @@ def warm_up_gates(context: dg.AssetExecutionContext) -> None:
 
     # The plan of this process: every step of the run in process, only this step in a
     # multiprocess executor's child.
-    plan = context.get_step_execution_context().execution_plan
+    try:
+        plan = context.get_step_execution_context().execution_plan
+    except dg.DagsterError:  # invoked directly (build_asset_context): no run, no plan
+        return
     if GATES_STEP in plan.step_keys_to_execute:
         gates.warm_up()
 
