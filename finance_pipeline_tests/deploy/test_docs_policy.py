@@ -66,3 +66,12 @@ def test_runbook_agrees_with_dagster_yaml_on_backfill_runs_at_once():
     # No page still sends operators to a one-day-at-a-time script.
     for page in (DEPLOYMENT, RUNBOOK, ROOT / "docs" / "restore-drill.md", ROOT / "README.md"):
         assert "backfill_in_order" not in page.read_text(), page
+
+
+def test_deployment_md_sizes_a_days_task_as_the_ecs_profile_ships_it():
+    """The page says which days fit the run task; the task it names is the one ECS launches."""
+    section = " ".join(_section(DEPLOYMENT.read_text(), "### A day's memory, and days larger than one task").split())
+    ecs = yaml.safe_load((ROOT / "deploy" / "ecs" / "dagster.yaml").read_text())["run_launcher"]["config"]
+    res = ecs["run_resources"]
+    assert f"({int(res['cpu']) // 1024} vCPU, {int(res['memory']) // 1024} GiB)" in section
+    assert "`ecs/cpu` and `ecs/memory` run tags" in section
