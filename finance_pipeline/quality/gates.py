@@ -204,13 +204,16 @@ class _Runner:
 
 
 _WARMING: list[threading.Thread] = []
+# Not _LOCK: the warm-up thread holds that one for the whole import, and a second caller (the
+# run's next step) must not wait for it here.
+_WARMING_LOCK = threading.Lock()
 
 
 def warm_up() -> threading.Thread:
     """Import GX and build its context in a background thread (seconds, mostly waiting on the
     import system), so a caller can do other work meanwhile; the gates wait for it if needed.
-    Once per process: later calls return the first call's thread."""
-    with _LOCK:
+    Once per process: later calls return the first call's thread at once."""
+    with _WARMING_LOCK:
         if not _WARMING:
             thread = threading.Thread(target=_runner, name="gx-warm-up", daemon=True)
             thread.start()
