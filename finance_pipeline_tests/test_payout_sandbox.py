@@ -279,6 +279,9 @@ def test_cli_serves_until_interrupted(tmp_path):
          "sandbox", "payout", "--port", "0", "--data", str(data), "--token", "tok"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        # Ctrl-C as a terminal delivers it: a pytest started in the background by a shell
+        # without job control ignores SIGINT, and its children would inherit that.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         sel = selectors.DefaultSelector()
