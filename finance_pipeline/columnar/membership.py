@@ -21,7 +21,7 @@ def _strings(values: Any) -> pa.Array | pa.ChunkedArray | None:
     if not isinstance(values, pd.Series | pd.Index) or not isinstance(values.dtype, pd.StringDtype) \
             or values.dtype.storage != "pyarrow":
         return None
-    arr = pa.array(values.array) if isinstance(values, pd.Index) else pa.array(values)
+    arr = pa.array(values.array)
     return arr if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type) else None
 
 

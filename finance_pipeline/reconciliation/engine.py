@@ -326,7 +326,7 @@ def provider_records(stripe: pd.DataFrame, payouts: pd.DataFrame,
                    else pd.Series(DEFAULT_BALANCE_TYPE, index=stripe.index))
         # Per distinct balance type (a handful), not per record.
         codes, kinds = pd.factorize(balance, use_na_sentinel=False)
-        role_of = np.array([_ROLE_INDEX.get(BALANCE_ROLES.get(b, ""), 0) for b in kinds] or [0], dtype=np.int64)
+        role_of = np.array([_ROLE_INDEX.get(BALANCE_ROLES.get(b, ""), 0) for b in kinds], dtype=np.int64)
         net_role = role_of[codes]
         parts.append(pd.DataFrame({
             "provider": "stripe", "id": stripe["id"].to_numpy(), "key_source": stripe["source"].to_numpy(),
