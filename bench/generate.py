@@ -45,15 +45,20 @@ CHARGE, ACCRUAL, REFUND, CREATOR_PAYOUT, ADJUSTMENT, STRIPE_PAYOUT = range(6)
 MIX = (0.78, 0.08, 0.06, 0.075, 0.004, 0.001)
 DISCREPANCY_RATE = 0.001
 BATCH_SIZE = 10_000
+# A day built in parts (`make bench-large`): each part's token sequences start this far apart.
+TOKEN_STRIDE = 100_000_000
+MAX_PARTS = 100
 POSTED_BY = "system:import"
+NOW_US = 1_790_000_000 * US  # when the bench's accounts and batches were created
 _ALPHABET = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", dtype=np.uint8)
 
 
-def _tokens(rng: np.random.Generator, n: int, width: int = 16) -> list[str]:
-    """``n`` distinct base62 tokens: random characters, then a base62 sequence number."""
+def _tokens(rng: np.random.Generator, n: int, width: int = 16, start: int = 0) -> list[str]:
+    """``n`` distinct base62 tokens: random characters, then a base62 sequence number from
+    ``start`` (parts of a day take disjoint sequences)."""
     tail = 6
     digits = np.empty((n, tail), dtype=np.int64)
-    seq = np.arange(n, dtype=np.int64)
+    seq = np.arange(start, start + n, dtype=np.int64)
     for k in range(tail - 1, -1, -1):
         digits[:, k] = seq % 62
         seq //= 62
@@ -97,9 +102,13 @@ class Dataset:
     injected: dict[str, list[dict]] = field(default_factory=dict)
 
 
-def build(n: int, day: str, seed: int = 7) -> Dataset:
-    """The day's entries and provider records (in memory)."""
-    rng = np.random.default_rng(seed)
+def build(n: int, day: str, seed: int = 7, *, part: int = 0, parts: int = 1) -> Dataset:
+    """The day's entries and provider records (in memory); with ``parts`` > 1, part ``part`` of
+    the day: ``n`` entries spread over the whole window like the others, its own random stream
+    and id ranges, so parts are built one at a time and no id repeats between them."""
+    if not 0 <= part < parts or parts > MAX_PARTS:
+        raise ValueError(f"part {part} of {parts}: parts must be 1 to {MAX_PARTS}, part 0 to parts - 1")
+    rng = np.random.default_rng(seed if parts == 1 else [seed, part])
     lo, hi = day_bounds_us(day)
     side = max(1, round(n / 24))  # the neighbouring days' last and first hour
     total = n + 2 * side
@@ -147,7 +156,13 @@ def build(n: int, day: str, seed: int = 7) -> Dataset:
     target[refunds] = ok[(rng.random(len(refunds)) * pos).astype(np.int64)]
 
     n_tok = total + 2 * k + 16
-    ch_tok, txn_tok, misc_tok = _tokens(rng, n_tok), _tokens(rng, n_tok + k), _tokens(rng, n_tok, 12)
+    if n_tok + k > TOKEN_STRIDE:
+        raise ValueError(f"a part of {n:,} entries is too large; use more parts")
+    at = part * TOKEN_STRIDE
+    ch_tok, txn_tok, misc_tok = _tokens(rng, n_tok, start=at), _tokens(rng, n_tok + k, start=at), \
+        _tokens(rng, n_tok, 12, start=at)
+    # One part keeps the names a day always had; parts name their payouts and batches apart.
+    tag = "" if parts == 1 else f"p{part:02d}_"
     txn_iter = iter(txn_tok)
     ds = Dataset(day=day, n=n, injected={c: [] for c in DISCREPANCY_CLASSES})
     ymd = day.replace("-", "")
@@ -231,7 +246,7 @@ def build(n: int, day: str, seed: int = 7) -> Dataset:
             ds.stripe_txns.append(txn(t // US, -refund, 0, cur, "refund", re, f"Refund of {jid_of[j][3:]}"))
         elif ty == CREATOR_PAYOUT:
             payout_seq += 1
-            pid = f"pay_{ymd}_{payout_seq:07d}"
+            pid = f"pay_{ymd}_{tag}{payout_seq:07d}"
             value = amt * 3
             settled = format_ts_us(t)
             created = format_ts_us(t - int(rng.integers(600, 3600)) * US)
@@ -273,7 +288,7 @@ def build(n: int, day: str, seed: int = 7) -> Dataset:
     # Batches of BATCH_SIZE entries in time order; timestamps in the spec's form.
     entries.sort(key=lambda e: (e["_ts_us"], e["journal_id"]))
     for b, e in enumerate(entries):
-        e["batch_id"] = f"bench-{day}-{b // BATCH_SIZE:04d}"
+        e["batch_id"] = f"bench-{day}-{tag.replace('_', '-')}{b // BATCH_SIZE:04d}"
         e["ts"] = format_ts_us(e["_ts_us"])
     ds.stripe_txns.sort(key=lambda r: r["id"])
     return ds
@@ -295,15 +310,26 @@ def _copy(raw, table: str, columns: list[str], data: dict[str, list]) -> None:
     del view
 
 
-def load_database(engine: sa.Engine, ds: Dataset, leaves: list[str]) -> dict[str, float]:
-    """Migrate, then COPY accounts, batches, entries and lines (FK triggers off while copying:
-    the rows are valid by construction and the checks would triple the load time)."""
+def prepare_database(engine: sa.Engine) -> None:
+    """Migrate the (empty) database and COPY the chart of accounts."""
     from finance_pipeline.ledger.migrate import upgrade
 
-    t0 = time.perf_counter()
     upgrade(engine)
-    now_us = 1_790_000_000 * US
     accts = accounts_rows()
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        with raw.transaction():
+            _copy(raw, "accounts", ["account_id", "name", "type", "currency", "role", "created_at_us"], {
+                "account_id": [a["account_id"] for a in accts], "name": [a["name"] for a in accts],
+                "type": [a["type"] for a in accts], "currency": [a["currency"] for a in accts],
+                "role": [a["role"] for a in accts], "created_at_us": [NOW_US] * len(accts)})
+        raw.commit()
+
+
+def load_entries(engine: sa.Engine, ds: Dataset, leaves: list[str]) -> dict[str, float]:
+    """COPY the dataset's batches, entries and lines (FK triggers off while copying: the rows
+    are valid by construction and the checks would triple the load time)."""
+    t0 = time.perf_counter()
     batches: dict[str, int] = {}
     for e in ds.entries:
         batches[e["batch_id"]] = batches.get(e["batch_id"], 0) + 1
@@ -332,70 +358,152 @@ def load_database(engine: sa.Engine, ds: Dataset, leaves: list[str]) -> dict[str
         raw = conn.connection.driver_connection
         with raw.transaction():
             raw.execute("SET LOCAL session_replication_role = replica")
-            _copy(raw, "accounts", ["account_id", "name", "type", "currency", "role", "created_at_us"], {
-                "account_id": [a["account_id"] for a in accts], "name": [a["name"] for a in accts],
-                "type": [a["type"] for a in accts], "currency": [a["currency"] for a in accts],
-                "role": [a["role"] for a in accts], "created_at_us": [now_us] * len(accts)})
             _copy(raw, "journal_batches", ["batch_id", "expected_entries", "staged_payload", "status",
                                            "created_at_us", "applied_at_us", "source"], {
                 "batch_id": list(batches), "expected_entries": list(batches.values()),
                 "staged_payload": ["[]"] * len(batches), "status": ["applied"] * len(batches),
-                "created_at_us": [now_us] * len(batches), "applied_at_us": [now_us] * len(batches),
+                "created_at_us": [NOW_US] * len(batches), "applied_at_us": [NOW_US] * len(batches),
                 "source": ["bench generator"] * len(batches)})
             _copy(raw, "journal_entries", list(ent), ent)
             _copy(raw, "journal_lines", list(lines), lines)
-        # Planner statistics, as a live database has them (ANALYZE outside a transaction that
-        # would roll it back when the connection closes).
+        raw.commit()
+    return {"prepare_s": t1 - t0, "copy_s": time.perf_counter() - t1, "lines": len(lines["journal_id"])}
+
+
+def analyze(engine: sa.Engine) -> None:
+    """Planner statistics, as a live database has them (ANALYZE outside a transaction that
+    would roll it back when the connection closes)."""
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection
         raw.commit()
         raw.autocommit = True
         try:
             raw.execute("ANALYZE")
         finally:
             raw.autocommit = False
-    return {"prepare_s": t1 - t0, "copy_s": time.perf_counter() - t1, "lines": len(lines["journal_id"])}
 
 
-def write_files(ds: Dataset, leaves: list[str], out: Path) -> dict:
-    """Sandbox data files, the expected proof ledger file and the manifest."""
-    out.mkdir(parents=True, exist_ok=True)
+def _in_day(ds: Dataset, leaves: list[str]) -> list[tuple[dict, str]]:
     lo, hi = day_bounds_us(ds.day)
-    with open(out / "stripe.json", "w", encoding="utf-8") as f:
+    return [(e, leaf) for e, leaf in zip(ds.entries, leaves) if lo <= e["_ts_us"] < hi]
+
+
+def write_part_files(ds: Dataset, leaves: list[str], out: Path, suffix: str = "") -> dict:
+    """The part's sandbox data files (``stripe<suffix>.json``, ``payouts<suffix>.json``) and
+    its counts."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / f"stripe{suffix}.json", "w", encoding="utf-8") as f:
         json.dump({"balance_transactions": ds.stripe_txns, "payouts": ds.stripe_payouts}, f,
                   ensure_ascii=False, separators=(",", ":"))
-    with open(out / "payouts.json", "w", encoding="utf-8") as f:
+    with open(out / f"payouts{suffix}.json", "w", encoding="utf-8") as f:
         json.dump({"payouts": ds.creator_payouts, "stuck_payout_ids": sorted(ds.stuck)}, f,
                   ensure_ascii=False, separators=(",", ":"))
-    in_day = [leaf for e, leaf in zip(ds.entries, leaves) if lo <= e["_ts_us"] < hi]
-    with open(out / "expected_ledger_entries.jsonl", "wb") as f:
-        f.write("".join(leaf + "\n" for leaf in in_day).encode("utf-8"))
-    lines_in_day = sum(len(e["lines"]) for e in ds.entries if lo <= e["_ts_us"] < hi)
-    manifest = {
-        "day": ds.day, "n": ds.n, "entries_in_day": len(in_day), "lines_in_day": lines_in_day,
+    in_day = _in_day(ds, leaves)
+    return {
+        "day": ds.day, "n": ds.n, "entries_in_day": len(in_day),
+        "lines_in_day": sum(len(e["lines"]) for e, _ in in_day),
         "entries_total": len(ds.entries), "lines_total": sum(len(e["lines"]) for e in ds.entries),
         "stripe_balance_transactions": len(ds.stripe_txns), "stripe_payouts": len(ds.stripe_payouts),
         "creator_payouts": len(ds.creator_payouts),
         "expected_discrepancies": {c: len(v) for c, v in ds.injected.items()},
     }
+
+
+def write_files(ds: Dataset, leaves: list[str], out: Path) -> dict:
+    """Sandbox data files, the expected proof ledger file and the manifest."""
+    manifest = write_part_files(ds, leaves, out)
+    with open(out / "expected_ledger_entries.jsonl", "wb") as f:
+        f.write("".join(leaf + "\n" for _, leaf in _in_day(ds, leaves)).encode("utf-8"))
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
-def generate(database_url: str, n: int, out: Path, day: str, seed: int = 7) -> dict:
-    """Build the day, COPY it into ``database_url`` (an empty database) and write the files."""
+def part_files(out: Path, name: str) -> list[Path]:
+    """A data file of the day (``stripe.json``, ``payouts.json``), or its parts in order."""
+    whole = out / name
+    if whole.exists():
+        return [whole]
+    stem, ext = name.rsplit(".", 1)
+    return sorted(out.glob(f"{stem}.part-*.{ext}"))
+
+
+def _merge_expected(keyed: list[Path], out: Path) -> None:
+    """The parts' in-day leaves, each part sorted, merged into the file's (ts, journal id) order.
+    A key line is ``<ts_us, 20 digits>\t<journal id>\t<leaf>``: a leaf has no raw tab or
+    newline (JSON escapes them) and a tab sorts before every character of an id."""
+    import heapq
+
+    files = [open(p, encoding="utf-8") for p in keyed]  # noqa: SIM115
+    try:
+        with open(out, "w", encoding="utf-8", newline="\n") as f:
+            for line in heapq.merge(*files):
+                f.write(line.split("\t", 2)[2])
+    finally:
+        for h in files:
+            h.close()
+    for p in keyed:
+        p.unlink()
+
+
+def generate(database_url: str, n: int, out: Path, day: str, seed: int = 7, parts: int = 1) -> dict:
+    """Build the day, COPY it into ``database_url`` (an empty database) and write the files.
+    With ``parts`` > 1 the day is built, loaded and written a part at a time (memory of one
+    part), its data files as ``stripe.part-NN.json`` and ``payouts.part-NN.json``."""
     from finance_pipeline.ledger.engine import create_ledger_engine
 
     t0 = time.perf_counter()
-    ds = build(n, day, seed)
-    leaves = [leaf_text({k: v for k, v in e.items() if k != "_ts_us"}) for e in ds.entries]
-    t1 = time.perf_counter()
     engine = create_ledger_engine(database_url)
+    timings = {"build_s": 0.0, "load_s": 0.0, "files_s": 0.0, "prepare_s": 0.0, "copy_s": 0.0}
+    manifest: dict = {}
+    keyed: list[Path] = []
     try:
-        load = load_database(engine, ds, leaves)
+        prepare_database(engine)
+        for k in range(parts):
+            t1 = time.perf_counter()
+            size = n // parts + (1 if k < n % parts else 0)
+            ds = build(size, day, seed, part=k, parts=parts)
+            leaves = [leaf_text({key: v for key, v in e.items() if key != "_ts_us"}) for e in ds.entries]
+            t2 = time.perf_counter()
+            load = load_entries(engine, ds, leaves)
+            t3 = time.perf_counter()
+            if parts == 1:
+                manifest = write_files(ds, leaves, out)
+            else:
+                counts = write_part_files(ds, leaves, out, f".part-{k:02d}")
+                manifest = _add_counts(manifest, counts)
+                keyed.append(out / f"expected.part-{k:02d}.keyed")
+                with open(keyed[-1], "w", encoding="utf-8", newline="\n") as f:
+                    f.writelines(f"{e['_ts_us']:020d}\t{e['journal_id']}\t{leaf}\n"
+                                 for e, leaf in sorted(_in_day(ds, leaves),
+                                                       key=lambda p: (p[0]["_ts_us"], p[0]["journal_id"])))
+            del ds, leaves
+            for key, v in (("build_s", t2 - t1), ("load_s", t3 - t2), ("files_s", time.perf_counter() - t3),
+                           ("prepare_s", load["prepare_s"]), ("copy_s", load["copy_s"])):
+                timings[key] += v
+        t4 = time.perf_counter()
+        analyze(engine)
+        timings["load_s"] += time.perf_counter() - t4
     finally:
         engine.dispose()
-    t2 = time.perf_counter()
-    manifest = write_files(ds, leaves, out)
-    manifest["generate_timings"] = {"build_s": t1 - t0, "load_s": t2 - t1, **load,
-                                    "files_s": time.perf_counter() - t2}
+    if keyed:
+        t5 = time.perf_counter()
+        _merge_expected(keyed, out / "expected_ledger_entries.jsonl")
+        timings["files_s"] += time.perf_counter() - t5
+        manifest["n"] = n
+        manifest["parts"] = parts
+    manifest["generate_timings"] = {**timings, "lines": manifest["lines_total"], "total_s": time.perf_counter() - t0}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def _add_counts(total: dict, part: dict) -> dict:
+    """The manifest of a day so far plus one part's counts."""
+    if not total:
+        return part
+    out = dict(total)
+    for key, v in part.items():
+        if key == "expected_discrepancies":
+            out[key] = {c: total[key].get(c, 0) + k for c, k in v.items()}
+        elif isinstance(v, int) and key != "n":
+            out[key] = total[key] + v
+    return out
