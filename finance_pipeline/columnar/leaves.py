@@ -72,6 +72,17 @@ def entry_leaves_jsonl(lines: pd.DataFrame, mask: np.ndarray | None = None) -> b
     return out.getvalue()  # no copy: BytesIO hands over its buffer
 
 
+def in_file_order(lines: pd.DataFrame) -> bool:
+    """Whether ``lines`` are in ledger file order as the extract returns them: sorted by
+    (ts_us, journal_id, line_no), each entry's lines together; then any run of whole entries
+    is written as it is, and the runs' files joined are the file of all of them."""
+    jid = pa.array(lines["journal_id"])
+    jid = jid.combine_chunks() if isinstance(jid, pa.ChunkedArray) else jid
+    if not len(lines) or jid.null_count or not (pa.types.is_string(jid.type) or pa.types.is_large_string(jid.type)):
+        return False
+    return _file_order_runs(lines, np.arange(len(lines)), jid) is not None
+
+
 def _run_chunks(fn, count: int, sink: Callable[[Any], Any] | None = None) -> list[Any]:
     """``[fn(k) for k in range(count)]``, THREADS at a time; with ``sink``, each result in order
     is given to it instead and not kept."""

@@ -11,8 +11,16 @@ from finance_pipeline.proof.package import totals_rows
 
 def totals_by_currency(lines: pd.DataFrame) -> list[dict]:
     """Debits and credits per currency of ``lines`` (amount_minor, direction, currency)."""
+    return totals_rows(sums_by_currency(lines))
+
+
+def sums_by_currency(lines: pd.DataFrame, into: dict[str, tuple[int, int]] | None = None
+                     ) -> dict[str, tuple[int, int]]:
+    """{currency: (debits, credits)} of ``lines``, added to ``into`` when given (a day read in
+    pieces: ``totals_rows`` of the sums of its pieces is ``totals_by_currency`` of the day)."""
+    out = {} if into is None else into
     if lines.empty:
-        return []
+        return out
     amount = lines["amount_minor"].to_numpy(dtype=np.int64)
     debit = (lines["direction"] == "debit").fillna(False).to_numpy(dtype=bool)
     # Grouped on integer codes (currencies sorted, missing ones left out, as groupby does).
@@ -20,5 +28,7 @@ def totals_by_currency(lines: pd.DataFrame) -> list[dict]:
     keep = codes >= 0
     frame = pd.DataFrame({"d": np.where(debit, amount, 0)[keep], "c": np.where(debit, 0, amount)[keep]})
     sums = frame.groupby(codes[keep], sort=True)[["d", "c"]].sum()
-    return totals_rows({str(currencies[code]): (int(d), int(c))
-                        for code, d, c in zip(sums.index.tolist(), sums["d"].tolist(), sums["c"].tolist())})
+    for code, d, c in zip(sums.index.tolist(), sums["d"].tolist(), sums["c"].tolist()):
+        d0, c0 = out.get(str(currencies[code]), (0, 0))
+        out[str(currencies[code])] = (d0 + int(d), c0 + int(c))
+    return out

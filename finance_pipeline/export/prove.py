@@ -11,18 +11,20 @@ materializes them), the bench in one process, and the restore drill on a restore
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Callable, Protocol, Sequence
+import io
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
 from finance_pipeline.columnar.files import context_bytes, provider_records_file
-from finance_pipeline.columnar.totals import totals_by_currency
+from finance_pipeline.columnar.totals import sums_by_currency, totals_by_currency
 from finance_pipeline.domain.canonical import canonical_bytes
 from finance_pipeline.domain.timeutil import day_bounds_us, recon_window_us
 from finance_pipeline.export.bundle import DayBundle, payout_record_frames
 from finance_pipeline.memory import release_unused
-from finance_pipeline.proof.package import CONTEXT_FILE, LEDGER_FILE, PROVIDERS_FILE, REPORT_FILE
+from finance_pipeline.proof.package import CONTEXT_FILE, LEDGER_FILE, PROVIDERS_FILE, REPORT_FILE, totals_rows
 from finance_pipeline.proof.verify import Computed
 from finance_pipeline.reconciliation.engine import Tolerances
 
@@ -55,9 +57,12 @@ def reconcile_day(engine: sa.Engine, day: str, lines: pd.DataFrame, stripe: pd.D
 
 class FrameSource(Protocol):
     """A stored frame read when the bundle gets to it (``read``: these of its columns that it
-    has, or all of them for None), so a step need not hold all three frames at once."""
+    has, or all of them for None; ``batches``: the same in consecutive pieces of at most
+    ``rows`` rows), so a step need not hold all three frames at once, nor all of the ledger."""
 
     def read(self, columns: Sequence[str] | None = None) -> pd.DataFrame: ...
+
+    def batches(self, rows: int, columns: Sequence[str] | None = None) -> Iterator[pd.DataFrame]: ...
 
 
 # What the provider file needs of a pull frame (``raw``: frames stored before ``record``).
@@ -66,6 +71,75 @@ PULL_COLUMNS = ("provider", "id", "record", "raw")
 
 def _frame(frame: pd.DataFrame | FrameSource, columns: Sequence[str] | None = None) -> pd.DataFrame:
     return frame if isinstance(frame, pd.DataFrame) else frame.read(columns)
+
+
+# A stored extract is read this many lines at a time (about 150 MB of frame).
+LEDGER_PIECE_LINES = 1 << 19
+
+
+class _NotInFileOrder(Exception):
+    """The stored extract is not in ledger file order: the whole frame is read instead."""
+
+
+def _whole_entries(pieces: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """The pieces re-cut so that no entry's lines are split between two of them: the lines of
+    the last entry of a piece go to the next one (an entry's lines are consecutive in an
+    extract in file order; ``_ledger_in_pieces`` checks that it is)."""
+    carry: pd.DataFrame | None = None
+    for piece in pieces:
+        if carry is not None:
+            piece = pd.concat([carry, piece], ignore_index=True)
+        if not len(piece):
+            continue
+        jid = piece["journal_id"]
+        if pd.isna(jid.iat[-1]):
+            raise _NotInFileOrder
+        other = np.flatnonzero((jid != jid.iat[-1]).fillna(True).to_numpy(dtype=bool))
+        cut = int(other[-1]) + 1 if len(other) else 0
+        if cut:
+            yield piece.iloc[:cut]
+        carry = piece.iloc[cut:]
+    if carry is not None and len(carry):
+        yield carry
+
+
+def _ledger_in_pieces(day: str, pieces: Iterable[pd.DataFrame]) -> tuple[bytes, int, list[dict], pd.DataFrame]:
+    """(the ledger file, its journal lines, its totals, the lines the context needs) of an
+    extract read piece by piece: only a piece of it is in memory at a time. The context needs
+    the lines outside the day with a provider (its boundary entries) and the first line of
+    each account (its roles); given those and the same counterparts, ``context_bytes`` writes
+    what it writes given the whole extract. Raises _NotInFileOrder when the extract is not in
+    file order (then the whole frame gives the file)."""
+    from finance_pipeline.columnar.leaves import entry_leaves_jsonl, in_file_order
+
+    lo, hi = day_bounds_us(day)
+    out = io.BytesIO()
+    sums: dict[str, tuple[int, int]] = {}
+    count = 0
+    kept: list[pd.DataFrame] = []
+    accounts: set[str] = set()
+    last: tuple[int, str] | None = None
+    for piece in _whole_entries(pieces):
+        if not in_file_order(piece):
+            raise _NotInFileOrder
+        ts = piece["ts_us"].to_numpy(dtype=np.int64)
+        jid = piece["journal_id"]
+        # Entries go on across pieces in file order (ids compare in code point order, as there).
+        if last is not None and not (int(ts[0]), jid.iat[0]) > last:
+            raise _NotInFileOrder
+        last = (int(ts[-1]), jid.iat[-1])
+        day_mask = (ts >= lo) & (ts < hi)
+        out.write(entry_leaves_jsonl(piece, day_mask))
+        sums_by_currency(piece.loc[day_mask, ["amount_minor", "direction", "currency"]], sums)
+        count += int(day_mask.sum())
+        account = piece["account_id"]
+        first = (~account.duplicated(keep="first") & ~account.isin(accounts)).to_numpy(dtype=bool)
+        accounts.update(account[first].dropna().tolist())
+        keep = first | (~day_mask & piece["provider"].notna().to_numpy(dtype=bool))
+        kept.append(piece[keep])
+    if not kept:
+        raise _NotInFileOrder  # nothing stored: the whole (empty) frame has the dtypes
+    return out.getvalue(), count, totals_rows(sums), pd.concat(kept, ignore_index=True)
 
 
 def prove_day(day: str, lines: pd.DataFrame | FrameSource, stripe: pd.DataFrame | FrameSource,
@@ -83,7 +157,9 @@ def prove_day(day: str, lines: pd.DataFrame | FrameSource, stripe: pd.DataFrame 
     byte what encoding each entry and record on its own gives (finance_pipeline_tests/columnar,
     finance_pipeline_tests/perf).
     Frames given as sources are read one after the other and let go once their file is
-    written: at a million entries the ledger frame and the pulls are 1.3 GB together.
+    written: at a million entries the ledger frame and the pulls are 1.3 GB together. A stored
+    extract is read in pieces of whole entries (``_ledger_in_pieces``): the proof never holds
+    the whole ledger frame (4.5 GB at five million entries), only its file.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -93,22 +169,36 @@ def prove_day(day: str, lines: pd.DataFrame | FrameSource, stripe: pd.DataFrame 
     from finance_pipeline.proof.merkle import tree_head_and_size_of_lines
 
     lo, hi = day_bounds_us(day)
-    lines = _frame(lines)
-    ts = lines["ts_us"].to_numpy()
-    day_mask = (ts >= lo) & (ts < hi)
+    in_pieces = None
+    if not isinstance(lines, pd.DataFrame) and hasattr(lines, "batches"):  # else: read whole
+        try:
+            in_pieces = _ledger_in_pieces(day, lines.batches(LEDGER_PIECE_LINES))
+        except _NotInFileOrder:
+            release_unused()
     # hashlib and Arrow's kernels release the GIL: the context is written while the ledger file
     # is, and the Merkle tree is built while the provider file is.
     with ThreadPoolExecutor(max_workers=2) as pool:
-        # No name for the union: without counterparts it is ``lines`` itself, which must go below.
-        context_future = pool.submit(context_bytes, day,
-                                     lines if counterparts is None else union_lines(lines, counterparts),
-                                     tol, stripe_payouts)
-        ledger_bytes = entry_leaves_jsonl(lines, day_mask)
-        root = pool.submit(tree_head_and_size_of_lines, ledger_bytes)
-        totals = totals_by_currency(lines.loc[day_mask, ["amount_minor", "direction", "currency"]])
-        ledger_lines = int(day_mask.sum())
-        context = context_future.result()
-        del lines, ts, day_mask
+        if in_pieces is not None:
+            ledger_bytes, ledger_lines, totals, lines = in_pieces
+            del in_pieces
+            root = pool.submit(tree_head_and_size_of_lines, ledger_bytes)
+            context = context_bytes(day, lines if counterparts is None else union_lines(lines, counterparts),
+                                    tol, stripe_payouts)
+            del lines
+        else:
+            lines = _frame(lines)
+            ts = lines["ts_us"].to_numpy()
+            day_mask = (ts >= lo) & (ts < hi)
+            # No name for the union: without counterparts it is ``lines`` itself, which must go below.
+            context_future = pool.submit(context_bytes, day,
+                                         lines if counterparts is None else union_lines(lines, counterparts),
+                                         tol, stripe_payouts)
+            ledger_bytes = entry_leaves_jsonl(lines, day_mask)
+            root = pool.submit(tree_head_and_size_of_lines, ledger_bytes)
+            totals = totals_by_currency(lines.loc[day_mask, ["amount_minor", "direction", "currency"]])
+            ledger_lines = int(day_mask.sum())
+            context = context_future.result()
+            del lines, ts, day_mask
         release_unused()  # the ledger frame, before the pulls are read
         stripe_frame = _frame(stripe, PULL_COLUMNS)
         provider_bytes, provider_count = provider_records_file(

@@ -7,11 +7,11 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from finance_pipeline.columnar.totals import totals_by_currency
+from finance_pipeline.columnar.totals import sums_by_currency, totals_by_currency
 from finance_pipeline.domain.canonical import MAX_SAFE_INT
 from finance_pipeline.domain.journal import entry_from_leaf
 from finance_pipeline.ledger.extract import DTYPES, entries_from_lines
-from finance_pipeline.proof.package import ledger_totals
+from finance_pipeline.proof.package import ledger_totals, totals_rows
 
 # A balanced pair of postings: one debit, its amount credited in two lines.
 POSTING = st.tuples(st.sampled_from(["USD", "EUR", "JPY"]), st.integers(1, 10**12), st.integers(1, 10**12))
@@ -33,6 +33,12 @@ def test_the_totals_of_a_frame_are_the_totals_of_its_entries(entries):
     frame = pd.DataFrame(rows, columns=list(DTYPES)).astype(DTYPES)
     expected = ledger_totals(entry_from_leaf(e) for e in entries_from_lines(frame))
     assert totals_by_currency(frame[["amount_minor", "direction", "currency"]]) == expected
+    # A day read in pieces: the sums of its pieces give the same totals.
+    for size in (1, 2, 5):
+        sums: dict = {}
+        for at in range(0, len(frame), size):
+            sums_by_currency(frame.iloc[at:at + size], sums)
+        assert totals_rows(sums) == expected
 
 
 def _reference_totals(lines: pd.DataFrame) -> list[dict]:

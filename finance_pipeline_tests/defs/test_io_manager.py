@@ -59,6 +59,8 @@ def as_source(stripe_balance_transactions: StoredFrame) -> None:
     SEEN["some"] = source.read(["id", "raw", "record"])
     SEEN["all"] = source.read()
     SEEN["again"] = source.read(["amount"])
+    SEEN["pieces"] = list(source.batches(1))
+    SEEN["some pieces"] = list(source.batches(5, ["id", "raw"]))
 
 
 def _run(manager: ParquetIOManager, selection, partition: str = DAY) -> dg.ExecuteInProcessResult:
@@ -79,6 +81,12 @@ def test_a_frame_as_a_source_reads_only_the_columns_asked_for(manager):
     pd.testing.assert_frame_equal(SEEN["some"], frame[["id", "record"]])
     pd.testing.assert_frame_equal(SEEN["all"], frame)
     pd.testing.assert_frame_equal(SEEN["again"], frame[["amount"]])
+    # In pieces: each with the frame's dtypes and an index of its own.
+    assert [len(p) for p in SEEN["pieces"]] == [1, 1]
+    pd.testing.assert_frame_equal(SEEN["pieces"][1], frame.iloc[1:].reset_index(drop=True))
+    pd.testing.assert_frame_equal(pd.concat(SEEN["pieces"], ignore_index=True), frame)
+    assert len(SEEN["some pieces"]) == 1
+    pd.testing.assert_frame_equal(SEEN["some pieces"][0], frame[["id"]])
 
 
 @pytest.mark.parametrize("consumer", [as_frame, as_source])

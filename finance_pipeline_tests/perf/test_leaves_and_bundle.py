@@ -158,11 +158,17 @@ def test_bundle_from_sources_is_the_bundle_from_frames():
     assert [s.asked for s in sources] == [[None], pulls, pulls]
 
 
-def test_bundle_from_stored_parquet_files_with_many_row_groups(tmp_path):
-    """As the proof step reads them: Parquet files, texts split over row groups (Arrow chunks)."""
+@pytest.mark.parametrize("in_file_order", [False, True])
+def test_bundle_from_stored_parquet_files_with_many_row_groups(tmp_path, monkeypatch, in_file_order):
+    """As the proof step reads them: Parquet files, texts split over row groups (Arrow chunks);
+    an extract in file order read in pieces across row groups, another one whole."""
     from finance_pipeline.defs.io_managers import StoredFrame
+    from finance_pipeline.export import prove
 
     lines, stripe, payouts = scenario_inputs(11, True)
+    if in_file_order:
+        lines = lines.sort_values(["ts_us", "journal_id", "line_no"], kind="mergesort", ignore_index=True)
+    monkeypatch.setattr(prove, "LEDGER_PIECE_LINES", 7)
     tol = Tolerances()
     report = build_report(reconcile(lines, stripe, payouts, *day_bounds_us(DAY), tol))
     expected = prove_day(DAY, lines, stripe, payouts, report, tol, None)
