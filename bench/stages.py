@@ -6,7 +6,7 @@ RSS (``ru_maxrss``) after each step, so the table can show where memory grows.
 
 Stages:
   generate   build the day and COPY it into the (empty) database; write the sandbox data files
-  extract    ledger extract (finance_pipeline.ledger.extract.extract_window_lines), twice
+  extract    ledger extract to the stages' Parquet file (finance_pipeline.export.prove.write_day), twice
   providers  Stripe and payout frames from the generated records (no HTTP)
   http       the same through the sandboxes over HTTP (the official Stripe SDK, httpx)
   core       reconciliation + report, GX gates, proof bundle, signing (incl. self-verification),
@@ -94,7 +94,9 @@ def stage_generate(work: Path) -> dict[str, Any]:
 
 
 def stage_extract(work: Path) -> dict[str, Any]:
-    from finance_pipeline.export.prove import extract_day
+    """The ledger extract as the Dagster asset runs it: written to the Parquet file the next
+    stages read (export.prove.write_day, in time slices on a large day), twice."""
+    from finance_pipeline.export.prove import write_day
     from finance_pipeline.ledger.engine import create_ledger_engine
     from finance_pipeline.reconciliation import Tolerances
 
@@ -102,19 +104,16 @@ def stage_extract(work: Path) -> dict[str, Any]:
     engine = create_ledger_engine(cfg["database_url"])
     timer = Timer()
     runs = []
-    lines = None
-    for i in range(2):
-        lines = None
+    rows = 0
+    for _ in range(2):
         gc.collect()
         t0 = time.perf_counter()
-        lines = extract_day(engine, cfg["day"], Tolerances(time_s=MARGIN_S))
+        rows = write_day(engine, cfg["day"], Tolerances(time_s=MARGIN_S), work / "lines.parquet")
         runs.append(time.perf_counter() - t0)
     timer.steps["extract"] = min(runs)
     timer.rss["extract"] = round(peak_rss_mib(), 1)
     engine.dispose()
-    lines.to_parquet(work / "lines.parquet")
-    return timer.result(runs=[round(r, 3) for r in runs], rows=len(lines),
-                        rows_per_s=round(len(lines) / min(runs)))
+    return timer.result(runs=[round(r, 3) for r in runs], rows=rows, rows_per_s=round(rows / min(runs)))
 
 
 def _provider_records(work: Path, day: str, stripe_file: Path, payout_files: list[Path]

@@ -1,8 +1,9 @@
 """Storage for intermediate results: a local folder, or S3 when a bucket is set.
 
 DataFrames are Parquet (pickles are avoided on purpose: Parquet keeps integer money columns
-typed and any analyst's tool can read it); dicts such as the reconciliation report are stored
-as their canonical JSON bytes, exactly as they would be published.
+typed and any analyst's tool can read it), as is a Parquet file a step wrote itself
+(``ParquetFile``: a day too large to hold whole); dicts such as the reconciliation report are
+stored as their canonical JSON bytes, exactly as they would be published.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import hashlib
 import io
 import json
 import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -111,6 +114,16 @@ class StoredFrame:
         return f"StoredFrame({self.name!r})"
 
 
+@dataclass(frozen=True)
+class ParquetFile:
+    """A frame its step wrote to a Parquet file itself, a piece at a time, because the day may
+    not fit in memory whole (the ledger extract): stored as it is, then removed. Steps read it
+    back as the frame it holds."""
+
+    path: Path
+    rows: int
+
+
 class ParquetIOManager(dg.ConfigurableIOManager):
     """Stores each (asset, partition) as ``<root>/<asset path>/<partition>.parquet|.json``."""
 
@@ -132,6 +145,9 @@ class ParquetIOManager(dg.ConfigurableIOManager):
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         if obj is None:
+            return
+        if isinstance(obj, ParquetFile):
+            self._store_file(context, obj)
             return
         if isinstance(obj, pd.DataFrame):
             buf = io.BytesIO()
@@ -160,6 +176,26 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         if isinstance(obj, pd.DataFrame):
             meta["rows"] = len(obj)
         context.add_output_metadata(meta)
+
+    def _store_file(self, context: dg.OutputContext, obj: ParquetFile) -> None:
+        """Store a step's own Parquet file without reading it into memory (S3: a multipart
+        upload), then remove it; readers never see a part of it."""
+        rel = self._stem(context) + ".parquet"
+        try:
+            if self.s3_bucket:
+                key = self._s3_key(rel)
+                self.s3.get_client().upload_file(str(obj.path), self.s3_bucket, key)
+                uri = f"s3://{self.s3_bucket}/{key}"
+            else:
+                path = self._local(rel)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(path.name + ".tmp")
+                shutil.move(obj.path, tmp)  # a rename when both are on one file system
+                os.replace(tmp, path)
+                uri = str(path)
+        finally:
+            Path(obj.path).unlink(missing_ok=True)
+        context.add_output_metadata({"storage": dg.MetadataValue.path(uri), "rows": obj.rows})
 
     def _source(self, context: dg.InputContext, stem: str) -> StoredFrame:
         rel = stem + ".parquet"

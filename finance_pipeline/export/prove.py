@@ -1,7 +1,8 @@
 """A day's proof, in the order every path runs it: the Dagster assets (and `export`, which
 materializes them), the bench in one process, and the restore drill on a restored database.
 
-1. ``extract_day``: the ledger lines of the day's window (ledger/extract.extract_window_lines);
+1. ``extract_day``: the ledger lines of the day's window (ledger/extract.extract_window_lines;
+   ``write_day`` writes them to a file in slices, as the Dagster asset does);
 2. ``reconcile_day``: the reconciliation, following open references into the whole ledger;
 3. ``prove_day``: the package's files and statement (its files written by export/bundle.py);
 4. ``exporter.seal``: signed and verified as an auditor would;
@@ -35,6 +36,15 @@ def extract_day(engine: sa.Engine, day: str, tol: Tolerances) -> pd.DataFrame:
     from finance_pipeline.ledger.extract import extract_window_lines
 
     return extract_window_lines(engine, *recon_window_us(day, tol.time_s))
+
+
+def write_day(engine: sa.Engine, day: str, tol: Tolerances, path: Any,
+              on_piece: Callable[[pd.DataFrame], Any] | None = None) -> int:
+    """``extract_day`` written to the Parquet file ``path`` in time slices, never held whole
+    (ledger/extract.write_window_lines); the number of lines."""
+    from finance_pipeline.ledger.extract import write_window_lines
+
+    return write_window_lines(engine, *recon_window_us(day, tol.time_s), path, on_piece)
 
 
 def follow_references(engine: sa.Engine, day: str, tol: Tolerances) -> Callable[[Any, bool], pd.DataFrame]:

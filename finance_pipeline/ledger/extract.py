@@ -144,6 +144,59 @@ def extract_window_lines(engine: sa.Engine, lo_us: int, hi_us: int, **kwargs: An
                        extract_continuation_lines(engine, lo_us, hi_us))
 
 
+# A window of more entries than this is read in time slices of about this many, each written
+# out before the next is read (a slice of a million entries is about 0.9 GB of frame).
+SLICE_ENTRIES = 1_000_000
+
+
+def write_window_lines(engine: sa.Engine, lo_us: int, hi_us: int, path: Any,
+                       on_piece: Callable[[pd.DataFrame], Any] | None = None, *,
+                       slice_entries: int = SLICE_ENTRIES, **kwargs: Any) -> int:
+    """``extract_window_lines`` written to the Parquet file ``path``, a piece at a time: the
+    continuation lines before the window, the window in time slices of about
+    ``slice_entries`` entries, the continuation lines after it. The file read back is the frame
+    ``extract_window_lines`` returns (the slices are disjoint and in order); ``on_piece`` sees
+    each piece in that order. Only one slice is in memory at a time. Returns the line count.
+
+    Each slice is read in a transaction of its own: an entry posted into an earlier slice
+    while a later one is read is not in the file, and the day's seal, which counts the day's
+    entries again, refuses the proof (export/exporter.publish_day).
+    """
+    import pyarrow.parquet as pq
+
+    if slice_entries < 1:
+        raise ValueError(f"slice_entries must be >= 1, got {slice_entries}")
+    lo_us, hi_us = int(lo_us), int(hi_us)
+    with engine.connect() as conn:
+        entries = conn.execute(sa.select(sa.func.count()).select_from(journal_entries)
+                               .where(_E.ts_us >= lo_us, _E.ts_us < hi_us)).scalar_one()
+    slices = max(1, -(-int(entries) // slice_entries))
+    bounds = [lo_us + (hi_us - lo_us) * k // slices for k in range(slices + 1)]
+    more = extract_continuation_lines(engine, lo_us, hi_us)
+    schema = pa.Schema.from_pandas(_to_frame(SCHEMA.empty_table()), preserve_index=False)
+    rows = 0
+    with pq.ParquetWriter(path, schema) as writer:
+        def put(frame: pd.DataFrame) -> None:
+            nonlocal rows
+            frame = frame.reset_index(drop=True)
+            writer.write_table(pa.Table.from_pandas(frame, schema=schema, preserve_index=False))
+            rows += len(frame)
+            if on_piece is not None:
+                on_piece(frame)
+
+        ts = more["ts_us"].to_numpy(dtype=np.int64)
+        if (ts < lo_us).any():
+            put(more[ts < lo_us])
+        for a, b in zip(bounds, bounds[1:]):
+            piece = extract_day_lines(engine, a, b, **kwargs)
+            if len(piece) or slices == 1:
+                put(piece)
+            del piece
+        if (ts >= hi_us).any():
+            put(more[ts >= hi_us])
+    return rows
+
+
 def union_lines(first: pd.DataFrame, *more: pd.DataFrame) -> pd.DataFrame:
     """Line frames as one, in extract order (ts_us, journal_id, line_no) and ``first``'s dtypes:
     an extract and the entries read beside it. ``first`` itself when nothing is added."""

@@ -23,6 +23,7 @@ from finance_pipeline.ledger.extract import (
     extract_day_lines,
     extract_linked_lines,
     extract_window_lines,
+    write_window_lines,
     libpq_conninfo,
     snapshot_cursors,
 )
@@ -318,3 +319,44 @@ def test_linked_lines_are_the_entries_outside_the_window_naming_the_references(l
     _assert_shape(frame)
     assert frame["journal_id"].drop_duplicates().tolist() == ["earlier", "later"]
     assert extract_linked_lines(ledger, [], LO, HI).empty
+
+
+@pytest.mark.parametrize("slice_entries", [1, 2, 5, 1000])
+def test_the_window_written_in_slices_reads_back_as_the_window_extract(ledger, tmp_path, slice_entries):
+    """Continuation lines on both sides, entries on the slices' edges, a slice with nothing in it:
+    the file is the frame, and the pieces it was written in are that frame cut in order."""
+    day = 86_400_000_000
+    quarter = (HI - LO) // 4
+    post_entries(ledger, [
+        entry("rev-earlier", ts=format_ts_us(LO - day), provider="stripe", provider_reference="re_1"),
+        entry("a-first", ts=format_ts_us(LO)),
+        entry("b-edge", ts=format_ts_us(LO + quarter), provider="stripe", provider_reference="ch_1"),
+        entry("c-same-instant", ts=format_ts_us(LO + quarter)),
+        entry("d-refund", ts=format_ts_us(LO + quarter + 5), provider="stripe", provider_reference="re_1",
+              kind="reversal", reverses="rev-earlier",
+              lines=[line("revenue", "debit", 1250), line("cash", "credit", 1250)]),
+        entry("e-last", ts=format_ts_us(HI - 1), provider="payout_sandbox", provider_reference="po_1"),
+        entry("f-later", ts=format_ts_us(HI + 2 * day), provider="stripe", provider_reference="ch_1"),
+        entry("outside", ts=format_ts_us(HI + day)),
+    ])
+    pieces: list[pd.DataFrame] = []
+    path = tmp_path / "lines.parquet"
+    rows = write_window_lines(ledger, LO, HI, path, pieces.append, slice_entries=slice_entries)
+    expected = extract_window_lines(ledger, LO, HI)
+    assert expected["journal_id"].drop_duplicates().tolist() == [
+        "rev-earlier", "a-first", "b-edge", "c-same-instant", "d-refund", "e-last", "f-later"]
+    back = pd.read_parquet(path)
+    pd.testing.assert_frame_equal(back, expected)
+    # Before, the slices holding entries (five in the window: one to three slices of equal
+    # time), after.
+    assert rows == len(expected) and all(len(p) for p in pieces)
+    assert len(pieces) == {1: 5, 2: 4, 5: 3, 1000: 3}[slice_entries]
+    pd.testing.assert_frame_equal(pd.concat(pieces, ignore_index=True), expected)
+
+
+def test_an_empty_window_written_has_the_extract_s_columns(ledger, tmp_path):
+    path = tmp_path / "lines.parquet"
+    assert write_window_lines(ledger, LO, HI, path) == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(path), extract_window_lines(ledger, LO, HI))
+    with pytest.raises(ValueError, match="slice_entries"):
+        write_window_lines(ledger, LO, HI, path, slice_entries=0)

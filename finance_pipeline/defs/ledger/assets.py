@@ -5,13 +5,38 @@ annotation types of `context` and resources.
 """
 
 
+import os
+import tempfile
+from pathlib import Path
+
 import dagster as dg
+import numpy as np
 import pandas as pd
 
+from finance_pipeline.defs.io_managers import ParquetFile
 from finance_pipeline.defs.reconciliation.assets import warm_up_gates
 from finance_pipeline.defs.resources import LedgerResource, ReconciliationSettings
-from finance_pipeline.columnar.totals import totals_by_currency
+from finance_pipeline.columnar.totals import sums_by_currency
 from finance_pipeline.domain.timeutil import day_bounds_us, format_ts_us, recon_window_us
+from finance_pipeline.proof.package import totals_rows
+
+
+class _DaySummary:
+    """What the extract's metadata says of the day, added up piece by piece (a time slice
+    holds whole entries, so their counts add up)."""
+
+    def __init__(self, lo: int, hi: int):
+        self.lo, self.hi = lo, hi
+        self.entries = self.lines = 0
+        self.sums: dict[str, tuple[int, int]] = {}
+
+    def add(self, piece: pd.DataFrame) -> None:
+        ts = piece["ts_us"].to_numpy(dtype=np.int64)
+        in_day = (ts >= self.lo) & (ts < self.hi)
+        self.entries += int(piece["journal_id"][in_day].nunique())
+        self.lines += int(in_day.sum())
+        # Only the columns the metadata reads: a copy of the whole piece is a gigabyte at 1M entries.
+        sums_by_currency(piece.loc[in_day, ["currency", "direction", "amount_minor"]], self.sums)
 
 
 
@@ -35,25 +60,29 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
         warm_up_gates(context)
         from finance_pipeline.ledger import reviews
         from finance_pipeline.ledger.audit import now_us
-        from finance_pipeline.export.prove import extract_day
+        from finance_pipeline.export.prove import write_day
 
         lo, hi = day_bounds_us(context.partition_key)
         # People's entries of the day still waiting for their second person: not in the ledger
         # (nor in this extract) until approved.
         waiting = reviews.pending(ledger.engine(), now_us(), day=context.partition_key)
         w_lo, w_hi = recon_window_us(context.partition_key, recon.time_tolerance_s)
-        lines = extract_day(ledger.engine(), context.partition_key, recon.tolerances())
-        ts = lines["ts_us"].to_numpy()
-        in_day = (ts >= lo) & (ts < hi)
-        n_in_day = int(in_day.sum())
-        # Only the columns the metadata reads: a copy of the whole day is a gigabyte at 1M entries.
-        totals = pd.DataFrame(totals_by_currency(lines.loc[in_day, ["currency", "direction", "amount_minor"]]))
+        day = _DaySummary(lo, hi)
+        # Written to a file a time slice at a time: a large day is never in memory whole.
+        fd, spool = tempfile.mkstemp(prefix=f"ledger_extract-{context.partition_key}-", suffix=".parquet")
+        os.close(fd)
+        try:
+            rows = write_day(ledger.engine(), context.partition_key, recon.tolerances(), spool, day.add)
+        except BaseException:
+            Path(spool).unlink(missing_ok=True)
+            raise
+        totals = pd.DataFrame(totals_rows(day.sums))
         return dg.Output(
-            lines,
+            ParquetFile(Path(spool), rows),
             metadata={
-                "entries": int(lines["journal_id"][in_day].nunique()),
-                "lines": n_in_day,
-                "boundary_lines": len(lines) - n_in_day,
+                "entries": day.entries,
+                "lines": day.lines,
+                "boundary_lines": rows - day.lines,
                 "window": f"[{format_ts_us(w_lo)}, {format_ts_us(w_hi - 1)}]",
                 "totals": dg.MetadataValue.md(
                     totals.to_markdown(index=False) if not totals.empty else "_no entries_"
