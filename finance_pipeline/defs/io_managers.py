@@ -190,8 +190,11 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                 path = self._local(rel)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_name(path.name + ".tmp")
-                shutil.move(obj.path, tmp)  # a rename when both are on one file system
-                os.replace(tmp, path)
+                try:
+                    shutil.move(obj.path, tmp)  # a rename when both are on one file system
+                    os.replace(tmp, path)
+                finally:
+                    tmp.unlink(missing_ok=True)
                 uri = str(path)
         finally:
             Path(obj.path).unlink(missing_ok=True)

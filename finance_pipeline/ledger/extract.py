@@ -149,30 +149,35 @@ def extract_window_lines(engine: sa.Engine, lo_us: int, hi_us: int, **kwargs: An
 SLICE_ENTRIES = 1_000_000
 
 
+class WindowMovedError(RuntimeError):
+    """Entries were posted into the window, or beside its claims, while it was read in slices:
+    the file would not be one state of the ledger. Nothing is kept; read it again."""
+
+
 def write_window_lines(engine: sa.Engine, lo_us: int, hi_us: int, path: Any,
                        on_piece: Callable[[pd.DataFrame], Any] | None = None, *,
-                       slice_entries: int = SLICE_ENTRIES, **kwargs: Any) -> int:
+                       slice_entries: int | None = None, **kwargs: Any) -> int:
     """``extract_window_lines`` written to the Parquet file ``path``, a piece at a time: the
-    continuation lines before the window, the window in time slices of about
-    ``slice_entries`` entries, the continuation lines after it. The file read back is the frame
-    ``extract_window_lines`` returns (the slices are disjoint and in order); ``on_piece`` sees
-    each piece in that order. Only one slice is in memory at a time. Returns the line count.
+    continuation lines before the window, the window in time slices of at most about
+    ``slice_entries`` (default ``SLICE_ENTRIES``) entries (cut at the entries' own instants, so equal instants share a
+    slice), the continuation lines after it. The file read back is the frame
+    ``extract_window_lines`` returns; ``on_piece`` sees each piece in that order. Only one
+    slice is in memory at a time. Returns the line count.
 
-    Each slice is read in a transaction of its own: an entry posted into an earlier slice
-    while a later one is read is not in the file, and the day's seal, which counts the day's
-    entries again, refuses the proof (export/exporter.publish_day).
+    The slices are read one after another, not in one snapshot. The ledger is append-only, so
+    the file is one state of it when the window's entry count and the continuation entries are
+    the same after the last slice as before the first; otherwise WindowMovedError (the caller
+    reads the window again).
     """
     import pyarrow.parquet as pq
 
+    slice_entries = SLICE_ENTRIES if slice_entries is None else slice_entries
     if slice_entries < 1:
         raise ValueError(f"slice_entries must be >= 1, got {slice_entries}")
     lo_us, hi_us = int(lo_us), int(hi_us)
-    with engine.connect() as conn:
-        entries = conn.execute(sa.select(sa.func.count()).select_from(journal_entries)
-                               .where(_E.ts_us >= lo_us, _E.ts_us < hi_us)).scalar_one()
-    slices = max(1, -(-int(entries) // slice_entries))
-    bounds = [lo_us + (hi_us - lo_us) * k // slices for k in range(slices + 1)]
-    more = extract_continuation_lines(engine, lo_us, hi_us)
+    entries, bounds = _window_slices(engine, lo_us, hi_us, slice_entries)
+    ids = _continuation_ids(engine, lo_us, hi_us)
+    more = extract_entries_lines(engine, ids) if ids else _rows_frame([])
     schema = pa.Schema.from_pandas(_to_frame(SCHEMA.empty_table()), preserve_index=False)
     rows = 0
     with pq.ParquetWriter(path, schema) as writer:
@@ -189,12 +194,37 @@ def write_window_lines(engine: sa.Engine, lo_us: int, hi_us: int, path: Any,
             put(more[ts < lo_us])
         for a, b in zip(bounds, bounds[1:]):
             piece = extract_day_lines(engine, a, b, **kwargs)
-            if len(piece) or slices == 1:
+            if len(piece) or len(bounds) == 2:
                 put(piece)
             del piece
         if (ts >= hi_us).any():
             put(more[ts >= hi_us])
+    if _window_entries(engine, lo_us, hi_us) != entries or _continuation_ids(engine, lo_us, hi_us) != ids:
+        raise WindowMovedError(
+            f"entries were posted into [{format_ts_us(lo_us)}, {format_ts_us(hi_us)}) or beside its claims "
+            "while it was read; read it again")
     return rows
+
+
+def _window_entries(engine: sa.Engine, lo_us: int, hi_us: int) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(journal_entries)
+                                .where(_E.ts_us >= lo_us, _E.ts_us < hi_us)).scalar_one())
+
+
+def _window_slices(engine: sa.Engine, lo_us: int, hi_us: int, slice_entries: int) -> tuple[int, list[int]]:
+    """(entries in the window, the bounds of its slices): [lo, hi) itself when it holds at most
+    ``slice_entries`` entries, else cut at the instant of every ``slice_entries``-th entry in
+    time order (one pass over the time index)."""
+    entries = _window_entries(engine, lo_us, hi_us)
+    if entries <= slice_entries:
+        return entries, [lo_us, hi_us]
+    rank = sa.func.row_number().over(order_by=_E.ts_us).label("rank")
+    ranked = sa.select(_E.ts_us, rank).where(_E.ts_us >= lo_us, _E.ts_us < hi_us).subquery()
+    cuts = sa.select(ranked.c.ts_us).where(ranked.c.rank > 1, (ranked.c.rank - 1) % slice_entries == 0)
+    with engine.connect() as conn:
+        inner = sorted(set(conn.execute(cuts).scalars()) - {lo_us})
+    return entries, [lo_us, *inner, hi_us]
 
 
 def union_lines(first: pd.DataFrame, *more: pd.DataFrame) -> pd.DataFrame:
@@ -212,6 +242,14 @@ def extract_continuation_lines(engine: sa.Engine, lo_us: int, hi_us: int) -> pd.
     with an entry inside it: every later one, and an earlier one only where the entry inside is
     a reversal. One query: the reference index answers it per in-window entry, so
     its cost follows the day, not the ledger's history."""
+    # The ids first (usually none): the lines are then read by id, so the planner is never
+    # tempted to scan every line of the ledger's history for an estimated-large IN list.
+    ids = _continuation_ids(engine, lo_us, hi_us)
+    return extract_entries_lines(engine, ids) if ids else _rows_frame([])
+
+
+def _continuation_ids(engine: sa.Engine, lo_us: int, hi_us: int) -> list[str]:
+    """The journal ids ``extract_continuation_lines`` reads the lines of, sorted."""
     inner, outer = journal_entries.alias("inner_e"), journal_entries.alias("outer_e")
     linked = (
         sa.select(outer.c.journal_id)
@@ -223,11 +261,8 @@ def extract_continuation_lines(engine: sa.Engine, lo_us: int, hi_us: int) -> pd.
                # after its claim's day is reported on its own day, never folded back.
                sa.or_(outer.c.ts_us >= int(hi_us), sa.and_(outer.c.ts_us < int(lo_us), inner.c.kind == "reversal")))
     )
-    # The ids first (usually none): the lines are then read by id, so the planner is never
-    # tempted to scan every line of the ledger's history for an estimated-large IN list.
     with engine.connect() as conn:
-        ids = sorted(set(conn.execute(linked.distinct()).scalars()))
-    return extract_entries_lines(engine, ids) if ids else _rows_frame([])
+        return sorted(set(conn.execute(linked.distinct()).scalars()))
 
 
 def extract_entries_lines(engine: sa.Engine, journal_ids: Iterable[str], *, batch: int = 500) -> pd.DataFrame:

@@ -10,7 +10,7 @@ import pytest
 from finance_pipeline_tests.fixtures import skip_unless_ci
 from dagster_aws.s3 import S3Resource
 
-from finance_pipeline.defs.io_managers import AS_SOURCE, ParquetIOManager, StoredFrame
+from finance_pipeline.defs.io_managers import AS_SOURCE, ParquetFile, ParquetIOManager, StoredFrame
 from finance_pipeline_tests.fixtures.aws import DUMMY_CREDENTIALS, REGION
 
 DAY = "2026-11-02"
@@ -67,6 +67,42 @@ def _run(manager: ParquetIOManager, selection, partition: str = DAY) -> dg.Execu
     SEEN.clear()
     return dg.materialize([pulled, as_frame, as_source], selection=selection, partition_key=partition,
                           resources={"storage": manager}, raise_on_error=False)
+
+
+WRITTEN: dict = {}
+
+
+@dg.asset(name="stripe_balance_transactions", partitions_def=PARTS, io_manager_key="storage")
+def written_by_the_step() -> ParquetFile:
+    """A step that writes its own Parquet file (as the ledger extract does), in two row groups."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = WRITTEN["dir"] / "spool.parquet"
+    frame = _frame()
+    with pq.ParquetWriter(path, pa.Schema.from_pandas(frame, preserve_index=False)) as writer:
+        for at in (0, 1):
+            writer.write_table(pa.Table.from_pandas(frame.iloc[at:at + 1], preserve_index=False))
+    WRITTEN["path"] = path
+    return ParquetFile(path, len(frame))
+
+
+def test_a_file_a_step_wrote_is_stored_as_it_is_and_read_back_as_its_frame(manager, tmp_path):
+    WRITTEN["dir"] = tmp_path
+    SEEN.clear()
+    result = dg.materialize([written_by_the_step, as_frame, as_source], partition_key=DAY,
+                            resources={"storage": manager})
+    assert result.success
+    pd.testing.assert_frame_equal(SEEN["frame"], _frame())
+    pd.testing.assert_frame_equal(SEEN["all"], _frame())
+    assert [len(p) for p in SEEN["pieces"]] == [1, 1]
+    # The step's own file is gone, moved or uploaded; the stored one is whole.
+    assert not WRITTEN["path"].exists()
+    meta = result.get_asset_materialization_events()[0].materialization.metadata
+    assert meta["rows"].value == 2
+    if not manager.s3_bucket:
+        stored = tmp_path / "stripe_balance_transactions" / f"{DAY}.parquet"
+        assert meta["storage"].value == str(stored) and not list(tmp_path.rglob("*.tmp"))
 
 
 def test_a_frame_comes_back_as_it_was_stored(manager):

@@ -92,3 +92,50 @@ def test_an_asset_invoked_directly_warms_nothing_up(monkeypatch):
 
     monkeypatch.setattr(gates, "warm_up", lambda: pytest.fail("no run, no gates to warm up for"))
     warm_up_gates(dg.build_asset_context(partition_key=DAY))
+
+
+def test_the_extract_is_written_in_slices_and_read_again_when_the_ledger_moved(clean_world, monkeypatch):
+    """The asset stores the file it wrote slice by slice: the window extract, with the metadata
+    of the whole day; a window that moved while it was read is read again."""
+    from finance_pipeline.export import prove
+    from finance_pipeline.ledger import extract
+    from finance_pipeline.ledger.engine import create_ledger_engine
+
+    monkeypatch.setattr(extract, "SLICE_ENTRIES", 3)
+    write_day, calls = prove.write_day, []
+
+    def moved_once(engine, day, tol, path, on_piece=None):
+        calls.append(day)
+        if len(calls) == 1:
+            on_piece(extract.extract_day_lines(engine, *day_bounds_us(day)))  # counted, then dropped
+            raise extract.WindowMovedError("entries were posted into the window; read it again")
+        return write_day(engine, day, tol, path, on_piece)
+
+    monkeypatch.setattr(prove, "write_day", moved_once)
+    monkeypatch.setattr(extract, "extract_day_lines", _spy(extract.extract_day_lines, slices := []))
+    instance = dg.DagsterInstance.ephemeral()
+    result = _materialize(clean_world, ["ledger_extract"], instance=instance)
+    assert result.success and len(calls) == 2
+    assert len(slices) > 2  # the first attempt's one read, then the window in slices of 3 entries
+
+    stored = pd.read_parquet(clean_world.storage / "ledger_extract" / f"{DAY}.parquet")
+    engine = create_ledger_engine(clean_world.database_url)
+    try:
+        pd.testing.assert_frame_equal(stored, prove.extract_day(engine, DAY, clean_world.definitions()
+                                                                 .resources["recon"].tolerances()))
+    finally:
+        engine.dispose()
+    lo, hi = day_bounds_us(DAY)
+    in_day = stored[(stored["ts_us"] >= lo) & (stored["ts_us"] < hi)]
+    meta = result.get_asset_materialization_events()[0].materialization.metadata
+    assert (meta["entries"].value, meta["lines"].value) == (in_day["journal_id"].nunique(), len(in_day))
+    assert meta["rows"].value == len(stored)
+    assert not list(clean_world.storage.glob("ledger_extract/*.tmp"))
+    assert any("read it again (attempt 1)" in e.user_message for e in instance.all_logs(result.run_id))
+
+
+def _spy(fn, seen):
+    def spy(*args, **kwargs):
+        seen.append(kwargs)
+        return fn(*args, **kwargs)
+    return spy

@@ -23,6 +23,7 @@ from finance_pipeline.ledger.extract import (
     extract_day_lines,
     extract_linked_lines,
     extract_window_lines,
+    WindowMovedError,
     write_window_lines,
     libpq_conninfo,
     snapshot_cursors,
@@ -347,10 +348,14 @@ def test_the_window_written_in_slices_reads_back_as_the_window_extract(ledger, t
         "rev-earlier", "a-first", "b-edge", "c-same-instant", "d-refund", "e-last", "f-later"]
     back = pd.read_parquet(path)
     pd.testing.assert_frame_equal(back, expected)
-    # Before, the slices holding entries (five in the window: one to three slices of equal
-    # time), after.
+    # Before, the window's slices (cut at every slice_entries-th entry's instant; the two entries
+    # at LO + quarter share a slice), after.
     assert rows == len(expected) and all(len(p) for p in pieces)
-    assert len(pieces) == {1: 5, 2: 4, 5: 3, 1000: 3}[slice_entries]
+    window = [p["journal_id"].drop_duplicates().tolist() for p in pieces[1:-1]]
+    assert window == {1: [["a-first"], ["b-edge", "c-same-instant"], ["d-refund"], ["e-last"]],
+                      2: [["a-first"], ["b-edge", "c-same-instant", "d-refund"], ["e-last"]],
+                      5: [["a-first", "b-edge", "c-same-instant", "d-refund", "e-last"]],
+                      1000: [["a-first", "b-edge", "c-same-instant", "d-refund", "e-last"]]}[slice_entries]
     pd.testing.assert_frame_equal(pd.concat(pieces, ignore_index=True), expected)
 
 
@@ -360,3 +365,41 @@ def test_an_empty_window_written_has_the_extract_s_columns(ledger, tmp_path):
     pd.testing.assert_frame_equal(pd.read_parquet(path), extract_window_lines(ledger, LO, HI))
     with pytest.raises(ValueError, match="slice_entries"):
         write_window_lines(ledger, LO, HI, path, slice_entries=0)
+
+
+def test_slices_follow_the_entries_not_the_clock(ledger, tmp_path):
+    """A day whose entries crowd into its first minutes is still cut into slices of about
+    slice_entries entries."""
+    post_entries(ledger, [entry(f"early-{k}", ts=format_ts_us(LO + k)) for k in range(8)]
+                 + [entry(f"late-{k}", ts=format_ts_us(HI - 10 + k)) for k in range(2)])
+    pieces: list[pd.DataFrame] = []
+    write_window_lines(ledger, LO, HI, tmp_path / "lines.parquet", pieces.append, slice_entries=3)
+    assert [p["journal_id"].nunique() for p in pieces] == [3, 3, 3, 1]
+
+
+@pytest.mark.parametrize("posted", ["into the window", "beside a claim"])
+def test_a_window_that_moves_while_it_is_read_is_refused(ledger, tmp_path, posted):
+    """An entry posted after the first slice was read (into a later slice, or a reversal outside
+    the window completing one of its claims) would give a file that is no state of the ledger."""
+    day = 86_400_000_000
+    post_entries(ledger, [
+        entry("a", ts=format_ts_us(LO + 10)),
+        entry("claim", ts=format_ts_us(LO + 20), provider="stripe", provider_reference="ch_9"),
+        entry("b", ts=format_ts_us(HI - 10)),
+    ])
+    late = (entry("late", ts=format_ts_us(HI - 5)) if posted == "into the window" else
+            entry("claim-rev", ts=format_ts_us(HI + day), provider="stripe", provider_reference="ch_9",
+                  kind="reversal", reverses="claim",
+                  lines=[line("revenue", "debit", 1250), line("cash", "credit", 1250)]))
+    done: list[bool] = []
+
+    def post_once(piece):
+        if not done:
+            done.append(True)
+            post_entries(ledger, [late])
+
+    with pytest.raises(WindowMovedError, match="read it again"):
+        write_window_lines(ledger, LO, HI, tmp_path / "lines.parquet", post_once, slice_entries=1)
+    # Read again, the window is the ledger as it now is.
+    write_window_lines(ledger, LO, HI, tmp_path / "lines.parquet", slice_entries=1)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "lines.parquet"), extract_window_lines(ledger, LO, HI))

@@ -169,6 +169,14 @@ def test_bundle_from_stored_parquet_files_with_many_row_groups(tmp_path, monkeyp
     if in_file_order:
         lines = lines.sort_values(["ts_us", "journal_id", "line_no"], kind="mergesort", ignore_index=True)
     monkeypatch.setattr(prove, "LEDGER_PIECE_LINES", 7)
+    in_pieces, built = prove._ledger_in_pieces, []
+
+    def spy(*args):
+        out = in_pieces(*args)
+        built.append(out)
+        return out
+
+    monkeypatch.setattr(prove, "_ledger_in_pieces", spy)
     tol = Tolerances()
     report = build_report(reconcile(lines, stripe, payouts, *day_bounds_us(DAY), tol))
     expected = prove_day(DAY, lines, stripe, payouts, report, tol, None)
@@ -180,6 +188,7 @@ def test_bundle_from_stored_parquet_files_with_many_row_groups(tmp_path, monkeyp
     assert len(stripe) > 10
     bundle = prove_day(DAY, *sources, report, tol, None)
     assert bundle.statement == expected.statement and bundle.files == expected.files
+    assert len(built) == (1 if in_file_order else 0)  # out of order: given up, read whole
 
 
 def test_context_bytes_are_the_context_documents_bytes():

@@ -20,6 +20,9 @@ from finance_pipeline.columnar.totals import sums_by_currency
 from finance_pipeline.domain.timeutil import day_bounds_us, format_ts_us, recon_window_us
 from finance_pipeline.proof.package import totals_rows
 
+# A window read in slices while entries are posted into it is read again, this many times in all.
+EXTRACT_ATTEMPTS = 3
+
 
 class _DaySummary:
     """What the extract's metadata says of the day, added up piece by piece (a time slice
@@ -61,18 +64,28 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
         from finance_pipeline.ledger import reviews
         from finance_pipeline.ledger.audit import now_us
         from finance_pipeline.export.prove import write_day
+        from finance_pipeline.ledger.extract import WindowMovedError
 
         lo, hi = day_bounds_us(context.partition_key)
         # People's entries of the day still waiting for their second person: not in the ledger
         # (nor in this extract) until approved.
         waiting = reviews.pending(ledger.engine(), now_us(), day=context.partition_key)
         w_lo, w_hi = recon_window_us(context.partition_key, recon.time_tolerance_s)
-        day = _DaySummary(lo, hi)
         # Written to a file a time slice at a time: a large day is never in memory whole.
         fd, spool = tempfile.mkstemp(prefix=f"ledger_extract-{context.partition_key}-", suffix=".parquet")
         os.close(fd)
+        os.chmod(spool, 0o644)  # as the storage's other files: readable by the UI's user
         try:
-            rows = write_day(ledger.engine(), context.partition_key, recon.tolerances(), spool, day.add)
+            for attempt in range(1, EXTRACT_ATTEMPTS + 1):
+                day = _DaySummary(lo, hi)
+                try:
+                    rows = write_day(ledger.engine(), context.partition_key, recon.tolerances(), spool, day.add)
+                    break
+                except WindowMovedError as exc:
+                    if attempt == EXTRACT_ATTEMPTS:
+                        raise WindowMovedError(f"{exc} ({EXTRACT_ATTEMPTS} attempts; the ledger is being "
+                                               "posted into this day: run the extract when it is quiet)") from None
+                    context.log.warning(f"{context.partition_key}: {exc} (attempt {attempt})")
         except BaseException:
             Path(spool).unlink(missing_ok=True)
             raise
