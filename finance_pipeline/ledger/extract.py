@@ -145,8 +145,9 @@ def extract_window_lines(engine: sa.Engine, lo_us: int, hi_us: int, **kwargs: An
 
 
 # A window of more entries than this is read in time slices of about this many, each written
-# out before the next is read (a slice of a million entries is about 0.9 GB of frame).
-SLICE_ENTRIES = 1_000_000
+# out before the next is read (a slice of two million entries is about 1.8 GB of frame; a
+# day of up to about 1.8M entries is one slice, read as extract_window_lines reads it).
+SLICE_ENTRIES = 2_000_000
 
 
 class WindowMovedError(RuntimeError):
@@ -164,10 +165,12 @@ def write_window_lines(engine: sa.Engine, lo_us: int, hi_us: int, path: Any,
     ``extract_window_lines`` returns; ``on_piece`` sees each piece in that order. Only one
     slice is in memory at a time. Returns the line count.
 
-    The slices are read one after another, not in one snapshot. The ledger is append-only, so
-    the file is one state of it when the window's entry count and the continuation entries are
-    the same after the last slice as before the first; otherwise WindowMovedError (the caller
-    reads the window again).
+    A window of one slice is read as ``extract_window_lines`` reads it: in one snapshot, then
+    the rest of its claims. Slices are read one after another, not in one snapshot. The ledger
+    is append-only, so the file is one state of it when the window's entry count and the
+    continuation entries are the same after the last slice as before the first; otherwise
+    WindowMovedError (the caller reads the window again). Reading every slice in one exported
+    snapshot would spare the re-reads on a day still being posted into.
     """
     import pyarrow.parquet as pq
 
@@ -176,6 +179,11 @@ def write_window_lines(engine: sa.Engine, lo_us: int, hi_us: int, path: Any,
         raise ValueError(f"slice_entries must be >= 1, got {slice_entries}")
     lo_us, hi_us = int(lo_us), int(hi_us)
     entries, bounds = _window_slices(engine, lo_us, hi_us, slice_entries)
+    whole = None
+    if len(bounds) == 2:
+        # One slice: the window is read in one snapshot before the claims' rest, as
+        # extract_window_lines reads it (entries posted meanwhile are the seal's to refuse).
+        whole = extract_day_lines(engine, lo_us, hi_us, **kwargs)
     ids = _continuation_ids(engine, lo_us, hi_us)
     more = extract_entries_lines(engine, ids) if ids else _rows_frame([])
     schema = pa.Schema.from_pandas(_to_frame(SCHEMA.empty_table()), preserve_index=False)
@@ -192,14 +200,19 @@ def write_window_lines(engine: sa.Engine, lo_us: int, hi_us: int, path: Any,
         ts = more["ts_us"].to_numpy(dtype=np.int64)
         if (ts < lo_us).any():
             put(more[ts < lo_us])
-        for a, b in zip(bounds, bounds[1:]):
-            piece = extract_day_lines(engine, a, b, **kwargs)
-            if len(piece) or len(bounds) == 2:
-                put(piece)
-            del piece
+        if whole is not None:
+            put(whole)
+            del whole
+        else:
+            for a, b in zip(bounds, bounds[1:]):
+                piece = extract_day_lines(engine, a, b, **kwargs)
+                if len(piece):
+                    put(piece)
+                del piece
         if (ts >= hi_us).any():
             put(more[ts >= hi_us])
-    if _window_entries(engine, lo_us, hi_us) != entries or _continuation_ids(engine, lo_us, hi_us) != ids:
+    if len(bounds) > 2 and (_window_entries(engine, lo_us, hi_us) != entries
+                            or _continuation_ids(engine, lo_us, hi_us) != ids):
         raise WindowMovedError(
             f"entries were posted into [{format_ts_us(lo_us)}, {format_ts_us(hi_us)}) or beside its claims "
             "while it was read; read it again")
