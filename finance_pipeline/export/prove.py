@@ -20,12 +20,12 @@ import pandas as pd
 import sqlalchemy as sa
 
 from finance_pipeline.columnar.files import context_bytes, provider_records_file
-from finance_pipeline.columnar.totals import sums_by_currency, totals_by_currency
+from finance_pipeline.columnar.totals import DayTally, totals_by_currency
 from finance_pipeline.domain.canonical import canonical_bytes
 from finance_pipeline.domain.timeutil import day_bounds_us, recon_window_us
 from finance_pipeline.export.bundle import DayBundle, payout_record_frames
 from finance_pipeline.memory import release_unused
-from finance_pipeline.proof.package import CONTEXT_FILE, LEDGER_FILE, PROVIDERS_FILE, REPORT_FILE, totals_rows
+from finance_pipeline.proof.package import CONTEXT_FILE, LEDGER_FILE, PROVIDERS_FILE, REPORT_FILE
 from finance_pipeline.proof.verify import Computed
 from finance_pipeline.reconciliation.engine import Tolerances
 
@@ -122,10 +122,8 @@ def _ledger_in_pieces(day: str, pieces: Iterable[pd.DataFrame]) -> tuple[bytes, 
     file order (then the whole frame gives the file)."""
     from finance_pipeline.columnar.leaves import entry_leaves_jsonl, in_file_order
 
-    lo, hi = day_bounds_us(day)
+    tally = DayTally(*day_bounds_us(day))
     out = io.BytesIO()
-    sums: dict[str, tuple[int, int]] = {}
-    count = 0
     kept: list[pd.DataFrame] = []
     accounts: set[str] = set()
     last: tuple[int, str] | None = None
@@ -138,10 +136,8 @@ def _ledger_in_pieces(day: str, pieces: Iterable[pd.DataFrame]) -> tuple[bytes, 
         if last is not None and not (int(ts[0]), jid.iat[0]) > last:
             raise _NotInFileOrder
         last = (int(ts[-1]), jid.iat[-1])
-        day_mask = (ts >= lo) & (ts < hi)
+        day_mask = tally.add(piece)
         out.write(entry_leaves_jsonl(piece, day_mask))
-        sums_by_currency(piece.loc[day_mask, ["amount_minor", "direction", "currency"]], sums)
-        count += int(day_mask.sum())
         account = piece["account_id"]
         first = (~account.duplicated(keep="first") & ~account.isin(accounts)).to_numpy(dtype=bool)
         accounts.update(account[first].dropna().tolist())
@@ -149,7 +145,7 @@ def _ledger_in_pieces(day: str, pieces: Iterable[pd.DataFrame]) -> tuple[bytes, 
         kept.append(piece[keep])
     if not kept:
         raise _NotInFileOrder  # nothing stored: the whole (empty) frame has the dtypes
-    return out.getvalue(), count, totals_rows(sums), pd.concat(kept, ignore_index=True)
+    return out.getvalue(), tally.lines, tally.totals, pd.concat(kept, ignore_index=True)
 
 
 def prove_day(day: str, lines: pd.DataFrame | FrameSource, stripe: pd.DataFrame | FrameSource,

@@ -10,36 +10,17 @@ import tempfile
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 
 from finance_pipeline.defs.io_managers import ParquetFile
 from finance_pipeline.defs.reconciliation.assets import warm_up_gates
 from finance_pipeline.defs.resources import LedgerResource, ReconciliationSettings
-from finance_pipeline.columnar.totals import sums_by_currency
+from finance_pipeline.columnar.totals import DayTally
 from finance_pipeline.domain.timeutil import day_bounds_us, format_ts_us, recon_window_us
-from finance_pipeline.proof.package import totals_rows
 
 # A window read in slices while entries are posted into it is read again, this many times in all.
 EXTRACT_ATTEMPTS = 3
 
-
-class _DaySummary:
-    """What the extract's metadata says of the day, added up piece by piece (a time slice
-    holds whole entries, so their counts add up)."""
-
-    def __init__(self, lo: int, hi: int):
-        self.lo, self.hi = lo, hi
-        self.entries = self.lines = 0
-        self.sums: dict[str, tuple[int, int]] = {}
-
-    def add(self, piece: pd.DataFrame) -> None:
-        ts = piece["ts_us"].to_numpy(dtype=np.int64)
-        in_day = (ts >= self.lo) & (ts < self.hi)
-        self.entries += int(piece["journal_id"][in_day].nunique())
-        self.lines += int(in_day.sum())
-        # Only the columns the metadata reads: a copy of the whole piece is a gigabyte at 1M entries.
-        sums_by_currency(piece.loc[in_day, ["currency", "direction", "amount_minor"]], self.sums)
 
 
 
@@ -77,7 +58,7 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
         os.chmod(spool, 0o644)  # as the storage's other files: readable by the UI's user
         try:
             for attempt in range(1, EXTRACT_ATTEMPTS + 1):
-                day = _DaySummary(lo, hi)
+                day = DayTally(lo, hi)
                 try:
                     rows = write_day(ledger.engine(), context.partition_key, recon.tolerances(), spool, day.add)
                     break
@@ -89,7 +70,7 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
         except BaseException:
             Path(spool).unlink(missing_ok=True)
             raise
-        totals = pd.DataFrame(totals_rows(day.sums))
+        totals = pd.DataFrame(day.totals)
         return dg.Output(
             ParquetFile(Path(spool), rows),
             metadata={
