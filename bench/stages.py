@@ -244,8 +244,9 @@ def _signers(work: Path):
 
 def stage_core(work: Path) -> dict[str, Any]:
     """Reconciliation, gates, proof, signing and publication in one process, each holding what
-    its Dagster step holds: the reconciliation reads the Stripe pull without its record texts
-    and its gate reads it whole afterwards; the proof reads the stored frames as sources."""
+    its Dagster step holds: the reconciliation reads the extract's claims' lines in pieces and
+    the Stripe pull without its record texts, its gates read each whole afterwards, one at a
+    time; the proof reads the stored frames as sources."""
     import pandas as pd
     import pyarrow.parquet as pq
 
@@ -253,7 +254,7 @@ def stage_core(work: Path) -> dict[str, Any]:
     from finance_pipeline.memory import use_lean_arrow_pool
     from finance_pipeline.settings import Settings
     from finance_pipeline.export.exporter import seal
-    from finance_pipeline.export.prove import prove_day, reconcile_day
+    from finance_pipeline.export.prove import ledger_gate, prove_day, reconcile_day
     from finance_pipeline.proof.package import LEDGER_FILE
     from finance_pipeline.publication import LocalPublisher
     from finance_pipeline.quality import gates
@@ -269,7 +270,6 @@ def stage_core(work: Path) -> dict[str, Any]:
     # The allocator a run's process gets when its definitions load.
     use_lean_arrow_pool(Settings.from_environ(os.environ).arrow_memory_pool)
     release_unused_memory()  # as the storage IO manager does before a step's inputs
-    lines = sources["lines"].read()
     stripe = sources["stripe"].read(without=["record"])
     payouts = sources["payouts"].read()
     day_payouts = pd.read_parquet(work / "stripe_payouts.parquet")
@@ -282,7 +282,7 @@ def stage_core(work: Path) -> dict[str, Any]:
     # GX: import and build the context once (a warm process), timed on its own.
     with timer.step("gx_warmup"):
         gates.import_gx()
-        gates.run_ledger_checks(lines.head(10))
+        gates.run_ledger_checks(next(sources["lines"].batches(10)))
         gates.run_stripe_checks(next(pq.ParquetFile(work / "stripe.parquet").iter_batches(batch_size=10)).to_pandas())
         gates.run_payout_checks(payouts.head(10))
         gates.run_parity_checks(pd.DataFrame({c: pd.Series([], dtype=object) for c in
@@ -292,18 +292,20 @@ def stage_core(work: Path) -> dict[str, Any]:
     tol = Tolerances()
     with timer.step("reconciliation"):
         engine = create_ledger_engine(cfg["database_url"])
-        rec, counterparts = reconcile_day(engine, day, lines, stripe, payouts, tol, stripe_payouts=day_payouts)
+        rec, counterparts = reconcile_day(engine, day, sources["lines"], stripe, payouts, tol,
+                                          stripe_payouts=day_payouts)
         engine.dispose()
         report = build_report(rec)
         del stripe
     with timer.step("checks"):
-        results = [gates.run_ledger_checks(lines)]
+        release_unused_memory()
+        results = [ledger_gate(sources["lines"])]
         release_unused_memory()
         results += [gates.run_stripe_checks(with_payout_transactions(sources["stripe"].read(), day_payouts)),
                     gates.run_payout_checks(payouts),
                     gates.run_parity_checks(rec.discrepancies, ParityPolicy())]
     counts, matched = rec.counts, len(rec.matches)
-    del lines, payouts, rec
+    del payouts, rec
     release_unused_memory()  # the step ends; the proof step starts from its stored inputs
     with timer.step("proof"):
         bundle = prove_day(day, sources["lines"], sources["stripe"], sources["payouts"], report, tol, None,

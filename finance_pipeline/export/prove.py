@@ -55,14 +55,18 @@ def follow_references(engine: sa.Engine, day: str, tol: Tolerances) -> Callable[
     return lambda refs, later: extract_linked_lines(engine, refs, w_lo, w_hi, later_only=later)
 
 
-def reconcile_day(engine: sa.Engine, day: str, lines: pd.DataFrame, stripe: pd.DataFrame,
+def reconcile_day(engine: sa.Engine, day: str, lines: pd.DataFrame | FrameSource, stripe: pd.DataFrame,
                   payouts: pd.DataFrame, tol: Tolerances, *, stripe_payouts: pd.DataFrame | None = None):
-    """(the reconciliation of the day, the ledger lines it followed beyond ``lines``)."""
+    """(the reconciliation of the day, the ledger lines it followed beyond ``lines``). A stored
+    extract is read in pieces, keeping only the claims' lines and columns (``_claim_lines``)."""
     from finance_pipeline.reconciliation.counterparts import reconcile_following_references
 
     lo, hi = day_bounds_us(day)
-    return reconcile_following_references(lines, stripe, payouts, lo, hi, tol,
-                                          follow_references(engine, day, tol), stripe_payouts=stripe_payouts)
+    entries = None
+    if not isinstance(lines, pd.DataFrame):
+        lines, entries = _claim_lines(day, lines)
+    return reconcile_following_references(lines, stripe, payouts, lo, hi, tol, follow_references(engine, day, tol),
+                                          stripe_payouts=stripe_payouts, entries_in_day=entries)
 
 
 class FrameSource(Protocol):
@@ -85,6 +89,8 @@ def _frame(frame: pd.DataFrame | FrameSource, columns: Sequence[str] | None = No
 
 # A stored extract is read this many lines at a time (about 150 MB of frame).
 LEDGER_PIECE_LINES = 1 << 19
+# The ledger gate's pieces are larger: GX's fixed cost is paid per piece.
+GATE_PIECE_LINES = 1 << 20
 
 
 class _NotInFileOrder(Exception):
@@ -94,7 +100,7 @@ class _NotInFileOrder(Exception):
 def _whole_entries(pieces: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
     """The pieces re-cut so that no entry's lines are split between two of them: the lines of
     the last entry of a piece go to the next one (an entry's lines are consecutive in an
-    extract in file order; ``_ledger_in_pieces`` checks that it is)."""
+    extract in file order; ``_entries_in_file_order`` checks that it is)."""
     carry: pd.DataFrame | None = None
     for piece in pieces:
         if carry is not None:
@@ -113,19 +119,12 @@ def _whole_entries(pieces: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         yield carry
 
 
-def _ledger_in_pieces(day: str, pieces: Iterable[pd.DataFrame]) -> tuple[bytes, int, list[dict], pd.DataFrame]:
-    """(the ledger file, its journal lines, its totals, the lines the context needs) of an
-    extract read piece by piece: only a piece of it is in memory at a time. The context needs
-    the lines outside the day with a provider (its boundary entries) and the first line of
-    each account (its roles); given those and the same counterparts, ``context_bytes`` writes
-    what it writes given the whole extract. Raises _NotInFileOrder when the extract is not in
-    file order (then the whole frame gives the file)."""
-    from finance_pipeline.columnar.leaves import entry_leaves_jsonl, in_file_order
+def _entries_in_file_order(pieces: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """The pieces of an extract (journal_id, ts_us and line_no at least) re-cut into pieces of
+    whole entries, checked to be in ledger file order, within and across pieces; raises
+    _NotInFileOrder at the first that is not."""
+    from finance_pipeline.columnar.leaves import in_file_order
 
-    tally = DayTally(*day_bounds_us(day))
-    out = io.BytesIO()
-    kept: list[pd.DataFrame] = []
-    accounts: set[str] = set()
     last: tuple[int, str] | None = None
     for piece in _whole_entries(pieces):
         if not in_file_order(piece):
@@ -136,6 +135,65 @@ def _ledger_in_pieces(day: str, pieces: Iterable[pd.DataFrame]) -> tuple[bytes, 
         if last is not None and not (int(ts[0]), jid.iat[0]) > last:
             raise _NotInFileOrder
         last = (int(ts[-1]), jid.iat[-1])
+        yield piece
+    if last is None:
+        raise _NotInFileOrder  # nothing stored: the whole (empty) frame has the dtypes
+
+
+def ledger_gate(lines: pd.DataFrame | FrameSource):
+    """The GX ledger suite's result on the extract (quality/gates.run_ledger_checks): a stored
+    extract in file order is judged in pieces of whole entries, one in memory at a time, with
+    the result the whole frame gives; any other is read whole."""
+    from finance_pipeline.quality import gates
+
+    if isinstance(lines, pd.DataFrame):
+        return gates.run_ledger_checks(lines)
+    try:
+        return gates.run_ledger_checks_in_pieces(_entries_in_file_order(lines.batches(GATE_PIECE_LINES)))
+    except _NotInFileOrder:
+        release_unused()
+        return gates.run_ledger_checks(lines.read())
+
+
+def _claim_lines(day: str, lines: FrameSource) -> tuple[pd.DataFrame, int | None]:
+    """(the lines of a stored extract the reconciliation reads, the day's entry count): only
+    ``CLAIM_COLUMNS`` of the lines ``claim_mask`` keeps, read piece by piece (at five million
+    entries the extract is 4.5 GB as a frame, its claims' lines a fraction of it). An extract
+    not in file order is read whole with those columns, and the count is left to ``reconcile``."""
+    from finance_pipeline.reconciliation.engine import CLAIM_COLUMNS, claim_mask
+
+    lo, hi = day_bounds_us(day)
+    kept: list[pd.DataFrame] = []
+    entries = 0
+    try:
+        for piece in _entries_in_file_order(lines.batches(LEDGER_PIECE_LINES, CLAIM_COLUMNS)):
+            ts = piece["ts_us"].to_numpy(dtype=np.int64)
+            entries += int(piece["journal_id"][(ts >= lo) & (ts < hi)].nunique())
+            kept.append(piece[claim_mask(piece)])
+    except _NotInFileOrder:
+        del kept
+        release_unused()
+        return lines.read(CLAIM_COLUMNS), None
+    claims = pd.concat(kept, ignore_index=True)
+    del kept
+    release_unused()  # what the pieces were read into, which the allocator keeps otherwise
+    return claims, entries
+
+
+def _ledger_in_pieces(day: str, pieces: Iterable[pd.DataFrame]) -> tuple[bytes, int, list[dict], pd.DataFrame]:
+    """(the ledger file, its journal lines, its totals, the lines the context needs) of an
+    extract read piece by piece: only a piece of it is in memory at a time. The context needs
+    the lines outside the day with a provider (its boundary entries) and the first line of
+    each account (its roles); given those and the same counterparts, ``context_bytes`` writes
+    what it writes given the whole extract. Raises _NotInFileOrder when the extract is not in
+    file order (then the whole frame gives the file)."""
+    from finance_pipeline.columnar.leaves import entry_leaves_jsonl
+
+    tally = DayTally(*day_bounds_us(day))
+    out = io.BytesIO()
+    kept: list[pd.DataFrame] = []
+    accounts: set[str] = set()
+    for piece in _entries_in_file_order(pieces):
         day_mask = tally.add(piece)
         out.write(entry_leaves_jsonl(piece, day_mask))
         account = piece["account_id"]
@@ -143,8 +201,6 @@ def _ledger_in_pieces(day: str, pieces: Iterable[pd.DataFrame]) -> tuple[bytes, 
         accounts.update(account[first].dropna().tolist())
         keep = first | (~day_mask & piece["provider"].notna().to_numpy(dtype=bool))
         kept.append(piece[keep])
-    if not kept:
-        raise _NotInFileOrder  # nothing stored: the whole (empty) frame has the dtypes
     return out.getvalue(), tally.lines, tally.totals, pd.concat(kept, ignore_index=True)
 
 

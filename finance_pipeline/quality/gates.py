@@ -18,7 +18,7 @@ import hashlib
 import math
 import threading
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 import pandas as pd
@@ -58,7 +58,7 @@ QUICK_FORMAT: dict[str, Any] = {"result_format": "BOOLEAN_ONLY"}
 _DATASOURCE = "finance_pipeline_quality"
 
 __all__ = [
-    "Failure", "GateResult", "ParityPolicy", "import_gx", "run_ledger_checks",
+    "Failure", "GateResult", "ParityPolicy", "import_gx", "run_ledger_checks", "run_ledger_checks_in_pieces",
     "run_parity_checks", "run_payout_checks", "run_stripe_checks",
 ]
 
@@ -250,43 +250,87 @@ def _positional(df: pd.DataFrame) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def _run_gate(spec: SuiteSpec, runs: list[_PartRun], rows: int, source: pd.DataFrame,
+def _run_gate(spec: SuiteSpec, runs: list[_PartRun], source: pd.DataFrame,
               params: dict[str, Any] | None = None) -> GateResult:
-    evaluated = 0
-    failures: list[tuple[Failure, list[str] | None]] = []
+    return _run_gate_in_pieces(spec, [(runs, source)], params)
+
+
+# One piece of a frame validated on its own: its part runs and the frame they derive from.
+_Piece = tuple[list[_PartRun], pd.DataFrame]
+
+
+def _run_gate_in_pieces(spec: SuiteSpec, pieces: Iterable[_Piece], params: dict[str, Any] | None = None
+                        ) -> GateResult:
+    """The gate over a frame given in pieces that its expectations can judge one at a time
+    (a row's expectations read its own row only; a uniqueness or per-group expectation, keys
+    that never span two pieces): the result the whole frame gives, with each failure's count,
+    total and first samples added up over the pieces in order."""
+    evaluated: int | None = None
+    rows = count = 0
+    part_rows: dict[int, int] = {}
+    # (part, expectation) -> the failures of the pieces that failed it, in order.
+    failed: dict[tuple[int, int], list[tuple[Failure, list[str] | None]]] = {}
+    configs: dict[tuple[int, int], Any] = {}
     with _LOCK:
         runner = _runner()
-        for run in runs:
-            vd = runner.validation(spec, run.part, *run.args, suffix=run.suffix)
-            expectations = vd.suite.expectations
-            if not expectations:
-                continue
-            if run.frame is None:
-                evaluated += len(expectations)
-                failures += [_not_evaluated(exp.configuration, run.missing) for exp in expectations]
-                continue
-            result = runner.run(vd, run.frame, QUICK_FORMAT)
-            if not result.success:
-                result = runner.run(vd, run.frame)
-            by_id = {r.expectation_config.id: r for r in result.results}
-            evaluated += len(result.results)
-            for exp in expectations:
-                r = by_id.get(exp.id)
-                if r is None:  # GX yields one result per expectation; be strict if it did not
-                    cfg = exp.configuration
-                    failures.append((Failure(cfg.type, None, f"{cfg.description or cfg.type}: "
-                                             "no result", None, []), None))
-                elif not r.success:
-                    failures.append(_failure(r, run, source))
+        for runs, source in pieces:
+            rows += len(source)
+            count += 1
+            piece_evaluated = 0
+            for p, run in enumerate(runs):
+                vd = runner.validation(spec, run.part, *run.args, suffix=run.suffix)
+                expectations = vd.suite.expectations
+                if not expectations:
+                    continue
+                if run.frame is None:
+                    piece_evaluated += len(expectations)
+                    for e, exp in enumerate(expectations):
+                        failed.setdefault((p, e), []).append(_not_evaluated(exp.configuration, run.missing))
+                    continue
+                part_rows[p] = part_rows.get(p, 0) + len(run.frame)
+                result = runner.run(vd, run.frame, QUICK_FORMAT)
+                if not result.success:
+                    result = runner.run(vd, run.frame)
+                by_id = {r.expectation_config.id: r for r in result.results}
+                piece_evaluated += len(result.results)
+                for e, exp in enumerate(expectations):
+                    r = by_id.get(exp.id)
+                    if r is None:  # GX yields one result per expectation; be strict if it did not
+                        cfg = exp.configuration
+                        failed.setdefault((p, e), []).append((Failure(cfg.type, None, f"{cfg.description or cfg.type}: "
+                                                                      "no result", None, []), None))
+                    elif not r.success:
+                        configs[(p, e)] = (run.part, r.expectation_config)
+                        failed.setdefault((p, e), []).append(_failure(r, run, source))
+            evaluated = piece_evaluated if evaluated is None else evaluated
+    failures = [failed[key][0] if count == 1 else
+                _added_up(failed[key], *configs.get(key, (None, None)), part_rows.get(key[0], 0))
+                for key in sorted(failed)]
     return GateResult(
         name=spec.name,
         suite_version=spec.version,
         success=not failures,
-        evaluated=evaluated,
+        evaluated=evaluated or 0,
         failures=_fold_missing(failures),
         rows=int(rows),
         params=params or {},
     )
+
+
+def _added_up(found: list[tuple[Failure, list[str] | None]], part: SuitePart | None, config: Any,
+              total: int) -> tuple[Failure, list[str] | None]:
+    """One expectation's failures in the pieces that failed it, as the whole frame's failure:
+    counted rows added up, out of the ``total`` rows of every piece, the first samples in
+    order; any other failure is the same in every piece, and the first piece's stands."""
+    first, missing = found[0]
+    counted = [f for f, _ in found if f.unexpected_count is not None]
+    if len(counted) < len(found) or part is None or "parity_class" in (config.meta or {}):
+        return first, missing
+    count = sum(f.unexpected_count or 0 for f in counted)
+    samples = [s for f in counted for s in f.samples][:MAX_SAMPLES]
+    desc = config.description or config.type
+    return replace(first, description=f"{desc}: {count} of {total} {part.unit} fail", unexpected_count=count,
+                   samples=samples), missing
 
 
 def _fold_missing(failures: list[tuple[Failure, list[str] | None]]) -> list[Failure]:
@@ -417,27 +461,37 @@ def _plain(value: Any) -> Any:
 
 def run_ledger_checks(df: pd.DataFrame) -> GateResult:
     """Ledger extract: schema, keys, amounts, currencies, directions, kinds, balance per journal."""
-    lines = _positional(df)
-    missing = [c for c in JOURNAL_TOTALS_NEED if c not in lines.columns]
-    totals = None if missing else journal_totals(lines)
-    return _run_gate(LEDGER, [
-        _PartRun(LEDGER.part("lines"), lines, lines),
-        _PartRun(LEDGER.part("journals"), totals, totals, missing),
-    ], rows=len(lines), source=lines)
+    return run_ledger_checks_in_pieces([df])
+
+
+def run_ledger_checks_in_pieces(pieces: Iterable[pd.DataFrame]) -> GateResult:
+    """``run_ledger_checks`` of the frame the pieces make, one piece in memory at a time. Each
+    piece must hold whole entries, and an entry's lines only one piece (an extract in file
+    order cut between entries): (journal_id, line_no) is then unique in the frame when it is
+    in each piece, and every journal's balance is its piece's."""
+    def runs() -> Iterable[_Piece]:
+        for df in pieces:
+            lines = _positional(df)
+            missing = [c for c in JOURNAL_TOTALS_NEED if c not in lines.columns]
+            totals = None if missing else journal_totals(lines)
+            yield [_PartRun(LEDGER.part("lines"), lines, lines),
+                   _PartRun(LEDGER.part("journals"), totals, totals, missing)], lines
+
+    return _run_gate_in_pieces(LEDGER, runs())
 
 
 def run_stripe_checks(df: pd.DataFrame) -> GateResult:
     """Stripe balance transactions: schema, ids, currencies, ``net == amount - fee``, fee >= 0."""
     records = _positional(df)
     return _run_gate(STRIPE, [_PartRun(STRIPE.parts[0], stripe_frame(records), records)],
-                     rows=len(records), source=records)
+                     source=records)
 
 
 def run_payout_checks(df: pd.DataFrame) -> GateResult:
     """Payout-provider records: schema, ids, currencies, amount > 0, status."""
     records = _positional(df)
     return _run_gate(PAYOUT, [_PartRun(PAYOUT.parts[0], records, records)],
-                     rows=len(records), source=records)
+                     source=records)
 
 
 def run_parity_checks(discrepancies_df: pd.DataFrame,
@@ -450,4 +504,4 @@ def run_parity_checks(discrepancies_df: pd.DataFrame,
         _PartRun(PARITY.part("discrepancies"), disc, disc),
         _PartRun(PARITY.part("counts"), counts, disc, args=(policy,),
                  suffix="." + hashlib.sha256(policy.key().encode()).hexdigest()[:16]),
-    ], rows=len(disc), source=disc, params=policy.to_dict())
+    ], source=disc, params=policy.to_dict())

@@ -19,7 +19,7 @@ from typing import Callable
 import pandas as pd
 
 from finance_pipeline.columnar.membership import isin
-from finance_pipeline.ledger.extract import union_lines
+from finance_pipeline.ledger.extract import DTYPES, union_lines
 from finance_pipeline.reconciliation.engine import Reconciliation, Tolerances, reconcile
 
 # ((provider, reference) pairs, later_only) -> the lines of the entries outside the read window
@@ -57,21 +57,35 @@ def open_references(rec: Reconciliation, lines: pd.DataFrame, stripe: pd.DataFra
     return anywhere, later - anywhere
 
 
+def _lines_template(lines: pd.DataFrame) -> pd.DataFrame:
+    """No rows, every extract column: ``lines.iloc[0:0]``, or where ``lines`` holds only some
+    of them (``CLAIM_COLUMNS``), the extract's columns in its order, in ``lines``' dtypes where
+    it has them (the counterparts go whole into the package's context)."""
+    if all(c in lines.columns for c in DTYPES):
+        return lines.iloc[0:0]
+    dtypes = {c: lines[c].dtype if c in lines.columns else t for c, t in DTYPES.items()}
+    dtypes.update({c: lines[c].dtype for c in lines.columns if c not in dtypes})
+    return pd.DataFrame({c: pd.Series([], dtype=t) for c, t in dtypes.items()})
+
+
 def reconcile_following_references(
     lines: pd.DataFrame, stripe: pd.DataFrame, payouts: pd.DataFrame, lo_us: int, hi_us: int,
     tol: Tolerances, fetch: Fetch | None, stripe_payouts: pd.DataFrame | None = None,
+    entries_in_day: int | None = None,
 ) -> tuple[Reconciliation, pd.DataFrame]:
     """``reconcile`` of the day, with the entries outside ``lines`` that its open references
-    name. Returns the reconciliation and those entries' lines (``lines``' columns; empty when
-    none was needed), which the package's context must carry."""
-    found = lines.iloc[0:0]
-    rec = reconcile(lines, stripe, payouts, lo_us, hi_us, tol, stripe_payouts)
+    name. Returns the reconciliation and those entries' lines (every extract column; empty
+    when none was needed), which the package's context must carry. ``lines`` may be the
+    claims' lines only (``engine.claim_mask``, ``CLAIM_COLUMNS``) with ``entries_in_day``."""
+    found = _lines_template(lines)
+    rec = reconcile(lines, stripe, payouts, lo_us, hi_us, tol, stripe_payouts, entries_in_day)
     if fetch is None:
         return rec, found
     # What was asked already, per direction (a reference asked forward may later be asked anywhere).
     asked: dict[bool, set[tuple[str, str]]] = {False: set(), True: set()}
     for _ in range(MAX_ROUNDS):
-        both = union_lines(lines, found)
+        # Only ``lines``' columns: the others of the day's lines would be missing values.
+        both = union_lines(lines, found[list(lines.columns)])
         anywhere, later = open_references(rec, both, stripe, payouts)
         todo = {False: anywhere - asked[False], True: later - asked[True]}
         if not any(todo.values()):
@@ -86,5 +100,6 @@ def reconcile_following_references(
         if not len(new):
             break
         found = union_lines(found, new)
-        rec = reconcile(union_lines(lines, found), stripe, payouts, lo_us, hi_us, tol, stripe_payouts)
+        rec = reconcile(union_lines(lines, found[list(lines.columns)]), stripe, payouts, lo_us, hi_us, tol,
+                        stripe_payouts, entries_in_day)
     return rec, found.reset_index(drop=True)

@@ -41,6 +41,17 @@ MATCH_COLUMNS = ["provider", "provider_id", "journal_id", "currency", "amount_mi
 # A Stripe claim's net per Stripe balance role (stripe_types.NET_ROLES, in that order).
 NET_COLUMNS = tuple(f"net_{role}" for role in NET_ROLES)
 _ROLE_INDEX = {role: i for i, role in enumerate(NET_ROLES)}
+# The extract's columns the reconciliation reads (``ledger_claims``, the day's entry count and
+# counterparts.open_references): a day too large to hold whole is read with these only.
+CLAIM_COLUMNS = ("journal_id", "ts_us", "kind", "provider", "provider_reference", "reverses", "line_no",
+                 "direction", "amount_minor", "currency", "account_role")
+
+
+def claim_mask(lines: pd.DataFrame) -> np.ndarray:
+    """The lines the reconciliation's matching reads: those of entries naming a provider or a
+    reference. Given only these (and the day's entry count, ``reconcile``'s
+    ``entries_in_day``) it reconciles as it does given every line."""
+    return (lines["provider"].notna() | lines["provider_reference"].notna()).to_numpy(dtype=bool)
 
 
 @dataclass(frozen=True)
@@ -361,9 +372,12 @@ def _empty(cols, ints=()) -> pd.DataFrame:
 
 
 def reconcile(lines: pd.DataFrame, stripe: pd.DataFrame, payouts: pd.DataFrame, lo_us: int, hi_us: int,
-              tol: Tolerances = Tolerances(), stripe_payouts: pd.DataFrame | None = None) -> Reconciliation:
+              tol: Tolerances = Tolerances(), stripe_payouts: pd.DataFrame | None = None,
+              entries_in_day: int | None = None) -> Reconciliation:
     """Reconcile the day [lo_us, hi_us) and return its matches and discrepancies.
-    ``stripe_payouts``: the day's Stripe payout objects (stripe_payouts.PAYOUT_COLUMNS)."""
+    ``stripe_payouts``: the day's Stripe payout objects (stripe_payouts.PAYOUT_COLUMNS).
+    ``entries_in_day``: the day's entry count when ``lines`` holds only the claims' lines
+    (``claim_mask``); else it is counted from ``lines``."""
     claims = ledger_claims(lines).reset_index(drop=True)
     recs = provider_records(stripe, payouts, stripe_payouts).reset_index(drop=True)
     claims["c"] = np.arange(len(claims))
@@ -451,12 +465,13 @@ def reconcile(lines: pd.DataFrame, stripe: pd.DataFrame, payouts: pd.DataFrame, 
     disc = _finish_discrepancies(disc)
 
     matches = _matches(pd.concat([one_to_one, netted], ignore_index=True), claims, recs, lo_us, hi_us, disc)
-    in_day = lines.loc[_inside(lines["ts_us"], lo_us, hi_us), "journal_id"] if len(lines) else lines
+    if entries_in_day is None:
+        in_day = lines.loc[_inside(lines["ts_us"], lo_us, hi_us), "journal_id"] if len(lines) else lines
+        entries_in_day = int(in_day.nunique()) if len(in_day) else 0
     counts = {p: 0 for p in PROVIDERS}
     for p, n in recs["provider"].value_counts().items():
         counts[str(p)] = int(n)
-    return Reconciliation(lo_us, hi_us, matches, disc, int(in_day.nunique()) if len(in_day) else 0,
-                          counts)
+    return Reconciliation(lo_us, hi_us, matches, disc, entries_in_day, counts)
 
 
 _PAYOUT_CATEGORIES = ("payout", "payout_reversal")

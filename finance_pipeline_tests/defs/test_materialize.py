@@ -139,3 +139,35 @@ def _spy(fn, seen):
         seen.append(kwargs)
         return fn(*args, **kwargs)
     return spy
+
+
+def test_the_reconciliation_step_reads_the_stored_extract_in_pieces(world, monkeypatch):
+    """The reconciliation reads the extract's claims and the ledger gate judges it a few lines
+    at a time (as a day too large to hold whole is read): the report, the rows, the
+    counterparts and every check's result are those of a read in one piece."""
+    from finance_pipeline.defs.io_managers import StoredFrame
+    from finance_pipeline.export import prove
+
+    selection = [*EXTRACTS, "stripe_payouts", "reconciliation", "reconciliation_report", "ledger_counterparts"]
+
+    def outputs(result) -> dict:
+        # The world's day has blocking discrepancies: its parity check fails, the step with it.
+        stored = {name: pd.read_parquet(world.storage / name / f"{DAY}.parquet").to_dict("records")
+                  for name in ("reconciliation", "ledger_counterparts")}
+        stored["report"] = (world.storage / "reconciliation_report" / f"{DAY}.json").read_bytes()
+        stored["checks"] = {e.check_name: (e.passed, {k: v.value for k, v in e.metadata.items()})
+                            for e in result.get_asset_check_evaluations()}
+        return stored
+
+    whole = outputs(_materialize(world, selection))
+    assert {c: passed for c, (passed, _) in whole["checks"].items()} == {
+        "ledger_suite": True, "provider_suites": True, "parity": False}
+    read = []
+    batches = StoredFrame.batches
+    monkeypatch.setattr(StoredFrame, "batches",
+                        lambda self, rows, columns=None: (read.append((self.name, rows)), batches(self, rows, columns))[1])
+    monkeypatch.setattr(prove, "LEDGER_PIECE_LINES", 4)
+    monkeypatch.setattr(prove, "GATE_PIECE_LINES", 5)
+    assert outputs(_materialize(world, selection)) == whole
+    # The claims' read and the gate's, each in pieces (the proof is not in this selection).
+    assert read == [(f"ledger_extract {DAY}", 4), (f"ledger_extract {DAY}", 5)]

@@ -34,9 +34,10 @@ class Source:
 
     def batches(self, rows: int, columns=None):
         self.pieces = 0
+        cols = [c for c in columns if c in self.frame.columns] if columns else list(self.frame.columns)
         for at in range(0, len(self.frame), rows):
             self.pieces += 1
-            piece = self.frame.iloc[at:at + rows].reset_index(drop=True)
+            piece = self.frame.iloc[at:at + rows][cols].reset_index(drop=True)
             self.given.append(weakref.ref(piece))
             yield piece
 
@@ -118,3 +119,66 @@ def test_pieces_are_cut_between_entries(rows):
     assert pd.concat(pieces, ignore_index=True).equals(lines)
     ends = [(p["journal_id"].iat[-1], q["journal_id"].iat[0]) for p, q in zip(pieces, pieces[1:])]
     assert all(a != b for a, b in ends)
+
+
+def claims_reconcile_as_the_whole(lines: pd.DataFrame, stripe, payouts, lo: int, hi: int, tol, fetch=None,
+                                  pieces: int = 3):
+    """Reconcile ``lines`` (as the stored extract holds them) whole, and from the claims' lines
+    ``_claim_lines`` reads of it in pieces; assert both give the same report, rows and
+    counterparts, and return the pieces' reconciliation and counterparts."""
+    from finance_pipeline.ledger.extract import DTYPES
+    from finance_pipeline.reconciliation.counterparts import reconcile_following_references
+    from finance_pipeline.reconciliation.engine import CLAIM_COLUMNS
+
+    lines = lines.astype({c: t for c, t in DTYPES.items() if c in lines.columns})
+    day = pd.Timestamp(lo, unit="us").strftime("%Y-%m-%d")
+    whole, whole_found = reconcile_following_references(lines, stripe, payouts, lo, hi, tol, fetch)
+    source = Source(lines)
+    old = prove.LEDGER_PIECE_LINES
+    prove.LEDGER_PIECE_LINES = pieces
+    try:
+        claims, entries = prove._claim_lines(day, source)
+    finally:
+        prove.LEDGER_PIECE_LINES = old
+    assert list(claims.columns) == [c for c in CLAIM_COLUMNS if c in lines.columns]
+    # Read in pieces (the builders' extracts are in file order), only the claims' lines kept; an
+    # empty extract has no piece, so it is read whole and counted by ``reconcile``.
+    assert (source.reads, entries) == ((0, whole.ledger_entries) if len(lines) else (1, None))
+    assert len(claims) == int((lines["provider"].notna() | lines["provider_reference"].notna()).sum())
+    rec, found = reconcile_following_references(claims, stripe, payouts, lo, hi, tol, fetch,
+                                                entries_in_day=entries)
+    assert build_report(rec) == build_report(whole)
+    pd.testing.assert_frame_equal(rec.matches, whole.matches)
+    pd.testing.assert_frame_equal(rec.discrepancies, whole.discrepancies)
+    pd.testing.assert_frame_equal(found, whole_found)
+    return rec, found
+
+
+@pytest.mark.parametrize("seed", [7, 11])
+@pytest.mark.parametrize("piece", [1, 2, 7, 64, 1 << 19])
+def test_a_stored_extract_is_reconciled_from_its_claims_lines(seed, piece):
+    lines, followed, stripe, payouts = _extract_and_counterparts(seed)
+    assert lines["provider"].isna().any() and lines["provider"].notna().any()
+
+    def fetch(refs, later_only):  # the entries before the window, by reference
+        keys = set(refs)
+        hit = [(p, r) in keys for p, r in zip(followed["provider"], followed["provider_reference"])]
+        return followed.iloc[0:0] if later_only else followed[hit]
+
+    rec, found = claims_reconcile_as_the_whole(lines, stripe, payouts, *day_bounds_us(DAY), Tolerances(),
+                                               fetch, pieces=piece)
+    assert len(rec.discrepancies) and rec.ledger_entries > 0
+
+
+def test_an_extract_not_in_file_order_is_reconciled_from_its_claims_columns_read_whole():
+    from finance_pipeline.reconciliation.counterparts import reconcile_following_references
+    from finance_pipeline.reconciliation.engine import CLAIM_COLUMNS
+
+    lines, _, stripe, payouts = _extract_and_counterparts(7)
+    shuffled = lines.iloc[np.random.default_rng(5).permutation(len(lines))].reset_index(drop=True)
+    source = Source(shuffled)
+    claims, entries = prove._claim_lines(DAY, source)
+    assert entries is None and source.reads == 1 and list(claims.columns) == list(CLAIM_COLUMNS)
+    lo, hi = day_bounds_us(DAY)
+    rec, _ = reconcile_following_references(claims, stripe, payouts, lo, hi, Tolerances(), None)
+    assert build_report(rec) == build_report(reconcile(lines, stripe, payouts, lo, hi, Tolerances()))

@@ -15,6 +15,7 @@ from finance_pipeline.domain.timeutil import day_bounds_us, recon_window_us
 from finance_pipeline.reconciliation import build_report
 from finance_pipeline.reconciliation.counterparts import reconcile_following_references
 from finance_pipeline.reconciliation.engine import Tolerances, reconcile
+from finance_pipeline_tests.export.test_prove import claims_reconcile_as_the_whole
 from finance_pipeline_tests.reconciliation.builders import (
     charge_entry, charge_txn, frames, payout_entry, settlement,
 )
@@ -55,6 +56,8 @@ def _day(day: str, entries: list[dict], txns: list[dict], payouts: list[dict], f
 
     lo, hi = day_bounds_us(day)
     rec, found = reconcile_following_references(lines, stripe, pays, lo, hi, TOL, fetch if follow else None)
+    # A stored extract is reconciled from its claims' lines: the same, every day here.
+    claims_reconcile_as_the_whole(lines, stripe, pays, lo, hi, TOL, fetch if follow else None)
     return rec, found, (lines, stripe, pays)
 
 
