@@ -244,9 +244,10 @@ def _signers(work: Path):
 
 def stage_core(work: Path) -> dict[str, Any]:
     """Reconciliation, gates, proof, signing and publication in one process, each holding what
-    its Dagster step holds: the reconciliation reads the extract's claims' lines in pieces and
-    the Stripe pull without its record texts, its gates read each whole afterwards, one at a
-    time; the proof reads the stored frames as sources."""
+    its Dagster step holds: the step reads the extract once, in pieces that the ledger gate
+    judges and the reconciliation keeps its claims' lines of, then the Stripe pull without its
+    record texts, which its gate reads whole afterwards; the proof reads the stored frames as
+    sources."""
     import pandas as pd
     import pyarrow.parquet as pq
 
@@ -254,7 +255,7 @@ def stage_core(work: Path) -> dict[str, Any]:
     from finance_pipeline.memory import use_lean_arrow_pool
     from finance_pipeline.settings import Settings
     from finance_pipeline.export.exporter import seal
-    from finance_pipeline.export.prove import ledger_gate, prove_day, reconcile_day
+    from finance_pipeline.export.prove import prove_day, read_for_reconciliation, reconcile_day
     from finance_pipeline.proof.package import LEDGER_FILE
     from finance_pipeline.publication import LocalPublisher
     from finance_pipeline.quality import gates
@@ -270,10 +271,8 @@ def stage_core(work: Path) -> dict[str, Any]:
     # The allocator a run's process gets when its definitions load.
     use_lean_arrow_pool(Settings.from_environ(os.environ).arrow_memory_pool)
     release_unused_memory()  # as the storage IO manager does before a step's inputs
-    stripe = sources["stripe"].read(without=["record"])
     payouts = sources["payouts"].read()
     day_payouts = pd.read_parquet(work / "stripe_payouts.parquet")
-    stripe = with_payout_transactions(stripe, day_payouts)
     signers, quorum = _signers(work)
     manifest = json.loads((work / "manifest.json").read_text())
     timer = Timer()
@@ -292,18 +291,20 @@ def stage_core(work: Path) -> dict[str, Any]:
     tol = Tolerances()
     with timer.step("reconciliation"):
         engine = create_ledger_engine(cfg["database_url"])
-        rec, counterparts = reconcile_day(engine, day, sources["lines"], stripe, payouts, tol,
-                                          stripe_payouts=day_payouts)
+        claims, entries, ledger_result = read_for_reconciliation(day, sources["lines"])
+        stripe = with_payout_transactions(sources["stripe"].read(without=["record"]), day_payouts)
+        rec, counterparts = reconcile_day(engine, day, claims, stripe, payouts, tol, stripe_payouts=day_payouts,
+                                          entries_in_day=entries)
+        del claims
         engine.dispose()
         report = build_report(rec)
         del stripe
-    with timer.step("checks"):
+    with timer.step("checks"):  # the ledger's ran on the pieces of the reconciliation's read
         release_unused_memory()
-        results = [ledger_gate(sources["lines"])]
-        release_unused_memory()
-        results += [gates.run_stripe_checks(with_payout_transactions(sources["stripe"].read(), day_payouts)),
-                    gates.run_payout_checks(payouts),
-                    gates.run_parity_checks(rec.discrepancies, ParityPolicy())]
+        results = [ledger_result,
+                   gates.run_stripe_checks(with_payout_transactions(sources["stripe"].read(), day_payouts)),
+                   gates.run_payout_checks(payouts),
+                   gates.run_parity_checks(rec.discrepancies, ParityPolicy())]
     counts, matched = rec.counts, len(rec.matches)
     del payouts, rec
     release_unused_memory()  # the step ends; the proof step starts from its stored inputs

@@ -55,18 +55,16 @@ def follow_references(engine: sa.Engine, day: str, tol: Tolerances) -> Callable[
     return lambda refs, later: extract_linked_lines(engine, refs, w_lo, w_hi, later_only=later)
 
 
-def reconcile_day(engine: sa.Engine, day: str, lines: pd.DataFrame | FrameSource, stripe: pd.DataFrame,
-                  payouts: pd.DataFrame, tol: Tolerances, *, stripe_payouts: pd.DataFrame | None = None):
-    """(the reconciliation of the day, the ledger lines it followed beyond ``lines``). A stored
-    extract is read in pieces, keeping only the claims' lines and columns (``_claim_lines``)."""
+def reconcile_day(engine: sa.Engine, day: str, lines: pd.DataFrame, stripe: pd.DataFrame,
+                  payouts: pd.DataFrame, tol: Tolerances, *, stripe_payouts: pd.DataFrame | None = None,
+                  entries_in_day: int | None = None):
+    """(the reconciliation of the day, the ledger lines it followed beyond ``lines``). ``lines``:
+    the extract, or its claims' lines with ``entries_in_day`` (``read_for_reconciliation``)."""
     from finance_pipeline.reconciliation.counterparts import reconcile_following_references
 
     lo, hi = day_bounds_us(day)
-    entries = None
-    if not isinstance(lines, pd.DataFrame):
-        lines, entries = _claim_lines(day, lines)
     return reconcile_following_references(lines, stripe, payouts, lo, hi, tol, follow_references(engine, day, tol),
-                                          stripe_payouts=stripe_payouts, entries_in_day=entries)
+                                          stripe_payouts=stripe_payouts, entries_in_day=entries_in_day)
 
 
 class FrameSource(Protocol):
@@ -89,7 +87,7 @@ def _frame(frame: pd.DataFrame | FrameSource, columns: Sequence[str] | None = No
 
 # A stored extract is read this many lines at a time (about 150 MB of frame).
 LEDGER_PIECE_LINES = 1 << 19
-# The ledger gate's pieces are larger: GX's fixed cost is paid per piece.
+# The reconciliation step's pieces are larger: the ledger gate's fixed cost is paid per piece.
 GATE_PIECE_LINES = 1 << 20
 
 
@@ -140,44 +138,43 @@ def _entries_in_file_order(pieces: Iterable[pd.DataFrame]) -> Iterator[pd.DataFr
         raise _NotInFileOrder  # nothing stored: the whole (empty) frame has the dtypes
 
 
-def ledger_gate(lines: pd.DataFrame | FrameSource):
-    """The GX ledger suite's result on the extract (quality/gates.run_ledger_checks): a stored
-    extract in file order is judged in pieces of whole entries, one in memory at a time, with
-    the result the whole frame gives; any other is read whole."""
+def read_for_reconciliation(day: str, lines: FrameSource) -> tuple[pd.DataFrame, int | None, Any]:
+    """One pass over a stored extract for the reconciliation step, a piece of whole entries in
+    memory at a time: (the lines the reconciliation reads, the day's entry count, the GX
+    ledger suite's result). The lines are ``CLAIM_COLUMNS`` of those ``claim_mask`` keeps (at
+    five million entries the extract is 4.5 GB as a frame); the suite's result is the whole
+    frame's (quality/gates.run_ledger_checks_in_pieces). An extract not in file order is read
+    whole, and its count left to ``reconcile``."""
     from finance_pipeline.quality import gates
-
-    if isinstance(lines, pd.DataFrame):
-        return gates.run_ledger_checks(lines)
-    try:
-        return gates.run_ledger_checks_in_pieces(_entries_in_file_order(lines.batches(GATE_PIECE_LINES)))
-    except _NotInFileOrder:
-        release_unused()
-        return gates.run_ledger_checks(lines.read())
-
-
-def _claim_lines(day: str, lines: FrameSource) -> tuple[pd.DataFrame, int | None]:
-    """(the lines of a stored extract the reconciliation reads, the day's entry count): only
-    ``CLAIM_COLUMNS`` of the lines ``claim_mask`` keeps, read piece by piece (at five million
-    entries the extract is 4.5 GB as a frame, its claims' lines a fraction of it). An extract
-    not in file order is read whole with those columns, and the count is left to ``reconcile``."""
     from finance_pipeline.reconciliation.engine import CLAIM_COLUMNS, claim_mask
 
     lo, hi = day_bounds_us(day)
     kept: list[pd.DataFrame] = []
     entries = 0
-    try:
-        for piece in _entries_in_file_order(lines.batches(LEDGER_PIECE_LINES, CLAIM_COLUMNS)):
+
+    def judged() -> Iterator[pd.DataFrame]:
+        nonlocal entries
+        for piece in _entries_in_file_order(lines.batches(GATE_PIECE_LINES)):
             ts = piece["ts_us"].to_numpy(dtype=np.int64)
             entries += int(piece["journal_id"][(ts >= lo) & (ts < hi)].nunique())
-            kept.append(piece[claim_mask(piece)])
+            kept.append(piece.loc[claim_mask(piece), [c for c in CLAIM_COLUMNS if c in piece.columns]])
+            yield piece
+
+    try:
+        result = gates.run_ledger_checks_in_pieces(judged())
     except _NotInFileOrder:
-        del kept
+        kept.clear()
         release_unused()
-        return lines.read(CLAIM_COLUMNS), None
+        whole = lines.read()
+        result = gates.run_ledger_checks(whole)
+        claims = whole[[c for c in CLAIM_COLUMNS if c in whole.columns]]
+        del whole
+        release_unused()
+        return claims, None, result
     claims = pd.concat(kept, ignore_index=True)
-    del kept
+    kept.clear()
     release_unused()  # what the pieces were read into, which the allocator keeps otherwise
-    return claims, entries
+    return claims, entries, result
 
 
 def _ledger_in_pieces(day: str, pieces: Iterable[pd.DataFrame]) -> tuple[bytes, int, list[dict], pd.DataFrame]:

@@ -142,9 +142,9 @@ def _spy(fn, seen):
 
 
 def test_the_reconciliation_step_reads_the_stored_extract_in_pieces(world, monkeypatch):
-    """The reconciliation reads the extract's claims and the ledger gate judges it a few lines
-    at a time (as a day too large to hold whole is read): the report, the rows, the
-    counterparts and every check's result are those of a read in one piece."""
+    """The step reads the extract a few lines at a time (as a day too large to hold whole is
+    read), the reconciliation keeping its claims' lines and the ledger gate judging each piece:
+    the report, the rows, the counterparts and every check's result are those of one piece."""
     from finance_pipeline.defs.io_managers import StoredFrame
     from finance_pipeline.export import prove
 
@@ -166,8 +166,7 @@ def test_the_reconciliation_step_reads_the_stored_extract_in_pieces(world, monke
     batches = StoredFrame.batches
     monkeypatch.setattr(StoredFrame, "batches",
                         lambda self, rows, columns=None: (read.append((self.name, rows)), batches(self, rows, columns))[1])
-    monkeypatch.setattr(prove, "LEDGER_PIECE_LINES", 4)
     monkeypatch.setattr(prove, "GATE_PIECE_LINES", 5)
     assert outputs(_materialize(world, selection)) == whole
-    # The claims' read and the gate's, each in pieces (the proof is not in this selection).
-    assert read == [(f"ledger_extract {DAY}", 4), (f"ledger_extract {DAY}", 5)]
+    # One read, in pieces, for the claims and the gate (the proof is not in this selection).
+    assert read == [(f"ledger_extract {DAY}", 5)]

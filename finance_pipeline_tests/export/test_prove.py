@@ -124,9 +124,10 @@ def test_pieces_are_cut_between_entries(rows):
 def claims_reconcile_as_the_whole(lines: pd.DataFrame, stripe, payouts, lo: int, hi: int, tol, fetch=None,
                                   pieces: int = 3):
     """Reconcile ``lines`` (as the stored extract holds them) whole, and from the claims' lines
-    ``_claim_lines`` reads of it in pieces; assert both give the same report, rows and
-    counterparts, and return the pieces' reconciliation and counterparts."""
+    ``read_for_reconciliation`` keeps of it in pieces; assert both give the same report, rows,
+    counterparts and ledger gate, and return the pieces' reconciliation and counterparts."""
     from finance_pipeline.ledger.extract import DTYPES
+    from finance_pipeline.quality import run_ledger_checks
     from finance_pipeline.reconciliation.counterparts import reconcile_following_references
     from finance_pipeline.reconciliation.engine import CLAIM_COLUMNS
 
@@ -134,16 +135,18 @@ def claims_reconcile_as_the_whole(lines: pd.DataFrame, stripe, payouts, lo: int,
     day = pd.Timestamp(lo, unit="us").strftime("%Y-%m-%d")
     whole, whole_found = reconcile_following_references(lines, stripe, payouts, lo, hi, tol, fetch)
     source = Source(lines)
-    old = prove.LEDGER_PIECE_LINES
-    prove.LEDGER_PIECE_LINES = pieces
+    old = prove.GATE_PIECE_LINES
+    prove.GATE_PIECE_LINES = pieces
     try:
-        claims, entries = prove._claim_lines(day, source)
+        claims, entries, gate = prove.read_for_reconciliation(day, source)
     finally:
-        prove.LEDGER_PIECE_LINES = old
+        prove.GATE_PIECE_LINES = old
+    assert gate.to_metadata() == run_ledger_checks(lines).to_metadata()
     assert list(claims.columns) == [c for c in CLAIM_COLUMNS if c in lines.columns]
     # Read in pieces (the builders' extracts are in file order), only the claims' lines kept; an
     # empty extract has no piece, so it is read whole and counted by ``reconcile``.
     assert (source.reads, entries) == ((0, whole.ledger_entries) if len(lines) else (1, None))
+    assert source.pieces == -(-len(lines) // pieces)
     assert len(claims) == int((lines["provider"].notna() | lines["provider_reference"].notna()).sum())
     rec, found = reconcile_following_references(claims, stripe, payouts, lo, hi, tol, fetch,
                                                 entries_in_day=entries)
@@ -155,7 +158,7 @@ def claims_reconcile_as_the_whole(lines: pd.DataFrame, stripe, payouts, lo: int,
 
 
 @pytest.mark.parametrize("seed", [7, 11])
-@pytest.mark.parametrize("piece", [1, 2, 7, 64, 1 << 19])
+@pytest.mark.parametrize("piece", [5, 64, 1 << 20])
 def test_a_stored_extract_is_reconciled_from_its_claims_lines(seed, piece):
     lines, followed, stripe, payouts = _extract_and_counterparts(seed)
     assert lines["provider"].isna().any() and lines["provider"].notna().any()
@@ -170,15 +173,17 @@ def test_a_stored_extract_is_reconciled_from_its_claims_lines(seed, piece):
     assert len(rec.discrepancies) and rec.ledger_entries > 0
 
 
-def test_an_extract_not_in_file_order_is_reconciled_from_its_claims_columns_read_whole():
+def test_an_extract_not_in_file_order_is_read_whole_for_the_reconciliation():
+    from finance_pipeline.quality import run_ledger_checks
     from finance_pipeline.reconciliation.counterparts import reconcile_following_references
     from finance_pipeline.reconciliation.engine import CLAIM_COLUMNS
 
     lines, _, stripe, payouts = _extract_and_counterparts(7)
     shuffled = lines.iloc[np.random.default_rng(5).permutation(len(lines))].reset_index(drop=True)
     source = Source(shuffled)
-    claims, entries = prove._claim_lines(DAY, source)
+    claims, entries, gate = prove.read_for_reconciliation(DAY, source)
     assert entries is None and source.reads == 1 and list(claims.columns) == list(CLAIM_COLUMNS)
+    assert gate.to_metadata() == run_ledger_checks(shuffled).to_metadata()
     lo, hi = day_bounds_us(DAY)
     rec, _ = reconcile_following_references(claims, stripe, payouts, lo, hi, Tolerances(), None)
     assert build_report(rec) == build_report(reconcile(lines, stripe, payouts, lo, hi, Tolerances()))

@@ -1,7 +1,7 @@
 """The ledger gate judged in pieces of whole entries (a stored extract too large to hold whole)
 gives the result the whole frame gives: passing, and failing with counts, totals and samples
-that span pieces; ``export.prove.ledger_gate`` takes the pieces only for an extract in file
-order, else it reads the frame whole."""
+that span pieces; ``export.prove.read_for_reconciliation`` takes the pieces only for an
+extract in file order, else it reads the frame whole."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from finance_pipeline.export import prove
 from finance_pipeline.quality import run_ledger_checks
 from finance_pipeline.quality.gates import run_ledger_checks_in_pieces
-from finance_pipeline_tests.export.test_prove import Source, _extract_and_counterparts
+from finance_pipeline_tests.export.test_prove import DAY, Source, _extract_and_counterparts
 
 
 def _extract() -> pd.DataFrame:
@@ -37,7 +37,7 @@ def _broken(lines: pd.DataFrame) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("broken", [False, True])
-@pytest.mark.parametrize("rows", [3, 50, 1 << 20])
+@pytest.mark.parametrize("rows", [7, 50, 1 << 20])
 def test_pieces_of_whole_entries_give_the_whole_frames_result(broken, rows):
     lines = _broken(_extract()) if broken else _extract()
     whole = run_ledger_checks(lines)
@@ -55,10 +55,10 @@ def test_pieces_of_whole_entries_give_the_whole_frames_result(broken, rows):
 
 def test_the_stored_extract_in_file_order_is_judged_in_pieces(monkeypatch):
     lines = _extract()
-    monkeypatch.setattr(prove, "GATE_PIECE_LINES", 10)
+    monkeypatch.setattr(prove, "GATE_PIECE_LINES", 20)
     for frame in (lines, _broken(lines)):
         source = Source(frame)
-        result = prove.ledger_gate(source)
+        result = prove.read_for_reconciliation(DAY, source)[2]
         assert result.to_metadata() == run_ledger_checks(frame).to_metadata()
         # The duplicated line is out of file order within its piece: that extract is read whole.
         assert (source.pieces > 1, source.reads) == ((True, 0) if frame is lines else (True, 1))
@@ -66,9 +66,9 @@ def test_the_stored_extract_in_file_order_is_judged_in_pieces(monkeypatch):
 
 def test_an_extract_out_of_order_or_empty_is_judged_whole(monkeypatch):
     lines = _extract()
-    monkeypatch.setattr(prove, "GATE_PIECE_LINES", 10)
+    monkeypatch.setattr(prove, "GATE_PIECE_LINES", 20)
     shuffled = lines.iloc[np.random.default_rng(1).permutation(len(lines))].reset_index(drop=True)
     for frame in (shuffled, lines.iloc[0:0]):
         source = Source(frame)
-        assert prove.ledger_gate(source).to_metadata() == run_ledger_checks(frame).to_metadata()
+        assert prove.read_for_reconciliation(DAY, source)[2].to_metadata() == run_ledger_checks(frame).to_metadata()
         assert source.reads == 1

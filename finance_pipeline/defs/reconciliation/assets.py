@@ -140,7 +140,7 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
         stripe_payouts: StoredFrame,
         payout_settlements: StoredFrame,
     ):
-        from finance_pipeline.export.prove import ledger_gate
+        from finance_pipeline.export.prove import read_for_reconciliation
         from finance_pipeline.export.prove import reconcile_day as reconcile
         from finance_pipeline.providers.stripe_payouts import with_payout_transactions
         from finance_pipeline.quality import gates, verdicts
@@ -151,13 +151,15 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
         day = context.partition_key
         sources = {"ledger_extract": ledger_extract, "stripe_balance_transactions": stripe_balance_transactions,
                    "stripe_payouts": stripe_payouts, "payout_settlements": payout_settlements}
+        # One pass over the extract, a piece at a time: the ledger gate judges each piece, the
+        # reconciliation keeps only its claims' lines and columns.
+        claims, entries, ledger_result = read_for_reconciliation(day, ledger_extract)
         day_payouts = stripe_payouts.read()
         payouts = payout_settlements.read()
         stripe = with_payout_transactions(stripe_balance_transactions.read(without=["record"]), day_payouts)
-        # The extract as a source: the reconciliation reads only its claims' lines and columns.
-        rec, counterparts = reconcile(ledger.engine(), day, ledger_extract, stripe, payouts, recon.tolerances(),
-                                      stripe_payouts=day_payouts)
-        del stripe
+        rec, counterparts = reconcile(ledger.engine(), day, claims, stripe, payouts, recon.tolerances(),
+                                      stripe_payouts=day_payouts, entries_in_day=entries)
+        del stripe, claims
         report = build_report(rec)
         counts = rec.counts
         table = markdown_table(rec.discrepancies)
@@ -179,9 +181,7 @@ def build_assets(partitions_def: dg.PartitionsDefinition) -> list[dg.AssetsDefin
             "entries": dg.MetadataValue.int(int(counterparts["journal_id"].nunique()) if len(counterparts) else 0),
         })
 
-        release_unused_memory()  # the reconciliation's working set, before the whole extract is read
-        ledger_result = ledger_gate(ledger_extract)  # in pieces of whole entries
-        release_unused_memory()  # before the whole pull is read
+        release_unused_memory()  # the reconciliation's working set, before the whole pull is read
         stripe_result = gates.run_stripe_checks(with_payout_transactions(stripe_balance_transactions.read(),
                                                                          day_payouts))
         payout_result = gates.run_payout_checks(payouts)
