@@ -4,6 +4,7 @@ per-record reference in export/bundle.py gives (finance_pipeline_tests/perf)."""
 from __future__ import annotations
 
 import io
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -35,22 +36,34 @@ def _frame_records(frame: pd.DataFrame):
     the frame has none (stored before the pulls wrote it) or a value is missing."""
     if "record" not in frame.columns:
         return None
-
-    def column(name: str, *, combine: bool = True):
-        arr = pa.array(frame[name])
-        if isinstance(arr, pa.ChunkedArray):
-            return arr.combine_chunks() if combine else arr
-        return pa.chunked_array([arr]) if not combine else arr
-
     # The texts stay in their chunks (joining them would copy 0.4 GB at a million records).
-    record, provider, ids = column("record", combine=False), column("provider"), column("id")
-    for arr in (record, provider, ids):
-        if arr.null_count or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
-            return None
+    record, keys = _strings(frame["record"], combine=False), _frame_keys(frame)
+    if record is None or keys is None:
+        return None
+    return record, *keys
+
+
+def _strings(column: pd.Series, *, combine: bool = True):
+    """The column as an Arrow string array (chunked unless ``combine``); None if a value is missing."""
+    arr = pa.array(column)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if combine else arr
+    elif not combine:
+        arr = pa.chunked_array([arr])
+    if arr.null_count or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        return None
+    return arr
+
+
+def _frame_keys(frame: pd.DataFrame):
+    """(providers, ids) of a pull frame as string arrays; None when a value is missing or empty."""
+    provider, ids = _strings(frame["provider"]), _strings(frame["id"])
+    if provider is None or ids is None:
+        return None
     if len(frame) and (pc.any(pc.equal(pc.utf8_length(provider), 0)).as_py()
                        or pc.any(pc.equal(pc.utf8_length(ids), 0)).as_py()):
         return None
-    return record, provider.cast(pa.string()), ids.cast(pa.string())
+    return provider.cast(pa.string()), ids.cast(pa.string())
 
 
 # Records are copied into the file this many at a time, so the file is the only full copy.
@@ -88,16 +101,8 @@ def provider_records_file(stripe: pd.DataFrame, payouts: pd.DataFrame, *more: pd
         parts.sort(key=lambda part: part[1][0].as_py())
         keys = pa.table({"p": pa.concat_arrays([p[1] for p in parts]), "i": pa.concat_arrays([p[2] for p in parts])})
         n = keys.num_rows
-        if n > 1:
-            p_prev, p_next = keys["p"].slice(0, n - 1), keys["p"].slice(1)
-            i_prev, i_next = keys["i"].slice(0, n - 1), keys["i"].slice(1)
-            ascending = pc.or_(pc.greater(p_next, p_prev),
-                               pc.and_(pc.equal(p_next, p_prev), pc.greater(i_next, i_prev)))
-            in_order = pc.all(ascending).as_py()
-        else:
-            in_order = True
         out = io.BytesIO()
-        if in_order:
+        if _ascending(keys):
             for part in parts:
                 _write_lines(part[0], out)
             return out.getvalue(), n
@@ -112,3 +117,50 @@ def provider_records_file(stripe: pd.DataFrame, payouts: pd.DataFrame, *more: pd
             return out.getvalue(), n
     records = provider_records(stripe, payouts, *more)
     return provider_records_bytes(records), len(records)
+
+
+def _ascending(keys: pa.Table) -> bool:
+    """Whether the (p, i) rows of ``keys`` are in strictly increasing (provider, id) order."""
+    n = keys.num_rows
+    if n <= 1:
+        return True
+    p_prev, p_next = keys["p"].slice(0, n - 1), keys["p"].slice(1)
+    i_prev, i_next = keys["i"].slice(0, n - 1), keys["i"].slice(1)
+    return pc.all(pc.or_(pc.greater(p_next, p_prev),
+                         pc.and_(pc.equal(p_next, p_prev), pc.greater(i_next, i_prev)))).as_py()
+
+
+def provider_records_file_streamed(stripe_keys: pd.DataFrame, stripe_texts: Iterable[pd.Series],
+                                   payouts: pd.DataFrame, *more: pd.DataFrame) -> tuple[bytes, int] | None:
+    """``provider_records_file`` of the Stripe pull given as its ``provider`` and ``id``
+    columns (``stripe_keys``) and its ``record`` texts in consecutive pieces in the same row
+    order (``stripe_texts``), so the pull's texts (2 GB at five million records) are never
+    held whole: the same bytes, when every frame is in (provider, id) order as it stands
+    (the pulls sort theirs) and every text is there; None otherwise, and the caller builds the
+    file from the whole frames."""
+    keys = _frame_keys(stripe_keys)
+    others = [_frame_records(payouts), *(_frame_records(m) for m in more)]
+    if keys is None or any(part is None for part in others):
+        return None
+    parts = [part for part in [(None, *keys), *others] if len(part[1])]
+    if not parts:
+        return b"", 0
+    parts.sort(key=lambda part: part[1][0].as_py())
+    if not _ascending(pa.table({"p": pa.concat_arrays([p[1] for p in parts]),
+                                "i": pa.concat_arrays([p[2] for p in parts])})):
+        return None
+    out = io.BytesIO()
+    for texts, providers, _ in parts:
+        if texts is not None:
+            _write_lines(texts, out)
+            continue
+        written = 0
+        for piece in stripe_texts:
+            arr = _strings(piece)
+            if arr is None:
+                return None
+            _write_lines(arr, out)
+            written += len(arr)
+        if written != len(providers):
+            return None
+    return out.getvalue(), sum(len(p[1]) for p in parts)

@@ -117,14 +117,30 @@ def _whole_entries(pieces: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         yield carry
 
 
+# What file order is judged on; a piece without them, or with a missing value in them, is not
+# in it (and the whole frame's paths say what is wrong).
+_ORDER_COLUMNS = ("journal_id", "ts_us", "line_no")
+
+
+def _orderable(pieces: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    for piece in pieces:
+        if any(c not in piece.columns or piece[c].isna().any() for c in _ORDER_COLUMNS) \
+                or not all(pd.api.types.is_integer_dtype(piece[c]) for c in ("ts_us", "line_no")):
+            raise _NotInFileOrder
+        yield piece
+
+
 def _entries_in_file_order(pieces: Iterable[pd.DataFrame]) -> Iterator[pd.DataFrame]:
     """The pieces of an extract (journal_id, ts_us and line_no at least) re-cut into pieces of
     whole entries, checked to be in ledger file order, within and across pieces; raises
-    _NotInFileOrder at the first that is not."""
+    _NotInFileOrder at the first that is not. No journal id may come back in a later piece
+    (an entry's lines at two instants): each piece's ids are checked against a hash of every
+    id before it (8 bytes an entry; a collision only costs the whole-frame path)."""
     from finance_pipeline.columnar.leaves import in_file_order
 
     last: tuple[int, str] | None = None
-    for piece in _whole_entries(pieces):
+    seen = np.empty(0, dtype=np.uint64)
+    for piece in _whole_entries(_orderable(pieces)):
         if not in_file_order(piece):
             raise _NotInFileOrder
         ts = piece["ts_us"].to_numpy(dtype=np.int64)
@@ -133,6 +149,12 @@ def _entries_in_file_order(pieces: Iterable[pd.DataFrame]) -> Iterator[pd.DataFr
         if last is not None and not (int(ts[0]), jid.iat[0]) > last:
             raise _NotInFileOrder
         last = (int(ts[-1]), jid.iat[-1])
+        ids = np.sort(pd.util.hash_array(jid.drop_duplicates().to_numpy(dtype=object)))
+        at = np.searchsorted(seen, ids)
+        if (seen[np.minimum(at, len(seen) - 1)] == ids).any() if len(seen) else False:
+            raise _NotInFileOrder
+        seen = np.sort(np.concatenate([seen, ids]), kind="stable")  # two sorted runs: a merge
+        del ts, jid, ids, at
         yield piece
     if last is None:
         raise _NotInFileOrder  # nothing stored: the whole (empty) frame has the dtypes
@@ -144,7 +166,7 @@ def read_for_reconciliation(day: str, lines: FrameSource) -> tuple[pd.DataFrame,
     ledger suite's result). The lines are ``CLAIM_COLUMNS`` of those ``claim_mask`` keeps (at
     five million entries the extract is 4.5 GB as a frame); the suite's result is the whole
     frame's (quality/gates.run_ledger_checks_in_pieces). An extract not in file order is read
-    whole, and its count left to ``reconcile``."""
+    whole."""
     from finance_pipeline.quality import gates
     from finance_pipeline.reconciliation.engine import CLAIM_COLUMNS, claim_mask
 
@@ -152,28 +174,40 @@ def read_for_reconciliation(day: str, lines: FrameSource) -> tuple[pd.DataFrame,
     kept: list[pd.DataFrame] = []
     entries = 0
 
+    def claims_of(piece: pd.DataFrame) -> pd.DataFrame:
+        return piece.loc[claim_mask(piece), [c for c in CLAIM_COLUMNS if c in piece.columns]]
+
+    def in_day(piece: pd.DataFrame) -> int:
+        ts = piece["ts_us"].to_numpy(dtype=np.int64)
+        return int(piece["journal_id"][(ts >= lo) & (ts < hi)].nunique())
+
     def judged() -> Iterator[pd.DataFrame]:
         nonlocal entries
         for piece in _entries_in_file_order(lines.batches(GATE_PIECE_LINES)):
-            ts = piece["ts_us"].to_numpy(dtype=np.int64)
-            entries += int(piece["journal_id"][(ts >= lo) & (ts < hi)].nunique())
-            kept.append(piece.loc[claim_mask(piece), [c for c in CLAIM_COLUMNS if c in piece.columns]])
+            entries += in_day(piece)
+            kept.append(claims_of(piece))
             yield piece
+            del piece  # not held while the next one is read
 
     try:
         result = gates.run_ledger_checks_in_pieces(judged())
     except _NotInFileOrder:
+        result = None  # read whole below, once the pieces' frames are let go
+    if result is not None:
+        claims = pd.concat(kept, ignore_index=True)
         kept.clear()
-        release_unused()
-        whole = lines.read()
-        result = gates.run_ledger_checks(whole)
-        claims = whole[[c for c in CLAIM_COLUMNS if c in whole.columns]]
-        del whole
-        release_unused()
-        return claims, None, result
-    claims = pd.concat(kept, ignore_index=True)
+        release_unused()  # what the pieces were read into, which the allocator keeps otherwise
+        return claims, entries, result
     kept.clear()
-    release_unused()  # what the pieces were read into, which the allocator keeps otherwise
+    release_unused()
+    whole = lines.read()
+    result = gates.run_ledger_checks(whole)
+    try:
+        claims, entries = claims_of(whole), in_day(whole)
+    except (KeyError, ValueError, TypeError):  # ids or instants missing: the gate says so
+        claims, entries = whole[[c for c in CLAIM_COLUMNS if c in whole.columns]], None
+    del whole
+    release_unused()
     return claims, entries, result
 
 
@@ -199,6 +233,31 @@ def _ledger_in_pieces(day: str, pieces: Iterable[pd.DataFrame]) -> tuple[bytes, 
         keep = first | (~day_mask & piece["provider"].notna().to_numpy(dtype=bool))
         kept.append(piece[keep])
     return out.getvalue(), tally.lines, tally.totals, pd.concat(kept, ignore_index=True)
+
+
+# A stored Stripe pull's record texts are read this many at a time into the provider file.
+PULL_PIECE_RECORDS = 1 << 18
+
+
+def _provider_file(stripe: pd.DataFrame | FrameSource, payouts: pd.DataFrame | FrameSource,
+                   stripe_payouts: pd.DataFrame | None) -> tuple[bytes, int]:
+    """`provider_records.jsonl` and its count. A stored Stripe pull in (provider, id) order, as
+    the pull stores it, gives its record texts a piece at a time
+    (``provider_records_file_streamed``); any other is read whole."""
+    from finance_pipeline.columnar.files import provider_records_file_streamed
+
+    payouts_frame = _frame(payouts, PULL_COLUMNS)
+    if not isinstance(stripe, pd.DataFrame) and hasattr(stripe, "batches"):
+        keys = stripe.read(["provider", "id"])
+        texts = (piece["record"] for piece in stripe.batches(PULL_PIECE_RECORDS, ["record"]) if "record" in piece)
+        streamed = provider_records_file_streamed(keys, texts, payouts_frame,
+                                                  *payout_record_frames(stripe_payouts, keys["id"]))
+        if streamed is not None:
+            return streamed
+        del keys
+        release_unused()
+    stripe_frame = _frame(stripe, PULL_COLUMNS)
+    return provider_records_file(stripe_frame, payouts_frame, *payout_record_frames(stripe_payouts, stripe_frame["id"]))
 
 
 def prove_day(day: str, lines: pd.DataFrame | FrameSource, stripe: pd.DataFrame | FrameSource,
@@ -259,9 +318,7 @@ def prove_day(day: str, lines: pd.DataFrame | FrameSource, stripe: pd.DataFrame 
             context = context_future.result()
             del lines, ts, day_mask
         release_unused()  # the ledger frame, before the pulls are read
-        stripe_frame = _frame(stripe, PULL_COLUMNS)
-        provider_bytes, provider_count = provider_records_file(
-            stripe_frame, _frame(payouts, PULL_COLUMNS), *payout_record_frames(stripe_payouts, stripe_frame["id"]))
+        provider_bytes, provider_count = _provider_file(stripe, payouts, stripe_payouts)
         merkle_root, ledger_entries = root.result()
     report_bytes = canonical_bytes(report)
     summary = report["summary"]

@@ -303,6 +303,7 @@ def _run_gate_in_pieces(spec: SuiteSpec, pieces: Iterable[_Piece], params: dict[
                         configs[(p, e)] = (run.part, r.expectation_config)
                         failed.setdefault((p, e), []).append(_failure(r, run, source))
             evaluated = piece_evaluated if evaluated is None else evaluated
+            runs = source = run = result = by_id = None  # not held while the next piece is read
     failures = [failed[key][0] if count == 1 else
                 _added_up(failed[key], *configs.get(key, (None, None)), part_rows.get(key[0], 0))
                 for key in sorted(failed)]
@@ -322,9 +323,11 @@ def _added_up(found: list[tuple[Failure, list[str] | None]], part: SuitePart | N
     """One expectation's failures in the pieces that failed it, as the whole frame's failure:
     counted rows added up, out of the ``total`` rows of every piece, the first samples in
     order; any other failure is the same in every piece, and the first piece's stands."""
-    first, missing = found[0]
     counted = [f for f, _ in found if f.unexpected_count is not None]
-    if len(counted) < len(found) or part is None or "parity_class" in (config.meta or {}):
+    if len(counted) < len(found):  # not evaluated, or not by rows, in some piece: so not in the whole
+        return next(item for item in found if item[0].unexpected_count is None)
+    first, missing = found[0]
+    if part is None or "parity_class" in (config.meta or {}):
         return first, missing
     count = sum(f.unexpected_count or 0 for f in counted)
     samples = [s for f in counted for s in f.samples][:MAX_SAMPLES]
@@ -476,6 +479,7 @@ def run_ledger_checks_in_pieces(pieces: Iterable[pd.DataFrame]) -> GateResult:
             totals = None if missing else journal_totals(lines)
             yield [_PartRun(LEDGER.part("lines"), lines, lines),
                    _PartRun(LEDGER.part("journals"), totals, totals, missing)], lines
+            del df, lines, totals  # not held while the next piece is read
 
     return _run_gate_in_pieces(LEDGER, runs())
 

@@ -182,8 +182,28 @@ def test_an_extract_not_in_file_order_is_read_whole_for_the_reconciliation():
     shuffled = lines.iloc[np.random.default_rng(5).permutation(len(lines))].reset_index(drop=True)
     source = Source(shuffled)
     claims, entries, gate = prove.read_for_reconciliation(DAY, source)
-    assert entries is None and source.reads == 1 and list(claims.columns) == list(CLAIM_COLUMNS)
+    assert source.reads == 1 and list(claims.columns) == list(CLAIM_COLUMNS)
+    assert len(claims) < len(lines)  # the claims' lines only, here too
     assert gate.to_metadata() == run_ledger_checks(shuffled).to_metadata()
     lo, hi = day_bounds_us(DAY)
-    rec, _ = reconcile_following_references(claims, stripe, payouts, lo, hi, Tolerances(), None)
+    rec, _ = reconcile_following_references(claims, stripe, payouts, lo, hi, Tolerances(), None,
+                                            entries_in_day=entries)
     assert build_report(rec) == build_report(reconcile(lines, stripe, payouts, lo, hi, Tolerances()))
+
+
+@pytest.mark.parametrize("records", [3, 1 << 18])
+def test_a_stored_stripe_pull_gives_its_record_texts_in_pieces(monkeypatch, records):
+    lines, followed, stripe, payouts = _extract_and_counterparts(11)
+    stripe = stripe.sort_values("id", ignore_index=True)  # as the pull stores it
+    tol = Tolerances()
+    report = build_report(reconcile(lines, stripe, payouts, *day_bounds_us(DAY), tol))
+    whole = prove_day(DAY, lines, stripe, payouts, report, tol, None, counterparts=followed)
+    monkeypatch.setattr(prove, "PULL_PIECE_RECORDS", records)
+    source = Source(stripe)
+    bundle = prove_day(DAY, Source(lines), source, Source(payouts), report, tol, None, counterparts=followed)
+    assert bundle.files == whole.files and bundle.statement_bytes == whole.statement_bytes
+    # Its keys read whole, its texts in pieces; out of order, it is read whole as before.
+    assert source.reads == 1 and source.pieces == -(-len(stripe) // records)
+    shuffled = Source(stripe.iloc[::-1].reset_index(drop=True))
+    again = prove_day(DAY, Source(lines), shuffled, Source(payouts), report, tol, None, counterparts=followed)
+    assert again.files == whole.files and shuffled.reads == 2

@@ -309,3 +309,33 @@ def test_arrow_and_object_frames_agree():
     assert pa.array(a[0]["journal_id"]).type in (pa.large_string(), pa.string())
 
 
+
+
+def _streamed(stripe: pd.DataFrame, payouts: pd.DataFrame, *more: pd.DataFrame, rows: int = 4):
+    texts = (stripe["record"].iloc[at:at + rows] for at in range(0, len(stripe), rows))
+    return columnar_files.provider_records_file_streamed(stripe[["provider", "id"]], texts, payouts, *more)
+
+
+@pytest.mark.parametrize("rows", [1, 4, 1000])
+def test_provider_file_from_the_stripe_pull_in_pieces(rows):
+    _, stripe, payouts = scenario_inputs(5, True)
+    stripe = stripe.sort_values("id", ignore_index=True)  # as the pull stores it
+    whole = provider_records_file(stripe, payouts)
+    assert _streamed(stripe, payouts, rows=rows) == whole
+    # Balance transactions fetched for payouts, after the pull's ids: still in order.
+    late = stripe.iloc[-2:].assign(id=lambda f: "zz" + f["id"])
+    assert _streamed(stripe, payouts, late, rows=rows) == provider_records_file(stripe, payouts, late)
+    assert _streamed(stripe.iloc[0:0], payouts, rows=rows) == provider_records_file(stripe.iloc[0:0], payouts)
+
+
+def test_a_stripe_pull_it_cannot_stream_is_left_to_the_whole_frame():
+    _, stripe, payouts = scenario_inputs(5, True)
+    stripe = stripe.sort_values("id", ignore_index=True)
+    # Out of order, a fetched record among the pull's ids, a text missing, texts short of the ids.
+    assert _streamed(stripe.iloc[::-1].reset_index(drop=True), payouts) is None
+    assert _streamed(stripe, payouts, stripe.iloc[1:2].assign(id=lambda f: f["id"] + "0")) is None
+    gap = stripe.copy()
+    gap.loc[3, "record"] = None
+    assert _streamed(gap, payouts) is None
+    texts = iter([stripe["record"].iloc[:-1]])
+    assert columnar_files.provider_records_file_streamed(stripe[["provider", "id"]], texts, payouts) is None

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from finance_pipeline.domain.timeutil import day_bounds_us
 from finance_pipeline.export import prove
 from finance_pipeline.quality import run_ledger_checks
 from finance_pipeline.quality.gates import run_ledger_checks_in_pieces
@@ -72,3 +73,42 @@ def test_an_extract_out_of_order_or_empty_is_judged_whole(monkeypatch):
         source = Source(frame)
         assert prove.read_for_reconciliation(DAY, source)[2].to_metadata() == run_ledger_checks(frame).to_metadata()
         assert source.reads == 1
+
+
+def _returning(lines: pd.DataFrame) -> pd.DataFrame:
+    """An entry of the day's lines again at a later instant of the day, in file order: the same
+    journal id in two places, so in two pieces when the pieces are small."""
+    lo, hi = day_bounds_us(DAY)
+    inside = lines[(lines["ts_us"] >= lo) & (lines["ts_us"] < hi)]
+    jid = inside["journal_id"].iat[0]
+    again = lines[lines["journal_id"] == jid].assign(ts_us=int(inside["ts_us"].max()))
+    both = pd.concat([lines, again], ignore_index=True)
+    return both.sort_values(["ts_us", "journal_id", "line_no"], kind="mergesort", ignore_index=True)
+
+
+def test_an_entry_that_comes_back_in_a_later_piece_is_judged_on_the_whole_frame(monkeypatch):
+    from finance_pipeline.quality.gates import run_ledger_checks
+
+    frame = _returning(_extract())
+    monkeypatch.setattr(prove, "GATE_PIECE_LINES", 20)
+    source = Source(frame)
+    claims, entries, result = prove.read_for_reconciliation(DAY, source)
+    whole = run_ledger_checks(frame)
+    assert not whole.success and result.to_metadata() == whole.to_metadata()
+    lo, hi = day_bounds_us(DAY)
+    in_day = frame[(frame["ts_us"] >= lo) & (frame["ts_us"] < hi)]
+    assert source.reads == 1 and entries == in_day["journal_id"].nunique()
+
+
+@pytest.mark.parametrize("damage", ["no line_no", "a null line_no", "no ts_us"])
+def test_an_extract_missing_what_its_order_needs_is_judged_whole(monkeypatch, damage):
+    lines = _extract()
+    frame = {"no line_no": lambda f: f.drop(columns=["line_no"]),
+             "a null line_no": lambda f: f.astype({"line_no": "Int64"}).assign(
+                 line_no=lambda g: g["line_no"].mask(g.index == 5)),
+             "no ts_us": lambda f: f.drop(columns=["ts_us"])}[damage](lines)
+    monkeypatch.setattr(prove, "GATE_PIECE_LINES", 20)
+    source = Source(frame)
+    _, _, result = prove.read_for_reconciliation(DAY, source)
+    whole = run_ledger_checks(frame)
+    assert not whole.success and result.to_metadata() == whole.to_metadata() and source.reads == 1
