@@ -98,8 +98,7 @@ def provider_records_file(stripe: pd.DataFrame, payouts: pd.DataFrame, *more: pd
             return b"", 0
         # Each frame comes sorted by id (the pulls sort it); order the frames by provider and
         # take their texts as they are when that already gives (provider, id) order.
-        parts.sort(key=lambda part: part[1][0].as_py())
-        keys = pa.table({"p": pa.concat_arrays([p[1] for p in parts]), "i": pa.concat_arrays([p[2] for p in parts])})
+        keys = _ordered_keys(parts)
         n = keys.num_rows
         out = io.BytesIO()
         if _ascending(keys):
@@ -117,6 +116,13 @@ def provider_records_file(stripe: pd.DataFrame, payouts: pd.DataFrame, *more: pd
             return out.getvalue(), n
     records = provider_records(stripe, payouts, *more)
     return provider_records_bytes(records), len(records)
+
+
+def _ordered_keys(parts: list) -> pa.Table:
+    """Sort the (texts, providers, ids) parts by their first provider (each frame comes sorted by
+    id, the pulls sort it) and return their keys in that order, as columns p and i."""
+    parts.sort(key=lambda part: part[1][0].as_py())
+    return pa.table({"p": pa.concat_arrays([p[1] for p in parts]), "i": pa.concat_arrays([p[2] for p in parts])})
 
 
 def _ascending(keys: pa.Table) -> bool:
@@ -145,9 +151,7 @@ def provider_records_file_streamed(stripe_keys: pd.DataFrame, stripe_texts: Iter
     parts = [part for part in [(None, *keys), *others] if len(part[1])]
     if not parts:
         return b"", 0
-    parts.sort(key=lambda part: part[1][0].as_py())
-    if not _ascending(pa.table({"p": pa.concat_arrays([p[1] for p in parts]),
-                                "i": pa.concat_arrays([p[2] for p in parts])})):
+    if not _ascending(_ordered_keys(parts)):
         return None
     out = io.BytesIO()
     for texts, providers, _ in parts:

@@ -331,9 +331,13 @@ def _added_up(found: list[tuple[Failure, list[str] | None]], part: SuitePart | N
         return first, missing
     count = sum(f.unexpected_count or 0 for f in counted)
     samples = [s for f in counted for s in f.samples][:MAX_SAMPLES]
-    desc = config.description or config.type
-    return replace(first, description=f"{desc}: {count} of {total} {part.unit} fail", unexpected_count=count,
-                   samples=samples), missing
+    return replace(first, description=_counted_text(config.description or config.type, count, total, part.unit),
+                   unexpected_count=count, samples=samples), missing
+
+
+def _counted_text(desc: str, count: int, total: int, unit: str) -> str:
+    """A failure counted by rows, as a whole frame's or its pieces' added up."""
+    return f"{desc}: {count} of {total} {unit} fail"
 
 
 def _fold_missing(failures: list[tuple[Failure, list[str] | None]]) -> list[Failure]:
@@ -424,7 +428,7 @@ def _failure(r, run: _PartRun, source: pd.DataFrame) -> tuple[Failure, list[str]
                            if isinstance(i, (int, np.integer)))[:MAX_SAMPLES]
         show = list(run.part.id_columns) + cols + list(meta.get("show", []))
         samples = _samples(run.samples_from, positions, show)
-        return Failure(config.type, column, f"{desc}: {count} of {total} {run.part.unit} fail",
+        return Failure(config.type, column, _counted_text(desc, count, total, run.part.unit),
                        count, samples), None
 
     observed = result.get("observed_value")
