@@ -20,7 +20,8 @@ import pandas as pd
 
 from finance_pipeline.columnar.membership import isin
 from finance_pipeline.ledger.extract import DTYPES, union_lines
-from finance_pipeline.reconciliation.engine import Reconciliation, Tolerances, reconcile
+from finance_pipeline.reconciliation.buckets import reconcile
+from finance_pipeline.reconciliation.engine import Reconciliation, Tolerances
 
 # ((provider, reference) pairs, later_only) -> the lines of the entries outside the read window
 # naming them (with later_only, only those dated after it).
@@ -73,8 +74,8 @@ def reconcile_following_references(
     tol: Tolerances, fetch: Fetch | None, stripe_payouts: pd.DataFrame | None = None,
     entries_in_day: int | None = None,
 ) -> tuple[Reconciliation, pd.DataFrame]:
-    """``reconcile`` of the day, with the entries outside ``lines`` that its open references
-    name. Returns the reconciliation and those entries' lines (every extract column; empty
+    """``reconcile`` of the day (in buckets when it is large: ``buckets.reconcile``), with the
+    entries outside ``lines`` that its open references name. Returns the reconciliation and those entries' lines (every extract column; empty
     when none was needed), which the package's context must carry. ``lines`` may be the
     claims' lines only (``engine.claim_mask``, ``CLAIM_COLUMNS``) with ``entries_in_day``."""
     found = _lines_template(lines)

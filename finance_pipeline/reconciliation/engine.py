@@ -462,16 +462,21 @@ def reconcile(lines: pd.DataFrame, stripe: pd.DataFrame, payouts: pd.DataFrame, 
                    + lr["key_source"].fillna(lr["id"])),
     }))
     disc = pd.concat([f for f in found if len(f)], ignore_index=True) if any(len(f) for f in found) else None
-    disc = _finish_discrepancies(disc)
+    disc = finish_discrepancies(disc)
 
     matches = _matches(pd.concat([one_to_one, netted], ignore_index=True), claims, recs, lo_us, hi_us, disc)
     if entries_in_day is None:
-        in_day = lines.loc[_inside(lines["ts_us"], lo_us, hi_us), "journal_id"] if len(lines) else lines
-        entries_in_day = int(in_day.nunique()) if len(in_day) else 0
+        entries_in_day = count_entries_in_day(lines, lo_us, hi_us)
     counts = {p: 0 for p in PROVIDERS}
     for p, n in recs["provider"].value_counts().items():
         counts[str(p)] = int(n)
     return Reconciliation(lo_us, hi_us, matches, disc, entries_in_day, counts)
+
+
+def count_entries_in_day(lines: pd.DataFrame, lo_us: int, hi_us: int) -> int:
+    """The number of distinct entries among ``lines`` dated in [lo_us, hi_us)."""
+    in_day = lines.loc[_inside(lines["ts_us"], lo_us, hi_us), "journal_id"] if len(lines) else lines
+    return int(in_day.nunique()) if len(in_day) else 0
 
 
 _PAYOUT_CATEGORIES = ("payout", "payout_reversal")
@@ -512,10 +517,14 @@ def _net_of_record_balance(pairs: pd.DataFrame, claims: pd.DataFrame, recs: pd.D
     claims["gross"] = (claims["net"] + claims["fee"]).astype(np.int64)
 
 
+def key_texts(provider: pd.Series, key: pd.Series) -> pa.Array:
+    """The text a (provider, key) pair is matched by (null where either is missing)."""
+    return pc.binary_join_element_wise(_arrow(provider), _arrow(key), pa.scalar("\x1f", pa.large_string()))
+
+
 def _key_codes(providers: list[pd.Series], keys: list[pd.Series]) -> list[np.ndarray]:
     """One integer per distinct (provider, key) text pair, the same across the given columns."""
-    ls = pa.large_string()
-    texts = [pc.binary_join_element_wise(_arrow(p), _arrow(k), pa.scalar("\x1f", ls)) for p, k in zip(providers, keys)]
+    texts = [key_texts(p, k) for p, k in zip(providers, keys)]
     codes = pc.dictionary_encode(pa.concat_arrays(texts)).indices
     codes = codes.to_numpy(zero_copy_only=False).astype(np.int64)
     out, at = [], 0
@@ -738,7 +747,8 @@ def _duplicates(pairs, claims, recs, lo_us, hi_us, cls: str) -> pd.DataFrame:
     return pd.DataFrame({"class": cls, **{c: g[c] for c in DISCREPANCY_COLUMNS[1:-1]}, "detail": detail})
 
 
-def _finish_discrepancies(disc: pd.DataFrame | None) -> pd.DataFrame:
+def finish_discrepancies(disc: pd.DataFrame | None) -> pd.DataFrame:
+    """The discrepancy rows in the report's columns and order (none: an empty frame)."""
     if disc is None or disc.empty:
         return pd.DataFrame({c: pd.Series([], dtype=object) for c in DISCREPANCY_COLUMNS})
     disc = disc[DISCREPANCY_COLUMNS].copy()
@@ -761,9 +771,13 @@ def _matches(pairs, claims, recs, lo_us, hi_us, disc) -> pd.DataFrame:
         "provider": j["provider"], "provider_id": j["id"], "journal_id": j["journal_id"],
         "currency": j["currency_p"], "amount_minor": j["gross_p"].astype(np.int64), "matched_by": j["by"],
     })
-    # Sorted as sort_values(["provider", "provider_id", "journal_id"]) sorts (the keys are unique),
-    # by Arrow: text keys compare in code point order there too.
+    return in_match_order(out)
+
+
+def in_match_order(matches: pd.DataFrame) -> pd.DataFrame:
+    """Matches sorted as sort_values(["provider", "provider_id", "journal_id"]) sorts them (the
+    keys are unique), by Arrow: text keys compare in code point order there too."""
     by = ["provider", "provider_id", "journal_id"]
-    order = pc.sort_indices(pa.table({k: _arrow(out[k]) for k in by}),
+    order = pc.sort_indices(pa.table({k: _arrow(matches[k]) for k in by}),
                             sort_keys=[(k, "ascending") for k in by])  # nulls last, as pandas
-    return out.iloc[order.to_numpy()].reset_index(drop=True)
+    return matches.iloc[order.to_numpy()].reset_index(drop=True)

@@ -141,6 +141,19 @@ def _spy(fn, seen):
     return spy
 
 
+RECONCILIATION_STEP = [*EXTRACTS, "stripe_payouts", "reconciliation", "reconciliation_report", "ledger_counterparts"]
+
+
+def _reconciliation_outputs(world, result) -> dict:
+    """What the reconciliation step stored, and every check's result and metadata."""
+    stored = {name: pd.read_parquet(world.storage / name / f"{DAY}.parquet").to_dict("records")
+              for name in ("reconciliation", "ledger_counterparts")}
+    stored["report"] = (world.storage / "reconciliation_report" / f"{DAY}.json").read_bytes()
+    stored["checks"] = {e.check_name: (e.passed, {k: v.value for k, v in e.metadata.items()})
+                        for e in result.get_asset_check_evaluations()}
+    return stored
+
+
 def test_the_reconciliation_step_reads_the_stored_extract_in_pieces(world, monkeypatch):
     """The step reads the extract a few lines at a time (as a day too large to hold whole is
     read), the reconciliation keeping its claims' lines and the ledger gate judging each piece:
@@ -148,18 +161,8 @@ def test_the_reconciliation_step_reads_the_stored_extract_in_pieces(world, monke
     from finance_pipeline.defs.io_managers import StoredFrame
     from finance_pipeline.export import prove
 
-    selection = [*EXTRACTS, "stripe_payouts", "reconciliation", "reconciliation_report", "ledger_counterparts"]
-
-    def outputs(result) -> dict:
-        # The world's day has blocking discrepancies: its parity check fails, the step with it.
-        stored = {name: pd.read_parquet(world.storage / name / f"{DAY}.parquet").to_dict("records")
-                  for name in ("reconciliation", "ledger_counterparts")}
-        stored["report"] = (world.storage / "reconciliation_report" / f"{DAY}.json").read_bytes()
-        stored["checks"] = {e.check_name: (e.passed, {k: v.value for k, v in e.metadata.items()})
-                            for e in result.get_asset_check_evaluations()}
-        return stored
-
-    whole = outputs(_materialize(world, selection))
+    whole = _reconciliation_outputs(world, _materialize(world, RECONCILIATION_STEP))
+    # The world's day has blocking discrepancies: its parity check fails, the step with it.
     assert {c: passed for c, (passed, _) in whole["checks"].items()} == {
         "ledger_suite": True, "provider_suites": True, "parity": False}
     read = []
@@ -167,6 +170,21 @@ def test_the_reconciliation_step_reads_the_stored_extract_in_pieces(world, monke
     monkeypatch.setattr(StoredFrame, "batches",
                         lambda self, rows, columns=None: (read.append((self.name, rows)), batches(self, rows, columns))[1])
     monkeypatch.setattr(prove, "GATE_PIECE_LINES", 5)
-    assert outputs(_materialize(world, selection)) == whole
+    assert _reconciliation_outputs(world, _materialize(world, RECONCILIATION_STEP)) == whole
     # One read, in pieces, for the claims and the gate (the proof is not in this selection).
     assert read == [(f"ledger_extract {DAY}", 5)]
+
+
+def test_the_reconciliation_step_reconciles_a_large_day_in_buckets(world, monkeypatch):
+    """A day above ``buckets.WHOLE_UP_TO`` is reconciled a bucket at a time: the step's report,
+    rows, counterparts and checks are those of the day reconciled whole."""
+    from finance_pipeline.reconciliation import buckets, engine
+
+    whole = _reconciliation_outputs(world, _materialize(world, RECONCILIATION_STEP))
+    sizes = []
+    reconcile = engine.reconcile
+    monkeypatch.setattr(engine, "reconcile", lambda lines, *a, **k: (sizes.append(len(lines)), reconcile(lines, *a, **k))[1])
+    monkeypatch.setattr(buckets, "WHOLE_UP_TO", 0)
+    monkeypatch.setattr(buckets, "BUCKET_LINES", 9)
+    assert _reconciliation_outputs(world, _materialize(world, RECONCILIATION_STEP)) == whole
+    assert len(sizes) > 3 and max(sizes) < sum(sizes)  # in buckets indeed
