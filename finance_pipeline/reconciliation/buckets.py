@@ -52,13 +52,15 @@ def reconcile(lines: pd.DataFrame, stripe: pd.DataFrame, payouts: pd.DataFrame, 
     bucket_lines = BUCKET_LINES if bucket_lines is None else bucket_lines
     whole_up_to = WHOLE_UP_TO if whole_up_to is None else whole_up_to
     buckets = -(-len(lines) // bucket_lines)
-    if len(lines) <= whole_up_to or buckets <= 1:
+    if len(lines) <= whole_up_to or buckets <= 1 or _missing_ids(lines, stripe, payouts):
         return engine.reconcile(lines, stripe, payouts, lo_us, hi_us, tol, stripe_payouts, entries_in_day)
     if entries_in_day is None:
         entries_in_day = engine.count_entries_in_day(lines, lo_us, hi_us)
     matches, discrepancies = [], []
     for part in _parts(lines, stripe, payouts, buckets):
         if part is None:
+            matches.clear()
+            discrepancies.clear()
             log.warning("two reference keys of the day share a 64-bit hash; reconciling the day whole")
             return engine.reconcile(lines, stripe, payouts, lo_us, hi_us, tol, stripe_payouts, entries_in_day)
         b_lines, b_stripe, b_payouts = part
@@ -71,7 +73,22 @@ def reconcile(lines: pd.DataFrame, stripe: pd.DataFrame, payouts: pd.DataFrame, 
     counts["payout_sandbox"] += len(payouts)
     found = [d for d in discrepancies if len(d)]
     disc = engine.finish_discrepancies(pd.concat(found, ignore_index=True) if found else None)
-    return Reconciliation(lo_us, hi_us, _joined_matches(matches), disc, entries_in_day, counts)
+    matches = _joined_matches(matches)
+    # The engine leaves out the matches of a journal a discrepancy row names. Which journal a
+    # DUPLICATE_LEDGER row names is its joined text cut at ", ", and a journal id may hold ", ",
+    # so the row may name a journal of another bucket: filtered again over the whole day.
+    named = matches["journal_id"].isin(disc["journal_id"].dropna())
+    if named.any():
+        matches = matches[~named.to_numpy(dtype=bool)].reset_index(drop=True)
+    return Reconciliation(lo_us, hi_us, matches, disc, entries_in_day, counts)
+
+
+def _missing_ids(lines: pd.DataFrame, stripe: pd.DataFrame, payouts: pd.DataFrame) -> bool:
+    """Whether a line naming a provider lacks its journal id or currency, or a record its id:
+    the gates refuse such a day, and the engine's text columns would take another dtype in a
+    bucket without any of them; such a day is reconciled whole."""
+    claims = lines.loc[lines["provider"].notna(), ["journal_id", "currency"]]
+    return bool(claims.isna().any().any() or stripe["id"].isna().any() or payouts["id"].isna().any())
 
 
 def _joined_matches(parts: list[pd.DataFrame]) -> pd.DataFrame:
@@ -112,6 +129,7 @@ def _parts(lines: pd.DataFrame, stripe: pd.DataFrame, payouts: pd.DataFrame,
                 yield None
                 return
         yield lines.iloc[plan.at[plan.line_bucket == k]], b_stripe, b_payouts
+        del b_stripe, b_payouts  # not held while the next bucket is cut
 
 
 @dataclass

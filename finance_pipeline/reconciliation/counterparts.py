@@ -74,9 +74,10 @@ def reconcile_following_references(
     tol: Tolerances, fetch: Fetch | None, stripe_payouts: pd.DataFrame | None = None,
     entries_in_day: int | None = None,
 ) -> tuple[Reconciliation, pd.DataFrame]:
-    """``reconcile`` of the day (in buckets when it is large: ``buckets.reconcile``), with the
-    entries outside ``lines`` that its open references name. Returns the reconciliation and those entries' lines (every extract column; empty
-    when none was needed), which the package's context must carry. ``lines`` may be the
+    """``reconcile`` of the day (a large day in buckets: ``buckets.reconcile``), with the
+    entries outside ``lines`` that its open references name. Returns the reconciliation and
+    those entries' lines (every extract column; empty when none was needed), which the
+    package's context must carry. ``lines`` may be the
     claims' lines only (``engine.claim_mask``, ``CLAIM_COLUMNS``) with ``entries_in_day``."""
     found = _lines_template(lines)
     rec = reconcile(lines, stripe, payouts, lo_us, hi_us, tol, stripe_payouts, entries_in_day)

@@ -457,7 +457,8 @@ def reconcile(lines: pd.DataFrame, stripe: pd.DataFrame, payouts: pd.DataFrame, 
     found.append(pd.DataFrame({
         "class": "LEDGER_MISSING", "provider": lr["provider"], "provider_id": lr["id"], "journal_id": None,
         "currency": lr["currency"], "provider_amount_minor": lr["gross"], "ledger_amount_minor": None,
-        "detail": (lr["provider"] + " " + lr["category"] + " " + lr["id"] + " ("
+        # (a record without a reporting_category is named "record": a null would void the text)
+        "detail": (lr["provider"] + " " + lr["category"].fillna("record") + " " + lr["id"] + " ("
                    + lr["key_source"].fillna("") + ") has no ledger entry: post one with provider_reference "
                    + lr["key_source"].fillna(lr["id"])),
     }))

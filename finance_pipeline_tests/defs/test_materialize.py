@@ -183,7 +183,8 @@ def test_the_reconciliation_step_reconciles_a_large_day_in_buckets(world, monkey
     whole = _reconciliation_outputs(world, _materialize(world, RECONCILIATION_STEP))
     sizes = []
     reconcile = engine.reconcile
-    monkeypatch.setattr(engine, "reconcile", lambda lines, *a, **k: (sizes.append(len(lines)), reconcile(lines, *a, **k))[1])
+    monkeypatch.setattr(engine, "reconcile",
+                        lambda lines, *a, **k: (sizes.append(len(lines)), reconcile(lines, *a, **k))[1])
     monkeypatch.setattr(buckets, "WHOLE_UP_TO", 0)
     monkeypatch.setattr(buckets, "BUCKET_LINES", 9)
     assert _reconciliation_outputs(world, _materialize(world, RECONCILIATION_STEP)) == whole

@@ -179,3 +179,39 @@ def test_random_ledgers(case, as_arrow, count):
     except ValueError:
         return  # a reversal naming an entry dropped as a duplicate id; not a ledger
     assert_same_in_buckets(arrow(lines) if as_arrow else lines, stripe, pay, counts=(count,))
+
+
+def _charges(n: int, at_s: int = LO // 1_000_000):
+    entries = [charge_entry(f"ch_{i}", at_s + 100 * i, 1000 + i) for i in range(n)]
+    txns = [charge_txn(f"txn_{i}", f"ch_{i}", at_s + 100 * i, 1000 + i) for i in range(n)]
+    return entries, txns
+
+
+def test_a_record_without_a_category_nobody_booked_is_named_in_every_bucket():
+    entries, txns = _charges(3)
+    odd = charge_txn("txn_odd", "src_odd", LO // 1_000_000 + 5000, -300)
+    odd["reporting_category"] = None  # Stripe may send none; the Stripe gate lets it through
+    txns += [odd, charge_txn("txn_x", "src_x", LO // 1_000_000 + 6000, 700)]
+    rec = assert_same_in_buckets(*frames(entries, txns, []), counts=(2, 5, 40))
+    assert rec.discrepancies.set_index("provider_id").loc["txn_odd", "detail"].startswith(
+        "stripe record txn_odd (src_odd) has no ledger entry")
+
+
+def test_a_journal_id_holding_a_comma_leaves_out_the_same_matches():
+    # A DUPLICATE_LEDGER row names the first of its joined journals cut at ", ": "A" of "A, K".
+    entries, txns = _charges(3, LO // 1_000_000 + 400)
+    entries += [charge_entry("ch_a", LO // 1_000_000 + 100, 1000, jid="A"),
+                charge_entry("ch_d", LO // 1_000_000 + 200, 2000, jid="A, K"),
+                charge_entry("ch_d", LO // 1_000_000 + 300, 2000, jid="Q")]
+    txns += [charge_txn("txn_a", "ch_a", LO // 1_000_000 + 100, 1000),
+             charge_txn("txn_d", "ch_d", LO // 1_000_000 + 200, 2000)]
+    assert_same_in_buckets(*frames(entries, txns, []), counts=(2, 5, 40))
+
+
+def test_a_day_the_gates_refuse_for_a_missing_currency_is_reconciled_whole():
+    entries, txns = _charges(4)
+    entries.append(charge_entry("ch_m", LO // 1_000_000 + 900, 500, ref=None))
+    lines, stripe, pay = frames(entries, txns, [])
+    lines.loc[lines["journal_id"] == "je-ch_0", "currency"] = None
+    assert buckets._missing_ids(lines, stripe, pay)
+    assert_same_in_buckets(lines, stripe, pay, counts=(2, 40))
