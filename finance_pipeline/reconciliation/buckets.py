@@ -118,18 +118,21 @@ def _parts(lines: pd.DataFrame, stripe: pd.DataFrame, payouts: pd.DataFrame,
     a bucket finds a record taken for named that no claim of it names (a hash collision)."""
     plan = _plan(lines, stripe, payouts, buckets)
     s_len = len(stripe)
+    # Rows are picked by masks: Arrow filters a column chunk by chunk, several times faster
+    # than it takes rows by position.
     for k in range(buckets):
-        rows = np.flatnonzero(plan.record_bucket == k)
-        s_rows, p_rows = rows[rows < s_len], rows[rows >= s_len] - s_len
-        b_stripe, b_payouts = stripe.iloc[s_rows], payouts.iloc[p_rows]
-        if plan.named[rows].any():
+        in_s, in_p = plan.record_bucket[:s_len] == k, plan.record_bucket[s_len:] == k
+        b_stripe, b_payouts = stripe[in_s], payouts[in_p]
+        if plan.named[:s_len][in_s].any() or plan.named[s_len:][in_p].any():
             keyed = plan.first[(plan.entry_bucket == k) & plan.has_ref]
             if not _named_exactly(lines["provider"].iloc[keyed], lines["provider_reference"].iloc[keyed],
-                                  b_stripe[plan.named[s_rows]], b_payouts[plan.named[p_rows + s_len]]):
+                                  b_stripe[plan.named[:s_len][in_s]], b_payouts[plan.named[s_len:][in_p]]):
                 yield None
                 return
-        yield lines.iloc[plan.at[plan.line_bucket == k]], b_stripe, b_payouts
-        del b_stripe, b_payouts  # not held while the next bucket is cut
+        in_l = np.zeros(len(lines), dtype=bool)
+        in_l[plan.at[plan.line_bucket == k]] = True
+        yield lines[in_l], b_stripe, b_payouts
+        del b_stripe, b_payouts, in_l  # not held while the next bucket is cut
 
 
 @dataclass
