@@ -45,6 +45,22 @@ def test_tree_head_of_lines_is_tree_head_of_split_lines(data):
     assert tree_head_and_size_of_lines(data) == (tree_head(leaves), len(leaves))
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=4) | st.sampled_from([b"", b"\n", b"\n\n"]), max_size=60).map(b"".join),
+       st.integers(1, 5))
+def test_tree_head_of_lines_in_small_blocks(data, block):
+    """Leaves and node pairs hashed a block at a time give the same tree at every block size."""
+    from finance_pipeline.proof import merkle
+
+    leaves = pkg.split_lines(data)
+    saved = merkle.BLOCK
+    merkle.BLOCK = block
+    try:
+        assert tree_head_and_size_of_lines(data) == (tree_head(leaves), len(leaves))
+    finally:
+        merkle.BLOCK = saved
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.binary(min_size=1, max_size=20).filter(lambda b: b"\n" not in b), max_size=30))
 def test_statement_for_the_written_file_is_the_statement_for_the_leaves(leaves):
