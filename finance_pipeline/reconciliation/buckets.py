@@ -34,7 +34,7 @@ from finance_pipeline.reconciliation.engine import Reconciliation, Tolerances
 log = logging.getLogger(__name__)
 
 # A day of at most this many claims' lines is reconciled whole (a 1M-entry day has about 2.8M);
-# a larger one in buckets of about BUCKET_LINES (a 5M-entry day: 14M lines, 10 buckets).
+# a larger one in buckets of about BUCKET_LINES (a 5M-entry day: 14M lines, 9 buckets).
 WHOLE_UP_TO = 4 << 20
 BUCKET_LINES = 3 << 19
 # Texts hashed at a time (each becomes a Python string for the hash).
@@ -57,6 +57,7 @@ def reconcile(lines: pd.DataFrame, stripe: pd.DataFrame, payouts: pd.DataFrame, 
     if entries_in_day is None:
         entries_in_day = engine.count_entries_in_day(lines, lo_us, hi_us)
     matches, discrepancies = [], []
+    counts = {p: 0 for p in engine.PROVIDERS}
     for part in _parts(lines, stripe, payouts, buckets):
         if part is None:
             matches.clear()
@@ -67,10 +68,9 @@ def reconcile(lines: pd.DataFrame, stripe: pd.DataFrame, payouts: pd.DataFrame, 
         rec = engine.reconcile(b_lines, b_stripe, b_payouts, lo_us, hi_us, tol, stripe_payouts, entries_in_day=0)
         matches.append(rec.matches)
         discrepancies.append(rec.discrepancies)
+        for provider, n in rec.provider_records.items():
+            counts[provider] = counts.get(provider, 0) + n
         del rec, part, b_lines, b_stripe, b_payouts
-    counts = {p: 0 for p in engine.PROVIDERS}
-    counts["stripe"] += len(stripe)
-    counts["payout_sandbox"] += len(payouts)
     found = [d for d in discrepancies if len(d)]
     disc = engine.finish_discrepancies(pd.concat(found, ignore_index=True) if found else None)
     matches = _joined_matches(matches)
@@ -123,10 +123,11 @@ def _parts(lines: pd.DataFrame, stripe: pd.DataFrame, payouts: pd.DataFrame,
     for k in range(buckets):
         in_s, in_p = plan.record_bucket[:s_len] == k, plan.record_bucket[s_len:] == k
         b_stripe, b_payouts = stripe[in_s], payouts[in_p]
-        if plan.named[:s_len][in_s].any() or plan.named[s_len:][in_p].any():
+        s_named, p_named = plan.named[:s_len][in_s], plan.named[s_len:][in_p]
+        if s_named.any() or p_named.any():
             keyed = plan.first[(plan.entry_bucket == k) & plan.has_ref]
             if not _named_exactly(lines["provider"].iloc[keyed], lines["provider_reference"].iloc[keyed],
-                                  b_stripe[plan.named[:s_len][in_s]], b_payouts[plan.named[s_len:][in_p]]):
+                                  b_stripe[s_named], b_payouts[p_named]):
                 yield None
                 return
         in_l = np.zeros(len(lines), dtype=bool)
@@ -235,7 +236,7 @@ def _pulls(stripe: pd.DataFrame, payouts: pd.DataFrame) -> tuple:
 
 
 def _isin(values: np.ndarray, among: np.ndarray) -> np.ndarray:
-    """``np.isin`` by a hash table (numpy sorts both, minutes at millions)."""
+    """``np.isin`` by a hash table (numpy sorts both: about 5 s a call at 5M records)."""
     return pd.Series(values, copy=False).isin(among).to_numpy(dtype=bool)
 
 
@@ -249,7 +250,7 @@ def _named_exactly(provider: pd.Series, ref: pd.Series, stripe: pd.DataFrame, pa
     texts (a Stripe record by its source or id, a payout record by its payout id)."""
     keys = engine.key_texts(provider, ref)
     found = []
-    for name, frame, source in (("stripe", stripe, "source"), ("payout_sandbox", payouts, "payout_id")):
+    for name, frame, source in _pulls(stripe, payouts):
         if not len(frame):
             continue
         prov = pd.Series(name, index=frame.index, dtype=object)

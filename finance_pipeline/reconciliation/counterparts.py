@@ -77,8 +77,8 @@ def reconcile_following_references(
     """``reconcile`` of the day (a large day in buckets: ``buckets.reconcile``), with the
     entries outside ``lines`` that its open references name. Returns the reconciliation and
     those entries' lines (every extract column; empty when none was needed), which the
-    package's context must carry. ``lines`` may be the
-    claims' lines only (``engine.claim_mask``, ``CLAIM_COLUMNS``) with ``entries_in_day``."""
+    package's context must carry. ``lines`` may be the claims' lines only
+    (``engine.claim_mask``, ``CLAIM_COLUMNS``) with ``entries_in_day``."""
     found = _lines_template(lines)
     rec = reconcile(lines, stripe, payouts, lo_us, hi_us, tol, stripe_payouts, entries_in_day)
     if fetch is None:

@@ -87,11 +87,15 @@ def test_clean_day_and_shuffled_inputs():
         assert_same(arrow(lines), stripe, pay)
 
 
+# Tolerances at and beyond the edges: a tight time, a wide amount, per class, a negative one.
+TOLERANCES = (engine.Tolerances(time_s=60), engine.Tolerances(amount_minor=150),
+              engine.Tolerances(per_class_minor={"FEE_MISMATCH": 10, "AMOUNT_MISMATCH": 99}),
+              engine.Tolerances(per_class_minor={"FEE_MISMATCH": -1}))
+
+
 def test_tolerances():
     lines, stripe, payouts = scenario_inputs(5, True)
-    for tol in (engine.Tolerances(time_s=60), engine.Tolerances(amount_minor=150),
-                engine.Tolerances(per_class_minor={"FEE_MISMATCH": 10, "AMOUNT_MISMATCH": 99}),
-                engine.Tolerances(per_class_minor={"FEE_MISMATCH": -1})):
+    for tol in TOLERANCES:
         assert_same(lines, stripe, payouts, tol=tol)
 
 

@@ -19,7 +19,7 @@ from finance_pipeline.providers.payout_pull import settlements_frame
 from finance_pipeline.reconciliation import buckets, engine
 from finance_pipeline.reconciliation.inputs import lines_frame
 from finance_pipeline_tests.perf.test_leaves_and_bundle import scenario_inputs
-from finance_pipeline_tests.perf.test_reconcile_fast import arrow, ledgers
+from finance_pipeline_tests.perf.test_reconcile_fast import TOLERANCES, arrow, ledgers
 from finance_pipeline_tests.reconciliation.builders import HI, LO, charge_entry, charge_txn, frames
 
 # Into how many buckets a day is cut.
@@ -113,9 +113,7 @@ def test_demo_days_after_the_runbooks_corrections():
 
 def test_tolerances():
     lines, stripe, payouts = scenario_inputs(5, True)
-    for tol in (engine.Tolerances(time_s=60), engine.Tolerances(amount_minor=150),
-                engine.Tolerances(per_class_minor={"FEE_MISMATCH": 10, "AMOUNT_MISMATCH": 99}),
-                engine.Tolerances(per_class_minor={"FEE_MISMATCH": -1})):
+    for tol in TOLERANCES:
         assert_same_in_buckets(lines, stripe, payouts, tol=tol, counts=(7,))
 
 
