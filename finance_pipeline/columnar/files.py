@@ -27,8 +27,19 @@ def context_bytes(day: str, lines: pd.DataFrame, tol: Tolerances,
     names = sorted([*doc, "boundary_entries"], key=utf16_key)
     assert names[:2] == ["account_roles", "boundary_entries"], names
     roles = canonical_str({"account_roles": doc.pop("account_roles")})
-    entries = ",".join(entry_leaves(outside).to_pylist())
-    return (roles[:-1] + ',"boundary_entries":[' + entries + "]," + canonical_str(doc)[1:]).encode("utf-8")
+    out = io.BytesIO()
+    out.write((roles[:-1] + ',"boundary_entries":[').encode("utf-8"))
+    # Written a chunk of leaves at a time: at five million entries the array is 218 MB, and
+    # its text as Python strings, joined and encoded, took 2 GB.
+    leaves = entry_leaves(outside)
+    del outside
+    if len(leaves):
+        _write_lines(leaves, out, sep=",")
+        out.seek(-1, io.SEEK_END)  # the separator written after the last leaf
+        out.truncate()
+    del leaves
+    out.write(("]," + canonical_str(doc)[1:]).encode("utf-8"))
+    return out.getvalue()
 
 
 def _frame_records(frame: pd.DataFrame):
@@ -70,13 +81,13 @@ def _frame_keys(frame: pd.DataFrame):
 RECORD_CHUNK = 1 << 16
 
 
-def _write_lines(texts, out: io.BytesIO, order=None) -> None:
-    """Write each text of ``texts`` (in ``order`` when given) followed by a newline."""
+def _write_lines(texts, out: io.BytesIO, order=None, sep: str = "\n") -> None:
+    """Write each text of ``texts`` (in ``order`` when given) followed by ``sep``."""
     ls = pa.large_string()
     n = len(texts) if order is None else len(order)
     for lo in range(0, n, RECORD_CHUNK):
         part = texts.slice(lo, RECORD_CHUNK) if order is None else texts.take(order.slice(lo, RECORD_CHUNK))
-        joined = pc.binary_join_element_wise(part.cast(ls), pa.scalar("\n", ls), pa.scalar("", ls))
+        joined = pc.binary_join_element_wise(part.cast(ls), pa.scalar(sep, ls), pa.scalar("", ls))
         for chunk in (joined.chunks if isinstance(joined, pa.ChunkedArray) else [joined]):
             if not len(chunk):
                 continue

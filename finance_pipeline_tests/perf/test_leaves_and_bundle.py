@@ -207,11 +207,23 @@ def test_bundle_from_stored_parquet_files_with_many_row_groups(tmp_path, monkeyp
     assert len(built) == (1 if in_file_order else 0)  # out of order: given up, read whole
 
 
-def test_context_bytes_are_the_context_documents_bytes():
+@pytest.mark.parametrize("chunk", [None, 2])
+def test_context_bytes_are_the_context_documents_bytes(chunk, monkeypatch):
+    if chunk:  # the boundary entries written two at a time
+        monkeypatch.setattr(columnar_files, "RECORD_CHUNK", chunk)
     lines, _, _ = scenario_inputs(3, True)
     tol = Tolerances(time_s=7200, amount_minor=2, per_class_minor={"FEE_MISMATCH": 1})
     for day in ("2026-11-01", DAY, "2026-11-03", "2026-11-09"):
         assert context_bytes(day, lines, tol) == canonical_bytes(context_document(day, lines, tol))
+    lo, hi = day_bounds_us(DAY)
+    inside = lines[(lines["ts_us"] >= lo) & (lines["ts_us"] < hi)]
+    outside = lines[~lines.index.isin(inside.index)]
+    assert len(inside) and outside["provider"].notna().sum() > 1
+    # No boundary entries, and exactly one.
+    one = pd.concat([inside, outside[outside["journal_id"] == outside["journal_id"][outside["provider"].notna()].iloc[0]]])
+    for part in (inside, one):
+        assert context_bytes(DAY, part, tol) == canonical_bytes(context_document(DAY, part, tol))
+    assert b'"boundary_entries":[]' in context_bytes(DAY, inside, tol)
 
 
 def _stored_before_records(frame: pd.DataFrame) -> pd.DataFrame:
