@@ -58,9 +58,11 @@ def tree_head(leaves: Sequence[bytes]) -> bytes:
     return level[0]
 
 
-# Leaves (or node pairs) hashed per block: their bounds and digests are Python objects only a
-# block at a time, and each level is one buffer of 32-byte digests (a 5M-line file's leaf
-# level is 160 MB, against about 0.8 GB as lists of ints and of bytes).
+# The tree is built a subtree of BLOCK leaves at a time (a power of two: level-wise pairing
+# never crosses an aligned block of 2^j leaves, so each block's nodes are the tree's own), and
+# only the blocks' roots are kept: a 5M-line file takes a block's digests beside it, not every
+# level's (160 MB for the leaf level alone, against about 0.8 GB as lists of ints and of bytes
+# before the levels were packed).
 BLOCK = 1 << 20
 
 
@@ -96,19 +98,29 @@ def tree_head_and_size_of_lines(data: bytes) -> tuple[bytes, int]:
     n = len(starts)
     if not n:
         return EMPTY_ROOT, 0
+    block = BLOCK  # read at each call: tests build trees in small blocks
+    if block < 1 or block & (block - 1):
+        raise ValueError(f"merkle.BLOCK must be a power of two, not {block}")
     sha = hashlib.sha256
-    level = bytearray()
-    for at in range(0, n, BLOCK):
-        level += b"".join([sha(_LEAF + data[a:b]).digest()
-                           for a, b in zip(starts[at:at + BLOCK].tolist(), ends[at:at + BLOCK].tolist())])
+    roots = bytearray()
+    for at in range(0, n, block):
+        level: bytes | bytearray = b"".join([
+            sha(_LEAF + data[a:b]).digest()
+            for a, b in zip(starts[at:at + block].tolist(), ends[at:at + block].tolist())])
+        # A last block of fewer leaves reduces to one node too: its levels' lengths have the
+        # whole levels' parity (it starts at an even index), so the same nodes are promoted.
+        m = min(block, n - at)
+        while m > 1:
+            level, m = _next_packed_level(level, m), (m + 1) // 2
+        roots += level
     del starts, ends
-    size = n
-    while n > 1:
-        level, n = _next_packed_level(level, n), (n + 1) // 2
-    return bytes(level), size
+    m = len(roots) // HASH_SIZE
+    while m > 1:
+        roots, m = _next_packed_level(roots, m), (m + 1) // 2
+    return bytes(roots), n
 
 
-def _next_packed_level(level: bytearray, n: int) -> bytearray:
+def _next_packed_level(level: bytes | bytearray, n: int) -> bytearray:
     """``_next_level`` over ``n`` digests packed in one buffer."""
     sha = hashlib.sha256
     pairs = n // 2

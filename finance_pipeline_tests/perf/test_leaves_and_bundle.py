@@ -47,9 +47,10 @@ def test_tree_head_of_lines_is_tree_head_of_split_lines(data):
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.binary(max_size=4) | st.sampled_from([b"", b"\n", b"\n\n"]), max_size=60).map(b"".join),
-       st.integers(1, 5))
+       st.sampled_from([1, 2, 4, 8, 16]))
 def test_tree_head_of_lines_in_small_blocks(data, block):
-    """Leaves and node pairs hashed a block at a time give the same tree at every block size."""
+    """Subtrees of a block of leaves at a time (a power of two) give the same tree at every
+    block size: full blocks, a shorter last one, and one block for the whole file."""
     from finance_pipeline.proof import merkle
 
     leaves = pkg.split_lines(data)
@@ -59,6 +60,19 @@ def test_tree_head_of_lines_in_small_blocks(data, block):
         assert tree_head_and_size_of_lines(data) == (tree_head(leaves), len(leaves))
     finally:
         merkle.BLOCK = saved
+
+
+def test_tree_head_of_lines_in_blocks_at_every_size_up_to_four_blocks(monkeypatch):
+    from finance_pipeline.proof import merkle
+
+    for block in (1, 2, 4, 8):
+        monkeypatch.setattr(merkle, "BLOCK", block)
+        for n in range(1, 4 * block + 2):
+            leaves = [b"leaf %d" % i for i in range(n)]
+            assert tree_head_and_size_of_lines(pkg.ledger_entries_bytes(leaves)) == (tree_head(leaves), n)
+    monkeypatch.setattr(merkle, "BLOCK", 6)
+    with pytest.raises(ValueError, match="BLOCK must be a power of two"):
+        tree_head_and_size_of_lines(b"a\nb\n")
 
 
 @settings(max_examples=100, deadline=None)
