@@ -154,18 +154,35 @@ def provider_records_file_streamed(stripe_keys: pd.DataFrame, stripe_texts: Iter
     order (``stripe_texts``), so the pull's texts (2 GB at five million records) are never
     held whole: the same bytes, when every frame is in (provider, id) order as it stands
     (the pulls sort theirs) and every text is there; None otherwise, and the caller builds the
-    file from the whole frames."""
+    file from the whole frames. A caller that can let the keys go before the texts are read
+    calls its two halves, ``streamed_file_plan`` and ``write_streamed_file``."""
+    plan = streamed_file_plan(stripe_keys, payouts, *more)
+    return None if plan is None else write_streamed_file(plan, stripe_texts)
+
+
+def streamed_file_plan(stripe_keys: pd.DataFrame, payouts: pd.DataFrame,
+                       *more: pd.DataFrame) -> list[tuple[pa.ChunkedArray | None, int]] | None:
+    """The parts of ``provider_records_file_streamed``'s file in order, as (texts, count), with
+    None as the texts of the Stripe pull, which come in pieces; None when the frames are not
+    in (provider, id) order as they stand or a key or text is missing. Holds no keys: at five
+    million records they are 0.5 GB, not needed once the order is known."""
     keys = _frame_keys(stripe_keys)
     others = [_frame_records(payouts), *(_frame_records(m) for m in more)]
     if keys is None or any(part is None for part in others):
         return None
     parts = [part for part in [(None, *keys), *others] if len(part[1])]
-    if not parts:
-        return b"", 0
-    if not _ascending(_ordered_keys(parts)):
-        return None
+    del keys
+    if not parts or not _ascending(_ordered_keys(parts)):  # _ordered_keys puts the parts in order
+        return [] if not parts else None
+    return [(texts, len(providers)) for texts, providers, _ in parts]
+
+
+def write_streamed_file(plan: list[tuple[pa.ChunkedArray | None, int]],
+                        stripe_texts: Iterable[pd.Series]) -> tuple[bytes, int] | None:
+    """The file of a ``streamed_file_plan``, the Stripe pull's texts read from ``stripe_texts``;
+    None when they are not its count or one is missing."""
     out = io.BytesIO()
-    for texts, providers, _ in parts:
+    for texts, count in plan:
         if texts is not None:
             _write_lines(texts, out)
             continue
@@ -176,6 +193,7 @@ def provider_records_file_streamed(stripe_keys: pd.DataFrame, stripe_texts: Iter
                 return None
             _write_lines(arr, out)
             written += len(arr)
-        if written != len(providers):
+            del piece, arr  # not held while the next piece is read
+        if written != count:
             return None
-    return out.getvalue(), sum(len(p[1]) for p in parts)
+    return out.getvalue(), sum(count for _, count in plan)

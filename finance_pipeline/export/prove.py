@@ -243,18 +243,21 @@ def _provider_file(stripe: pd.DataFrame | FrameSource, payouts: pd.DataFrame | F
                    stripe_payouts: pd.DataFrame | None) -> tuple[bytes, int]:
     """`provider_records.jsonl` and its count. A stored Stripe pull in (provider, id) order, as
     the pull stores it, gives its record texts a piece at a time
-    (``provider_records_file_streamed``); any other is read whole."""
-    from finance_pipeline.columnar.files import provider_records_file_streamed
+    (``columnar.files.provider_records_file_streamed``, in its two halves); any other is read
+    whole."""
+    from finance_pipeline.columnar.files import streamed_file_plan, write_streamed_file
 
     payouts_frame = _frame(payouts, PULL_COLUMNS)
     if not isinstance(stripe, pd.DataFrame) and hasattr(stripe, "batches"):
         keys = stripe.read(["provider", "id"])
-        texts = (piece["record"] for piece in stripe.batches(PULL_PIECE_RECORDS, ["record"]) if "record" in piece)
-        streamed = provider_records_file_streamed(keys, texts, payouts_frame,
-                                                  *payout_record_frames(stripe_payouts, keys["id"]))
-        if streamed is not None:
-            return streamed
-        del keys
+        plan = streamed_file_plan(keys, payouts_frame, *payout_record_frames(stripe_payouts, keys["id"]))
+        del keys  # the order is known: the keys are not held while the texts are written
+        if plan is not None:
+            texts = (piece["record"] for piece in stripe.batches(PULL_PIECE_RECORDS, ["record"]) if "record" in piece)
+            streamed = write_streamed_file(plan, texts)
+            if streamed is not None:
+                return streamed
+        del plan
         release_unused()
     stripe_frame = _frame(stripe, PULL_COLUMNS)
     return provider_records_file(stripe_frame, payouts_frame, *payout_record_frames(stripe_payouts, stripe_frame["id"]))
