@@ -164,6 +164,21 @@ def test_each_file_edit_gets_the_same_verdict(good, monkeypatch, name):
         assert fast == slow, (name, i)
 
 
+def test_an_id_used_again_at_a_later_instant_gets_the_same_verdict(good, monkeypatch):
+    """Not next to each other, so the order check cannot see it: only the ids' count can."""
+    lines = _lines(good.ledger_entries)
+    first = json.loads(lines[0])["journal_id"]
+    for i in (3, len(lines) - 1):
+        edited = list(lines)
+        edited[i] = _edit(lambda o: o.update(journal_id=first))(edited[i])
+        assert json.loads(edited[i])["ts"] > json.loads(lines[0])["ts"]
+        data = _join(edited)
+        assert columnar.try_ledger(data, LO, HI) is None
+        fast, slow = both_ways(Package(data, good.provider_records, good.reconciliation_report,
+                                       good.proof_package), monkeypatch)
+        assert fast == slow and not fast["ok"]
+
+
 def test_truncated_files_get_the_same_verdict(good, monkeypatch):
     for cut in (1, 2, 17):
         for attr in ("ledger_entries", "provider_records"):
