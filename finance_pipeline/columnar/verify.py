@@ -100,6 +100,8 @@ def _check_ledger(data: bytes, lo: int, hi: int) -> tuple[int, int, list[dict]] 
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from finance_pipeline.columnar.hashing import all_distinct
+
     buf = pa.py_buffer(data)
     if not is_utf8(buf):
         return None  # Arrow's JSON reader takes invalid UTF-8 in strings as it is
@@ -115,9 +117,12 @@ def _check_ledger(data: bytes, lo: int, hi: int) -> tuple[int, int, list[dict]] 
     jid = pa.chunked_array([r["jid"] for r in results])
     if ts_us.min() < lo or ts_us.max() >= hi:
         return None
-    # Unique ids, ordered by (ts, journal_id) (code point order = UTF-8 byte order).
-    if pc.count_distinct(jid).as_py() != n:
+    # Unique ids: different hashes prove it (80 MB at five million, where Arrow's count of
+    # distinct strings took 0.7 GB and twice the time); equal hashes are counted exactly.
+    if not all_distinct(np.concatenate([r["jid_hashes"] for r in results])) \
+            and pc.count_distinct(jid).as_py() != n:
         return None
+    # Ordered by (ts, journal_id) (code point order = UTF-8 byte order).
     if n > 1:
         step = np.diff(ts_us)
         tied = np.flatnonzero(step == 0)
@@ -151,6 +156,8 @@ def _check_leaf_piece(buf) -> dict | None:
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.json as pa_json
+
+    from finance_pipeline.columnar.hashing import text_hashes
 
     if not arrow_json_safe(buf):
         return None
@@ -247,7 +254,8 @@ def _check_leaf_piece(buf) -> dict | None:
     for code, cur in enumerate(names):
         mine = codes == code
         totals[cur] = (int(amount[mine & debit].sum()), int(amount[mine & ~debit].sum()))
-    return {"n": n, "lines": int(counts.sum()), "totals": totals, "ts_us": ts_us, "jid": jid}
+    return {"n": n, "lines": int(counts.sum()), "totals": totals, "ts_us": ts_us, "jid": jid,
+            "jid_hashes": text_hashes(jid)}
 
 
 _TS_DIGITS = (0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18)

@@ -28,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from finance_pipeline.columnar.hashing import text_hashes
 from finance_pipeline.reconciliation import engine
 from finance_pipeline.reconciliation.engine import Reconciliation, Tolerances
 
@@ -37,8 +38,6 @@ log = logging.getLogger(__name__)
 # a larger one in buckets of about BUCKET_LINES (a 5M-entry day: 14M lines, 9 buckets).
 WHOLE_UP_TO = 4 << 20
 BUCKET_LINES = 3 << 19
-# Texts hashed at a time (each becomes a Python string for the hash).
-_HASH_PIECE = 1 << 20
 # The node of a provider's claims without a reference (not a key text: keys never hold \x1e).
 _POOL = "\x1e"
 
@@ -103,13 +102,7 @@ def _joined_matches(parts: list[pd.DataFrame]) -> pd.DataFrame:
 
 def _hashes(texts: pa.Array | pd.Series) -> np.ndarray:
     """64-bit hashes of texts (a missing text hashes as the empty one; callers mask it)."""
-    arr = texts if isinstance(texts, pa.Array) else engine._arrow(texts)
-    out = np.empty(len(arr), dtype=np.uint64)
-    for at in range(0, len(arr), _HASH_PIECE):
-        piece = arr.slice(at, _HASH_PIECE).to_numpy(zero_copy_only=False)
-        piece[pd.isna(piece)] = ""
-        out[at:at + len(piece)] = pd.util.hash_array(piece.astype(object), categorize=False)
-    return out
+    return text_hashes(texts if isinstance(texts, pa.Array) else engine._arrow(texts))
 
 
 def _parts(lines: pd.DataFrame, stripe: pd.DataFrame, payouts: pd.DataFrame,

@@ -179,6 +179,20 @@ def test_an_id_used_again_at_a_later_instant_gets_the_same_verdict(good, monkeyp
         assert fast == slow and not fast["ok"]
 
 
+def test_ids_whose_hashes_collide_are_counted_exactly(good, monkeypatch):
+    """Every id given the same hash: a valid file still takes the columnar path, a repeated
+    id is still found."""
+    import numpy as np
+
+    from finance_pipeline.columnar import hashing
+
+    monkeypatch.setattr(hashing, "text_hashes", lambda texts: np.zeros(len(texts), dtype=np.uint64))
+    assert columnar.try_ledger(good.ledger_entries, LO, HI) is not None
+    lines = _lines(good.ledger_entries)
+    lines[3] = _edit(lambda o: o.update(journal_id=json.loads(lines[0])["journal_id"]))(lines[3])
+    assert columnar.try_ledger(_join(lines), LO, HI) is None
+
+
 def test_truncated_files_get_the_same_verdict(good, monkeypatch):
     for cut in (1, 2, 17):
         for attr in ("ledger_entries", "provider_records"):
