@@ -58,6 +58,8 @@ def _release_before_step(context: dg.InputContext) -> None:
 
 # Input metadata asking for a StoredFrame instead of the DataFrame itself.
 AS_SOURCE = {"finance_pipeline/load": "source"}
+# The read buffer of a stored frame read in pieces (``StoredFrame.batches``).
+READ_BUFFER_BYTES = 4 << 20
 
 
 class StoredFrame:
@@ -92,7 +94,10 @@ class StoredFrame:
         import pyarrow.parquet as pq
 
         self._file.seek(0)
-        stored = pq.ParquetFile(self._file)
+        # Read as a stream, a few MB at a time: by default Arrow fetches a row group's whole
+        # column chunks first (at five million records the pull's texts took 0.5 GB beside
+        # the piece being read, 0.1 GB this way).
+        stored = pq.ParquetFile(self._file, buffer_size=READ_BUFFER_BYTES, pre_buffer=False)
         names = stored.schema_arrow.names if columns is None else [c for c in columns if c in
                                                                    stored.schema_arrow.names]
         schema = pa.schema([stored.schema_arrow.field(c) for c in names], metadata=stored.schema_arrow.metadata)

@@ -235,8 +235,9 @@ def _ledger_in_pieces(day: str, pieces: Iterable[pd.DataFrame]) -> tuple[bytes, 
     return out.getvalue(), tally.lines, tally.totals, pd.concat(kept, ignore_index=True)
 
 
-# A stored Stripe pull's record texts are read this many at a time into the provider file.
-PULL_PIECE_RECORDS = 1 << 18
+# A stored Stripe pull's record texts are read this many at a time into the provider file
+# (about 30 MB of texts).
+PULL_PIECE_RECORDS = 1 << 16
 
 
 def _provider_file(stripe: pd.DataFrame | FrameSource, payouts: pd.DataFrame | FrameSource,
