@@ -179,18 +179,22 @@ def test_an_id_used_again_at_a_later_instant_gets_the_same_verdict(good, monkeyp
         assert fast == slow and not fast["ok"]
 
 
-def test_ids_whose_hashes_collide_are_counted_exactly(good, monkeypatch):
-    """Every id given the same hash: a valid file still takes the columnar path, a repeated
-    id is still found."""
+def test_ids_whose_hashes_collide_are_left_to_the_per_leaf_path(good, monkeypatch):
+    """Every id given the same hash: the columnar path does not decide, and the per-leaf path
+    gives the verdict (the package passes; a repeated id is found)."""
     import numpy as np
 
     from finance_pipeline.columnar import hashing
 
-    monkeypatch.setattr(hashing, "text_hashes", lambda texts: np.zeros(len(texts), dtype=np.uint64))
     assert columnar.try_ledger(good.ledger_entries, LO, HI) is not None
+    monkeypatch.setattr(hashing, "text_hashes", lambda texts: np.zeros(len(texts), dtype=np.uint64))
+    assert columnar.try_ledger(good.ledger_entries, LO, HI) is None
+    assert verify.verify_package(good, keyring()).ok
     lines = _lines(good.ledger_entries)
     lines[3] = _edit(lambda o: o.update(journal_id=json.loads(lines[0])["journal_id"]))(lines[3])
-    assert columnar.try_ledger(_join(lines), LO, HI) is None
+    result = verify.verify_package(Package(_join(lines), good.provider_records, good.reconciliation_report,
+                                           good.proof_package), keyring())
+    assert not result.ok
 
 
 def test_truncated_files_get_the_same_verdict(good, monkeypatch):
