@@ -64,26 +64,41 @@ def tree_head(leaves: Sequence[bytes]) -> bytes:
 # level's (160 MB for the leaf level alone, against about 0.8 GB as lists of ints and of bytes
 # before the levels were packed).
 BLOCK = 1 << 20
+# Digests made a batch at a time, joined into their level's buffer.
+_HASH_BATCH = 1 << 16
 
 
-def line_bounds(data: bytes):
+# Bytes searched for newlines at a time, instead of one comparison array as big as the file.
+SCAN_BYTES = 1 << 22
+
+
+def line_bounds(data: bytes, block: int):
     """(starts, ends) of the lines of a `.jsonl` buffer without their ``\n``, as
     ``package.split_lines`` cuts them (a missing final newline keeps the last partial line),
-    as two int64 arrays."""
+    as int64 arrays yielded ``block`` lines at a time (the last block shorter): only a block's
+    bounds are held."""
     import numpy as np
 
-    if not data:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     raw = np.frombuffer(data, dtype=np.uint8)
-    step = 1 << 22  # blocks that stay in cache, instead of one comparison array as big as the file
-    found = [np.flatnonzero(raw[at:at + step] == 0x0A) + at for at in range(0, len(raw), step)]
-    ends = np.concatenate(found).astype(np.int64) if found else np.zeros(0, dtype=np.int64)
-    starts = np.concatenate([np.zeros(1, dtype=np.int64), ends[:-1] + 1]) if len(ends) else np.zeros(1, dtype=np.int64)
-    if not len(ends) or ends[-1] != len(data) - 1:
-        if len(ends):
-            starts = np.append(starts, ends[-1] + 1)
-        ends = np.append(ends, len(data))
-    return starts, ends
+    step = SCAN_BYTES  # read at each call: tests scan in small steps
+    pending: list = []
+    count, start = 0, 0  # newlines found and not yielded; where the next line starts
+    for at in range(0, len(raw), step):
+        found = np.flatnonzero(raw[at:at + step] == 0x0A).astype(np.int64) + at
+        pending.append(found)
+        count += len(found)
+        while count >= block:
+            ends = np.concatenate(pending)
+            take, rest = ends[:block], ends[block:]
+            yield np.concatenate([np.array([start], dtype=np.int64), take[:-1] + 1]), take
+            start = int(take[-1]) + 1
+            pending, count = [rest], len(rest)
+    ends = np.concatenate(pending) if pending else np.zeros(0, dtype=np.int64)
+    last = int(ends[-1]) + 1 if len(ends) else start
+    if last < len(data):
+        ends = np.append(ends, len(data))  # the last line has no newline
+    if len(ends):
+        yield np.concatenate([np.array([start], dtype=np.int64), ends[:-1] + 1]), ends
 
 
 def tree_head_of_lines(data: bytes) -> bytes:
@@ -94,26 +109,28 @@ def tree_head_of_lines(data: bytes) -> bytes:
 
 def tree_head_and_size_of_lines(data: bytes) -> tuple[bytes, int]:
     """(``tree_head_of_lines(data)``, the number of leaves it hashed)."""
-    starts, ends = line_bounds(data)
-    n = len(starts)
-    if not n:
-        return EMPTY_ROOT, 0
     block = BLOCK  # read at each call: tests build trees in small blocks
     if block < 1 or block & (block - 1):
         raise ValueError(f"merkle.BLOCK must be a power of two, not {block}")
     sha = hashlib.sha256
     roots = bytearray()
-    for at in range(0, n, block):
-        level: bytes | bytearray = b"".join([
-            sha(_LEAF + data[a:b]).digest()
-            for a, b in zip(starts[at:at + block].tolist(), ends[at:at + block].tolist())])
+    n = 0
+    for starts, ends in line_bounds(data, block):
+        m = len(starts)
+        n += m
+        level = bytearray()
+        for at in range(0, m, _HASH_BATCH):  # digests as objects a batch at a time
+            level += b"".join([sha(_LEAF + data[a:b]).digest()
+                               for a, b in zip(starts[at:at + _HASH_BATCH].tolist(),
+                                               ends[at:at + _HASH_BATCH].tolist())])
+        del starts, ends
         # A last block of fewer leaves reduces to one node too: its levels' lengths have the
         # whole levels' parity (it starts at an even index), so the same nodes are promoted.
-        m = min(block, n - at)
         while m > 1:
             level, m = _next_packed_level(level, m), (m + 1) // 2
         roots += level
-    del starts, ends
+    if not n:
+        return EMPTY_ROOT, 0
     m = len(roots) // HASH_SIZE
     while m > 1:
         roots, m = _next_packed_level(roots, m), (m + 1) // 2
@@ -125,9 +142,9 @@ def _next_packed_level(level: bytes | bytearray, n: int) -> bytearray:
     sha = hashlib.sha256
     pairs = n // 2
     up = bytearray()
-    for at in range(0, pairs, BLOCK):
+    for at in range(0, pairs, _HASH_BATCH):
         up += b"".join([sha(_NODE + level[j:j + 64]).digest()
-                        for j in range(64 * at, 64 * min(pairs, at + BLOCK), 64)])
+                        for j in range(64 * at, 64 * min(pairs, at + _HASH_BATCH), 64)])
     if n % 2:
         up += level[64 * pairs:64 * pairs + HASH_SIZE]  # unpaired node moves up unchanged
     return up

@@ -54,12 +54,13 @@ def test_tree_head_of_lines_in_small_blocks(data, block):
     from finance_pipeline.proof import merkle
 
     leaves = pkg.split_lines(data)
-    saved = merkle.BLOCK
-    merkle.BLOCK = block
+    saved = merkle.BLOCK, merkle.SCAN_BYTES
     try:
-        assert tree_head_and_size_of_lines(data) == (tree_head(leaves), len(leaves))
+        for scan in (saved[1], 1, 3):  # newlines searched for a few bytes at a time too
+            merkle.BLOCK, merkle.SCAN_BYTES = block, scan
+            assert tree_head_and_size_of_lines(data) == (tree_head(leaves), len(leaves))
     finally:
-        merkle.BLOCK = saved
+        merkle.BLOCK, merkle.SCAN_BYTES = saved
 
 
 def test_tree_head_of_lines_in_blocks_at_every_size_up_to_four_blocks(monkeypatch):
