@@ -252,7 +252,7 @@ def stage_core(work: Path) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     from finance_pipeline.defs.io_managers import StoredFrame, release_unused_memory
-    from finance_pipeline.memory import use_lean_arrow_pool
+    from finance_pipeline.memory import use_lean_allocators
     from finance_pipeline.settings import Settings
     from finance_pipeline.export.exporter import seal
     from finance_pipeline.export.prove import prove_day, read_for_reconciliation, reconcile_day
@@ -269,7 +269,7 @@ def stage_core(work: Path) -> dict[str, Any]:
     sources = {name: StoredFrame(name, open(work / f"{name}.parquet", "rb"))  # noqa: SIM115
                for name in ("lines", "stripe", "payouts")}
     # The allocator a run's process gets when its definitions load.
-    use_lean_arrow_pool(Settings.from_environ(os.environ).arrow_memory_pool)
+    use_lean_allocators(Settings.from_environ(os.environ).arrow_memory_pool)
     release_unused_memory()  # as the storage IO manager does before a step's inputs
     payouts = sources["payouts"].read()
     day_payouts = pd.read_parquet(work / "stripe_payouts.parquet")
@@ -415,12 +415,12 @@ def _definitions(day: str, tolerated: dict[str, int]):
     partitions = daily_partitions(day)
     assets = [*ledger_assets.build_assets(partitions), *provider_assets.build_assets(partitions),
               *reconciliation_assets.build_assets(partitions), *proof_assets.build_assets(partitions, day)]
-    from finance_pipeline.memory import use_lean_arrow_pool
+    from finance_pipeline.memory import use_lean_allocators
     from finance_pipeline.settings import Settings
 
     # The bench is an edge: it reads the environment it set up, as the code location does.
     config = Settings.from_environ(os.environ)
-    use_lean_arrow_pool(config.arrow_memory_pool)
+    use_lean_allocators(config.arrow_memory_pool)
     resources = build_resources(config)
     resources["recon"] = ReconciliationSettings(max_allowed=dict(tolerated))
     return dg.Definitions(assets=assets, resources=resources)

@@ -78,15 +78,16 @@ def build_definitions(partitions_start: str | None = None, chain_start: str | No
                       config: Settings | None = None) -> dg.Definitions:
     """The code location on ``config`` (None: read from this process's environment now), with
     ``partitions_start`` / ``chain_start`` given in code overriding it."""
-    from finance_pipeline.memory import use_lean_arrow_pool
+    from finance_pipeline.memory import use_lean_allocators
 
     config = config if config is not None else Settings.from_environ(os.environ)
     if partitions_start:
         config = config.replace(partitions_start=partitions_start)
     partitions = daily_partitions(config.partitions_start)
     chain = validate_chain_start(chain_start or config.first_chain_day, config.partitions_start)
-    # The process's Arrow allocator, chosen once here (every run's process loads the definitions).
-    use_lean_arrow_pool(config.arrow_memory_pool)
+    # The process's allocators (Arrow's and glibc's), chosen once here (every run's process loads
+    # the definitions).
+    use_lean_allocators(config.arrow_memory_pool)
     assets = [
         *ledger_assets.build_assets(partitions),
         *provider_assets.build_assets(partitions),

@@ -11,6 +11,31 @@ import ctypes
 import gc
 
 
+def use_lean_allocators(configured_pool: str = "") -> None:
+    """The process's allocators set to hand freed memory back: Arrow's pool
+    (``use_lean_arrow_pool``) and glibc's heap (``use_lean_heap``). Called once, where the
+    definitions load."""
+    use_lean_arrow_pool(configured_pool)
+    use_lean_heap()
+
+
+# glibc serves allocations of this size or more with their own mappings, unmapped when freed.
+MMAP_THRESHOLD_BYTES = 1 << 20
+_M_MMAP_THRESHOLD = -3  # mallopt's parameter number (malloc.h)
+
+
+def use_lean_heap() -> None:
+    """Fix glibc's mmap threshold at MMAP_THRESHOLD_BYTES. By default it rises, up to 32 MB,
+    each time a larger mapped buffer is freed; from then on buffers below it come from the
+    heap and stay in the RSS when freed, until a trim. After a 5M-entry day's reconciliation,
+    the proof and signing steps peaked 0.3-0.5 GB higher for it (1M: 2.4 -> 2.2 GiB for the
+    core stage, at the same speed). Not glibc: nothing to set."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+    except (OSError, AttributeError):
+        pass
+
+
 def use_lean_arrow_pool(configured_pool: str = "") -> None:
     """Allocate Arrow memory from jemalloc rather than the wheels' default mimalloc.
 

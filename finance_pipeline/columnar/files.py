@@ -33,6 +33,7 @@ def context_bytes(day: str, lines: pd.DataFrame, tol: Tolerances,
     # its text as Python strings, joined and encoded, took 2 GB.
     leaves = entry_leaves(outside)
     del outside
+    assert not leaves.null_count  # a null would be skipped by the join, not written
     if len(leaves):
         _write_lines(leaves, out, sep=",")
         out.seek(-1, io.SEEK_END)  # the separator written after the last leaf
@@ -165,7 +166,8 @@ def streamed_file_plan(stripe_keys: pd.DataFrame, payouts: pd.DataFrame,
     """The parts of ``provider_records_file_streamed``'s file in order, as (texts, count), with
     None as the texts of the Stripe pull, which come in pieces; None when the frames are not
     in (provider, id) order as they stand or a key or text is missing. Holds no keys: at five
-    million records they are 0.5 GB, not needed once the order is known."""
+    million records they are 0.5 GB, not needed once the order is known. No records at all
+    give an empty plan (an empty file)."""
     keys = _frame_keys(stripe_keys)
     others = [_frame_records(payouts), *(_frame_records(m) for m in more)]
     if keys is None or any(part is None for part in others):

@@ -34,7 +34,7 @@ def release_unused_memory() -> None:
     Steps run one after another in one process (``materialize_day``); Arrow's allocator and
     glibc's keep freed pages for reuse, each for itself, so a day's proof step started with
     the extract's and the pulls' gigabytes still counted in its RSS. (Which allocator Arrow
-    uses is chosen once, when the definitions load: ``memory.use_lean_arrow_pool``.)
+    uses is chosen once, when the definitions load: ``memory.use_lean_allocators``.)
     """
     release_unused()
 

@@ -258,6 +258,7 @@ def _provider_file(stripe: pd.DataFrame | FrameSource, payouts: pd.DataFrame | F
             streamed = write_streamed_file(plan, texts)
             if streamed is not None:
                 return streamed
+            del texts  # and the piece it was reading, before the whole frame is read
         del plan
         release_unused()
     stripe_frame = _frame(stripe, PULL_COLUMNS)

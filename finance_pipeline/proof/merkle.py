@@ -76,7 +76,7 @@ def line_bounds(data: bytes, block: int):
     """(starts, ends) of the lines of a `.jsonl` buffer without their ``\n``, as
     ``package.split_lines`` cuts them (a missing final newline keeps the last partial line),
     as int64 arrays yielded ``block`` lines at a time (the last block shorter): only a block's
-    bounds are held."""
+    bounds are held, and the newlines of one scan step."""
     import numpy as np
 
     raw = np.frombuffer(data, dtype=np.uint8)
