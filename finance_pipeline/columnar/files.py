@@ -148,26 +148,16 @@ def _ascending(keys: pa.Table) -> bool:
                          pc.and_(pc.equal(p_next, p_prev), pc.greater(i_next, i_prev)))).as_py()
 
 
-def provider_records_file_streamed(stripe_keys: pd.DataFrame, stripe_texts: Iterable[pd.Series],
-                                   payouts: pd.DataFrame, *more: pd.DataFrame) -> tuple[bytes, int] | None:
-    """``provider_records_file`` of the Stripe pull given as its ``provider`` and ``id``
-    columns (``stripe_keys``) and its ``record`` texts in consecutive pieces in the same row
-    order (``stripe_texts``), so the pull's texts (2 GB at five million records) are never
-    held whole: the same bytes, when every frame is in (provider, id) order as it stands
-    (the pulls sort theirs) and every text is there; None otherwise, and the caller builds the
-    file from the whole frames. A caller that can let the keys go before the texts are read
-    calls its two halves, ``streamed_file_plan`` and ``write_streamed_file``."""
-    plan = streamed_file_plan(stripe_keys, payouts, *more)
-    return None if plan is None else write_streamed_file(plan, stripe_texts)
-
-
 def streamed_file_plan(stripe_keys: pd.DataFrame, payouts: pd.DataFrame,
                        *more: pd.DataFrame) -> list[tuple[pa.ChunkedArray | None, int]] | None:
-    """The parts of ``provider_records_file_streamed``'s file in order, as (texts, count), with
-    None as the texts of the Stripe pull, which come in pieces; None when the frames are not
-    in (provider, id) order as they stand or a key or text is missing. Holds no keys: at five
-    million records they are 0.5 GB, not needed once the order is known. No records at all
-    give an empty plan (an empty file)."""
+    """The first half of ``provider_records_file`` for a Stripe pull given as its ``provider``
+    and ``id`` columns (``stripe_keys``), whose ``record`` texts come later in pieces
+    (``write_streamed_file``), so the pull's texts (2 GB at five million records) are never
+    held whole. The parts of the file in order, as (texts, count), with None as the texts of
+    the Stripe pull; None when the frames are not in (provider, id) order as they stand (the
+    pulls sort theirs) or a key or text is missing, and the caller builds the file from the
+    whole frames. Holds no keys: at five million records they are 0.5 GB, not needed once the
+    order is known. No records at all give an empty plan (an empty file)."""
     keys = _frame_keys(stripe_keys)
     others = [_frame_records(payouts), *(_frame_records(m) for m in more)]
     if keys is None or any(part is None for part in others):
@@ -181,7 +171,8 @@ def streamed_file_plan(stripe_keys: pd.DataFrame, payouts: pd.DataFrame,
 
 def write_streamed_file(plan: list[tuple[pa.ChunkedArray | None, int]],
                         stripe_texts: Iterable[pd.Series]) -> tuple[bytes, int] | None:
-    """The file of a ``streamed_file_plan``, the Stripe pull's texts read from ``stripe_texts``;
+    """The file of a ``streamed_file_plan`` (the bytes ``provider_records_file`` gives), the
+    Stripe pull's texts read from ``stripe_texts``, consecutive pieces in the keys' row order;
     None when they are not its count or one is missing."""
     out = io.BytesIO()
     for texts, count in plan:

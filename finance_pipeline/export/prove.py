@@ -244,7 +244,7 @@ def _provider_file(stripe: pd.DataFrame | FrameSource, payouts: pd.DataFrame | F
                    stripe_payouts: pd.DataFrame | None) -> tuple[bytes, int]:
     """`provider_records.jsonl` and its count. A stored Stripe pull in (provider, id) order, as
     the pull stores it, gives its record texts a piece at a time
-    (``columnar.files.provider_records_file_streamed``, in its two halves); any other is read
+    (``columnar.files.streamed_file_plan``, then ``write_streamed_file``); any other is read
     whole."""
     from finance_pipeline.columnar.files import streamed_file_plan, write_streamed_file
 

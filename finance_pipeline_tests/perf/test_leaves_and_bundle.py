@@ -354,9 +354,13 @@ def test_arrow_and_object_frames_agree():
 
 
 
-def _streamed(stripe: pd.DataFrame, payouts: pd.DataFrame, *more: pd.DataFrame, rows: int = 4):
-    texts = (stripe["record"].iloc[at:at + rows] for at in range(0, len(stripe), rows))
-    return columnar_files.provider_records_file_streamed(stripe[["provider", "id"]], texts, payouts, *more)
+def _streamed(stripe: pd.DataFrame, payouts: pd.DataFrame, *more: pd.DataFrame, rows: int = 4, texts=None):
+    """The provider file by ``streamed_file_plan`` and ``write_streamed_file``, the Stripe
+    pull's texts ``rows`` at a time (or ``texts``), as the proof step writes it."""
+    if texts is None:
+        texts = (stripe["record"].iloc[at:at + rows] for at in range(0, len(stripe), rows))
+    plan = columnar_files.streamed_file_plan(stripe[["provider", "id"]], payouts, *more)
+    return None if plan is None else columnar_files.write_streamed_file(plan, texts)
 
 
 @pytest.mark.parametrize("rows", [1, 4, 1000])
@@ -380,5 +384,4 @@ def test_a_stripe_pull_it_cannot_stream_is_left_to_the_whole_frame():
     gap = stripe.copy()
     gap.loc[3, "record"] = None
     assert _streamed(gap, payouts) is None
-    texts = iter([stripe["record"].iloc[:-1]])
-    assert columnar_files.provider_records_file_streamed(stripe[["provider", "id"]], texts, payouts) is None
+    assert _streamed(stripe, payouts, texts=iter([stripe["record"].iloc[:-1]])) is None
